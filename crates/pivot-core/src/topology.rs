@@ -1,0 +1,210 @@
+//! Who replicates from whom, derived from a [`ClusterView`].
+//!
+//! Edges come from each instance's last known replication source, so a dead
+//! primary stays the root of its replicas' tree until they are repointed.
+
+use crate::instance::InstanceKey;
+use crate::view::ClusterView;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// The instance the cluster writes to, if one can be identified.
+    pub primary: Option<InstanceKey>,
+    /// Replica -> the source it replicates from (last known).
+    pub source_of: BTreeMap<InstanceKey, InstanceKey>,
+    /// Source -> its direct replicas, sorted.
+    pub replicas_of: BTreeMap<InstanceKey, Vec<InstanceKey>>,
+    /// Other roots that have replicas: a second tree in what should be one cluster.
+    pub other_primaries: Vec<InstanceKey>,
+    /// Instances that replicate from nobody and have no replicas, other than the
+    /// primary (a fenced former primary, a stand-alone server).
+    pub detached: Vec<InstanceKey>,
+    /// Members of replication cycles (dual primaries).
+    pub cycle: Vec<InstanceKey>,
+    /// Why `primary` is what it is, in words.
+    pub reasoning: String,
+}
+
+impl Topology {
+    pub fn derive(view: &ClusterView) -> Topology {
+        let mut source_of = BTreeMap::new();
+        let mut all: BTreeSet<InstanceKey> = view.keys().cloned().collect();
+        for (key, rec) in &view.records {
+            if let Some(repl) = rec.last_state().and_then(|s| s.replication.as_ref()) {
+                source_of.insert(key.clone(), repl.source.clone());
+                all.insert(repl.source.clone());
+            }
+        }
+        let mut replicas_of: BTreeMap<InstanceKey, Vec<InstanceKey>> = BTreeMap::new();
+        for (replica, source) in &source_of {
+            replicas_of
+                .entry(source.clone())
+                .or_default()
+                .push(replica.clone());
+        }
+        let cycle = find_cycle_members(&source_of);
+        let roots: Vec<&InstanceKey> = all.iter().filter(|k| !source_of.contains_key(*k)).collect();
+        let with_replicas: Vec<&InstanceKey> = roots
+            .iter()
+            .copied()
+            .filter(|k| replicas_of.contains_key(*k))
+            .collect();
+        let writable = |k: &InstanceKey| {
+            view.get(k)
+                .and_then(|r| r.last_state())
+                .is_some_and(|s| s.writable())
+        };
+
+        let (primary, reasoning) = if with_replicas.len() == 1 {
+            (
+                Some(with_replicas[0].clone()),
+                format!(
+                    "{} is the only source that replicates from nobody",
+                    with_replicas[0]
+                ),
+            )
+        } else if with_replicas.len() > 1 {
+            // Several trees: the biggest wins, the rest are reported.
+            let best = with_replicas
+                .iter()
+                .max_by_key(|k| {
+                    (
+                        descendants(k, &replicas_of),
+                        writable(k),
+                        std::cmp::Reverse((**k).clone()),
+                    )
+                })
+                .copied()
+                .cloned();
+            (
+                best.clone(),
+                format!(
+                    "several sources replicate from nobody; {} has the most replicas",
+                    best.unwrap()
+                ),
+            )
+        } else if !cycle.is_empty() {
+            let writers: Vec<&InstanceKey> = cycle.iter().filter(|k| writable(k)).collect();
+            match writers.as_slice() {
+                [one] => (
+                    Some((*one).clone()),
+                    format!("{one} is the writable member of a replication cycle"),
+                ),
+                [] => (
+                    None,
+                    "replication cycle with no writable member".to_string(),
+                ),
+                _ => (
+                    None,
+                    "replication cycle with several writable members".to_string(),
+                ),
+            }
+        } else {
+            let writers: Vec<&InstanceKey> =
+                roots.iter().copied().filter(|k| writable(k)).collect();
+            match (roots.as_slice(), writers.as_slice()) {
+                ([only], _) => (
+                    Some((*only).clone()),
+                    format!("{only} is the only instance"),
+                ),
+                (_, [one]) => (
+                    Some((*one).clone()),
+                    format!("{one} is the only writable instance; nobody replicates"),
+                ),
+                _ => (
+                    None,
+                    "no instance has replicas and no single instance is writable".to_string(),
+                ),
+            }
+        };
+        let other_primaries: Vec<InstanceKey> = with_replicas
+            .iter()
+            .filter(|k| Some(**k) != primary.as_ref())
+            .map(|k| (*k).clone())
+            .collect();
+        let detached: Vec<InstanceKey> = roots
+            .iter()
+            .filter(|k| Some(**k) != primary.as_ref() && !replicas_of.contains_key(**k))
+            .map(|k| (*k).clone())
+            .collect();
+        Topology {
+            primary,
+            source_of,
+            replicas_of,
+            other_primaries,
+            detached,
+            cycle,
+            reasoning,
+        }
+    }
+
+    pub fn replicas(&self, source: &InstanceKey) -> &[InstanceKey] {
+        self.replicas_of
+            .get(source)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The instances of the primary's tree in depth-first order with their depth,
+    /// the primary first; for printing.
+    pub fn tree(&self) -> Vec<(usize, InstanceKey)> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        if let Some(p) = &self.primary {
+            self.walk(p, 0, &mut out, &mut seen);
+        }
+        out
+    }
+
+    fn walk(
+        &self,
+        key: &InstanceKey,
+        depth: usize,
+        out: &mut Vec<(usize, InstanceKey)>,
+        seen: &mut BTreeSet<InstanceKey>,
+    ) {
+        if !seen.insert(key.clone()) {
+            return;
+        }
+        out.push((depth, key.clone()));
+        for r in self.replicas(key) {
+            self.walk(r, depth + 1, out, seen);
+        }
+    }
+}
+
+fn descendants(key: &InstanceKey, replicas_of: &BTreeMap<InstanceKey, Vec<InstanceKey>>) -> usize {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![key.clone()];
+    while let Some(k) = stack.pop() {
+        for r in replicas_of.get(&k).into_iter().flatten() {
+            if seen.insert(r.clone()) {
+                stack.push(r.clone());
+            }
+        }
+    }
+    seen.len()
+}
+
+fn find_cycle_members(source_of: &BTreeMap<InstanceKey, InstanceKey>) -> Vec<InstanceKey> {
+    let mut members = BTreeSet::new();
+    for start in source_of.keys() {
+        let mut path = vec![start];
+        let mut cur = start;
+        // Bounded: a chain longer than the number of edges must have looped.
+        for _ in 0..=source_of.len() {
+            let Some(next) = source_of.get(cur) else {
+                break;
+            };
+            if let Some(pos) = path.iter().position(|k| *k == next) {
+                members.extend(path[pos..].iter().map(|k| (*k).clone()));
+                break;
+            }
+            path.push(next);
+            cur = next;
+        }
+    }
+    members.into_iter().collect()
+}
