@@ -39,10 +39,7 @@ pub fn state(server_id: u32, executed: &str) -> StateBuilder {
             strict_mode: Some(true),
         },
         replication: None,
-        semi_sync: SemiSyncState {
-            available: true,
-            ..SemiSyncState::default()
-        },
+        semi_sync: SemiSyncState { available: true, ..SemiSyncState::default() },
         registered_replicas: Vec::new(),
         dump_thread_hosts: Vec::new(),
     })
@@ -95,10 +92,7 @@ impl StateBuilder {
     }
 
     pub fn io_error(mut self, number: u32, message: &str) -> Self {
-        self.repl().io_error = Some(ReplicationError {
-            number,
-            message: message.into(),
-        });
+        self.repl().io_error = Some(ReplicationError { number, message: message.into() });
         self
     }
 
@@ -111,10 +105,7 @@ impl StateBuilder {
     pub fn sql_error(mut self, number: u32, message: &str) -> Self {
         self.repl().sql_running = false;
         self.repl().seconds_behind = None;
-        self.repl().sql_error = Some(ReplicationError {
-            number,
-            message: message.into(),
-        });
+        self.repl().sql_error = Some(ReplicationError { number, message: message.into() });
         self
     }
 
@@ -179,9 +170,7 @@ pub fn up(key_text: &str, at: u64, state: StateBuilder) -> Observation {
         instance: key(key_text),
         at: Millis(at),
         latency_us: 300,
-        outcome: ProbeOutcome::Reachable {
-            state: Box::new(state.build()),
-        },
+        outcome: ProbeOutcome::Reachable { state: Box::new(state.build()) },
     }
 }
 
@@ -191,11 +180,6 @@ pub fn down(key_text: &str, at: u64, kind: FailureKind) -> Observation {
         instance: key(key_text),
         at: Millis(at),
         latency_us: 1_000,
-        outcome: ProbeOutcome::Unreachable {
-            failure: ProbeFailure {
-                kind,
-                message: format!("{kind:?} (fixture)"),
-            },
-        },
+        outcome: ProbeOutcome::Unreachable { failure: ProbeFailure { kind, message: format!("{kind:?} (fixture)") } },
     }
 }

@@ -13,10 +13,7 @@ pub struct InstanceKey {
 
 impl InstanceKey {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        InstanceKey {
-            host: normalize_host(&host.into()),
-            port,
-        }
+        InstanceKey { host: normalize_host(&host.into()), port }
     }
 }
 
@@ -52,16 +49,11 @@ impl FromStr for InstanceKey {
     type Err = InstanceKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| InstanceKeyError {
-            input: s.to_string(),
-            reason,
-        };
+        let err = |reason| InstanceKeyError { input: s.to_string(), reason };
         let s = s.trim();
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (host, after) = rest.split_once(']').ok_or_else(|| err("unclosed `[`"))?;
-            let port = after
-                .strip_prefix(':')
-                .ok_or_else(|| err("missing `:port`"))?;
+            let port = after.strip_prefix(':').ok_or_else(|| err("missing `:port`"))?;
             (host, port)
         } else {
             s.rsplit_once(':').ok_or_else(|| err("missing `:port`"))?
@@ -69,9 +61,7 @@ impl FromStr for InstanceKey {
         if host.is_empty() {
             return Err(err("empty host"));
         }
-        let port: u16 = port
-            .parse()
-            .map_err(|_| err("port is not a number from 1 to 65535"))?;
+        let port: u16 = port.parse().map_err(|_| err("port is not a number from 1 to 65535"))?;
         if port == 0 {
             return Err(err("port 0 is not a listening port"));
         }
@@ -110,10 +100,7 @@ mod tests {
     #[test]
     fn rejects_bad_addresses() {
         for bad in ["db1", ":3306", "db1:0", "db1:x", "db1:70000", "[::1"] {
-            assert!(
-                bad.parse::<InstanceKey>().is_err(),
-                "{bad} should be rejected"
-            );
+            assert!(bad.parse::<InstanceKey>().is_err(), "{bad} should be rejected");
         }
     }
 }

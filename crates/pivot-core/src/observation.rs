@@ -183,12 +183,7 @@ pub struct ReplicationStatus {
 impl ReplicationStatus {
     /// Something that changes whenever anything arrives from the source.
     pub fn receive_token(&self) -> (String, u64, Option<u64>, String) {
-        (
-            self.source_log_file.clone(),
-            self.source_log_pos,
-            self.heartbeats,
-            self.received.to_string(),
-        )
+        (self.source_log_file.clone(), self.source_log_pos, self.heartbeats, self.received.to_string())
     }
 
     pub fn replicating(&self) -> bool {

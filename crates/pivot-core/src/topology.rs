@@ -39,112 +39,53 @@ impl Topology {
         }
         let mut replicas_of: BTreeMap<InstanceKey, Vec<InstanceKey>> = BTreeMap::new();
         for (replica, source) in &source_of {
-            replicas_of
-                .entry(source.clone())
-                .or_default()
-                .push(replica.clone());
+            replicas_of.entry(source.clone()).or_default().push(replica.clone());
         }
         let cycle = find_cycle_members(&source_of);
         let roots: Vec<&InstanceKey> = all.iter().filter(|k| !source_of.contains_key(*k)).collect();
-        let with_replicas: Vec<&InstanceKey> = roots
-            .iter()
-            .copied()
-            .filter(|k| replicas_of.contains_key(*k))
-            .collect();
-        let writable = |k: &InstanceKey| {
-            view.get(k)
-                .and_then(|r| r.last_state())
-                .is_some_and(|s| s.writable())
-        };
+        let with_replicas: Vec<&InstanceKey> = roots.iter().copied().filter(|k| replicas_of.contains_key(*k)).collect();
+        let writable = |k: &InstanceKey| view.get(k).and_then(|r| r.last_state()).is_some_and(|s| s.writable());
 
         let (primary, reasoning) = if with_replicas.len() == 1 {
             (
                 Some(with_replicas[0].clone()),
-                format!(
-                    "{} is the only source that replicates from nobody",
-                    with_replicas[0]
-                ),
+                format!("{} is the only source that replicates from nobody", with_replicas[0]),
             )
         } else if with_replicas.len() > 1 {
             // Several trees: the biggest wins, the rest are reported.
             let best = with_replicas
                 .iter()
-                .max_by_key(|k| {
-                    (
-                        descendants(k, &replicas_of),
-                        writable(k),
-                        std::cmp::Reverse((**k).clone()),
-                    )
-                })
+                .max_by_key(|k| (descendants(k, &replicas_of), writable(k), std::cmp::Reverse((**k).clone())))
                 .copied()
                 .cloned();
-            (
-                best.clone(),
-                format!(
-                    "several sources replicate from nobody; {} has the most replicas",
-                    best.unwrap()
-                ),
-            )
+            (best.clone(), format!("several sources replicate from nobody; {} has the most replicas", best.unwrap()))
         } else if !cycle.is_empty() {
             let writers: Vec<&InstanceKey> = cycle.iter().filter(|k| writable(k)).collect();
             match writers.as_slice() {
-                [one] => (
-                    Some((*one).clone()),
-                    format!("{one} is the writable member of a replication cycle"),
-                ),
-                [] => (
-                    None,
-                    "replication cycle with no writable member".to_string(),
-                ),
-                _ => (
-                    None,
-                    "replication cycle with several writable members".to_string(),
-                ),
+                [one] => (Some((*one).clone()), format!("{one} is the writable member of a replication cycle")),
+                [] => (None, "replication cycle with no writable member".to_string()),
+                _ => (None, "replication cycle with several writable members".to_string()),
             }
         } else {
-            let writers: Vec<&InstanceKey> =
-                roots.iter().copied().filter(|k| writable(k)).collect();
+            let writers: Vec<&InstanceKey> = roots.iter().copied().filter(|k| writable(k)).collect();
             match (roots.as_slice(), writers.as_slice()) {
-                ([only], _) => (
-                    Some((*only).clone()),
-                    format!("{only} is the only instance"),
-                ),
-                (_, [one]) => (
-                    Some((*one).clone()),
-                    format!("{one} is the only writable instance; nobody replicates"),
-                ),
-                _ => (
-                    None,
-                    "no instance has replicas and no single instance is writable".to_string(),
-                ),
+                ([only], _) => (Some((*only).clone()), format!("{only} is the only instance")),
+                (_, [one]) => (Some((*one).clone()), format!("{one} is the only writable instance; nobody replicates")),
+                _ => (None, "no instance has replicas and no single instance is writable".to_string()),
             }
         };
-        let other_primaries: Vec<InstanceKey> = with_replicas
-            .iter()
-            .filter(|k| Some(**k) != primary.as_ref())
-            .map(|k| (*k).clone())
-            .collect();
+        let other_primaries: Vec<InstanceKey> =
+            with_replicas.iter().filter(|k| Some(**k) != primary.as_ref()).map(|k| (*k).clone()).collect();
         let detached: Vec<InstanceKey> = roots
             .iter()
             .filter(|k| Some(**k) != primary.as_ref() && !replicas_of.contains_key(**k))
             .map(|k| (*k).clone())
             .collect();
-        Topology {
-            primary,
-            source_of,
-            replicas_of,
-            other_primaries,
-            detached,
-            cycle,
-            reasoning,
-        }
+        Topology { primary, source_of, replicas_of, other_primaries, detached, cycle, reasoning }
     }
 
     pub fn replicas(&self, source: &InstanceKey) -> &[InstanceKey] {
-        self.replicas_of
-            .get(source)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.replicas_of.get(source).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The instances of the primary's tree in depth-first order with their depth,

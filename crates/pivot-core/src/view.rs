@@ -52,43 +52,14 @@ pub struct ReceiveProgress {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
-    Unreachable {
-        instance: InstanceKey,
-        failure: ProbeFailure,
-    },
-    Reachable {
-        instance: InstanceKey,
-    },
-    IoThread {
-        instance: InstanceKey,
-        from: IoThread,
-        to: IoThread,
-        error: Option<ReplicationError>,
-    },
-    SqlThread {
-        instance: InstanceKey,
-        running: bool,
-        error: Option<ReplicationError>,
-    },
-    LagAbove {
-        instance: InstanceKey,
-        seconds: u64,
-        threshold: u64,
-    },
-    LagBelow {
-        instance: InstanceKey,
-        seconds: u64,
-        threshold: u64,
-    },
-    ReadOnly {
-        instance: InstanceKey,
-        read_only: bool,
-    },
-    Source {
-        instance: InstanceKey,
-        from: Option<InstanceKey>,
-        to: Option<InstanceKey>,
-    },
+    Unreachable { instance: InstanceKey, failure: ProbeFailure },
+    Reachable { instance: InstanceKey },
+    IoThread { instance: InstanceKey, from: IoThread, to: IoThread, error: Option<ReplicationError> },
+    SqlThread { instance: InstanceKey, running: bool, error: Option<ReplicationError> },
+    LagAbove { instance: InstanceKey, seconds: u64, threshold: u64 },
+    LagBelow { instance: InstanceKey, seconds: u64, threshold: u64 },
+    ReadOnly { instance: InstanceKey, read_only: bool },
+    Source { instance: InstanceKey, from: Option<InstanceKey>, to: Option<InstanceKey> },
 }
 
 impl std::fmt::Display for Change {
@@ -99,63 +70,26 @@ impl std::fmt::Display for Change {
         };
         match self {
             Change::Unreachable { instance, failure } => {
-                write!(
-                    f,
-                    "{instance} unreachable: {:?}: {}",
-                    failure.kind, failure.message
-                )
+                write!(f, "{instance} unreachable: {:?}: {}", failure.kind, failure.message)
             }
             Change::Reachable { instance } => write!(f, "{instance} reachable again"),
-            Change::IoThread {
-                instance,
-                from,
-                to,
-                error,
-            } => {
+            Change::IoThread { instance, from, to, error } => {
                 write!(f, "{instance} IO thread {from:?} -> {to:?}{}", err(error))
             }
-            Change::SqlThread {
-                instance,
-                running,
-                error,
-            } => {
+            Change::SqlThread { instance, running, error } => {
                 let what = if *running { "started" } else { "stopped" };
                 write!(f, "{instance} SQL thread {what}{}", err(error))
             }
-            Change::LagAbove {
-                instance,
-                seconds,
-                threshold,
-            } => {
-                write!(
-                    f,
-                    "{instance} lag {seconds}s is over the {threshold}s threshold"
-                )
+            Change::LagAbove { instance, seconds, threshold } => {
+                write!(f, "{instance} lag {seconds}s is over the {threshold}s threshold")
             }
-            Change::LagBelow {
-                instance,
-                seconds,
-                threshold,
-            } => {
-                write!(
-                    f,
-                    "{instance} lag {seconds}s is back under the {threshold}s threshold"
-                )
+            Change::LagBelow { instance, seconds, threshold } => {
+                write!(f, "{instance} lag {seconds}s is back under the {threshold}s threshold")
             }
-            Change::ReadOnly {
-                instance,
-                read_only,
-            } => write!(f, "{instance} read_only is now {read_only}"),
+            Change::ReadOnly { instance, read_only } => write!(f, "{instance} read_only is now {read_only}"),
             Change::Source { instance, from, to } => {
-                let show = |k: &Option<InstanceKey>| {
-                    k.as_ref().map_or("nothing".to_string(), |k| k.to_string())
-                };
-                write!(
-                    f,
-                    "{instance} now replicates from {} (was {})",
-                    show(to),
-                    show(from)
-                )
+                let show = |k: &Option<InstanceKey>| k.as_ref().map_or("nothing".to_string(), |k| k.to_string());
+                write!(f, "{instance} now replicates from {} (was {})", show(to), show(from))
             }
         }
     }
@@ -171,10 +105,7 @@ pub struct ClusterView {
 
 impl ClusterView {
     pub fn new(seeds: impl IntoIterator<Item = InstanceKey>) -> Self {
-        ClusterView {
-            records: BTreeMap::new(),
-            pending: seeds.into_iter().collect(),
-        }
+        ClusterView { records: BTreeMap::new(), pending: seeds.into_iter().collect() }
     }
 
     /// Learn of an instance (from discovery). Returns true when it is new.
@@ -209,10 +140,7 @@ impl ClusterView {
         let Some(rec) = self.records.get_mut(&key) else {
             let mut changes = Vec::new();
             if let Some(failure) = obs.failure() {
-                changes.push(Change::Unreachable {
-                    instance: key.clone(),
-                    failure: failure.clone(),
-                });
+                changes.push(Change::Unreachable { instance: key.clone(), failure: failure.clone() });
             }
             let record = InstanceRecord {
                 last_reachable: obs.state().map(|_| obs.clone()),
@@ -252,10 +180,7 @@ fn progress_after(prev: Option<ReceiveProgress>, obs: &Observation) -> Option<Re
     let token = repl.receive_token();
     match prev {
         Some(p) if p.token == token => Some(p),
-        _ => Some(ReceiveProgress {
-            token,
-            changed_at: obs.at,
-        }),
+        _ => Some(ReceiveProgress { token, changed_at: obs.at }),
     }
 }
 
@@ -263,13 +188,10 @@ fn diff(rec: &InstanceRecord, obs: &Observation, lag_threshold_s: u64) -> Vec<Ch
     let key = &obs.instance;
     let mut out = Vec::new();
     match (rec.latest.state(), obs.state(), obs.failure()) {
-        (Some(_), None, Some(failure)) => out.push(Change::Unreachable {
-            instance: key.clone(),
-            failure: failure.clone(),
-        }),
-        (None, Some(_), _) => out.push(Change::Reachable {
-            instance: key.clone(),
-        }),
+        (Some(_), None, Some(failure)) => {
+            out.push(Change::Unreachable { instance: key.clone(), failure: failure.clone() })
+        }
+        (None, Some(_), _) => out.push(Change::Reachable { instance: key.clone() }),
         _ => {}
     }
     // Compare replication against the last answer, so a blip of unreachability
@@ -278,18 +200,11 @@ fn diff(rec: &InstanceRecord, obs: &Observation, lag_threshold_s: u64) -> Vec<Ch
         return out;
     };
     if before.read_only != after.read_only {
-        out.push(Change::ReadOnly {
-            instance: key.clone(),
-            read_only: after.read_only,
-        });
+        out.push(Change::ReadOnly { instance: key.clone(), read_only: after.read_only });
     }
     let src = |s: &InstanceState| s.replication.as_ref().map(|r| r.source.clone());
     if src(before) != src(after) {
-        out.push(Change::Source {
-            instance: key.clone(),
-            from: src(before),
-            to: src(after),
-        });
+        out.push(Change::Source { instance: key.clone(), from: src(before), to: src(after) });
     }
     let (Some(b), Some(a)) = (&before.replication, &after.replication) else {
         return out;
@@ -303,28 +218,16 @@ fn diff(rec: &InstanceRecord, obs: &Observation, lag_threshold_s: u64) -> Vec<Ch
         });
     }
     if b.sql_running != a.sql_running || (a.sql_error.is_some() && b.sql_error != a.sql_error) {
-        out.push(Change::SqlThread {
-            instance: key.clone(),
-            running: a.sql_running,
-            error: a.sql_error.clone(),
-        });
+        out.push(Change::SqlThread { instance: key.clone(), running: a.sql_running, error: a.sql_error.clone() });
     }
     let over = |s: Option<u64>| s.is_some_and(|s| s > lag_threshold_s);
-    match (
-        over(b.seconds_behind),
-        over(a.seconds_behind),
-        a.seconds_behind,
-    ) {
-        (false, true, Some(seconds)) => out.push(Change::LagAbove {
-            instance: key.clone(),
-            seconds,
-            threshold: lag_threshold_s,
-        }),
-        (true, false, Some(seconds)) => out.push(Change::LagBelow {
-            instance: key.clone(),
-            seconds,
-            threshold: lag_threshold_s,
-        }),
+    match (over(b.seconds_behind), over(a.seconds_behind), a.seconds_behind) {
+        (false, true, Some(seconds)) => {
+            out.push(Change::LagAbove { instance: key.clone(), seconds, threshold: lag_threshold_s })
+        }
+        (true, false, Some(seconds)) => {
+            out.push(Change::LagBelow { instance: key.clone(), seconds, threshold: lag_threshold_s })
+        }
         _ => {}
     }
     out

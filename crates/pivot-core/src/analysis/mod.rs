@@ -33,11 +33,7 @@ pub struct DetectionSettings {
 
 impl Default for DetectionSettings {
     fn default() -> Self {
-        DetectionSettings {
-            unreachable_after: 1,
-            confirm_window_ms: 1_000,
-            lag_threshold_s: 10,
-        }
+        DetectionSettings { unreachable_after: 1, confirm_window_ms: 1_000, lag_threshold_s: 10 }
     }
 }
 
@@ -81,10 +77,7 @@ impl Code {
 
     /// Whether operators must be told now.
     pub fn alerting(self) -> bool {
-        !matches!(
-            self,
-            Code::Healthy | Code::Incomplete | Code::PrimaryUnreachableUnconfirmed
-        )
+        !matches!(self, Code::Healthy | Code::Incomplete | Code::PrimaryUnreachableUnconfirmed)
     }
 }
 
@@ -100,9 +93,7 @@ impl Code {
             Code::AllReplicasNotReplicating => "all_replicas_not_replicating",
             Code::PrimaryProbeError => "primary_probe_error",
             Code::PrimaryUnreachableUnconfirmed => "primary_unreachable_unconfirmed",
-            Code::PrimaryUnreachableReplicasReplicating => {
-                "primary_unreachable_replicas_replicating"
-            }
+            Code::PrimaryUnreachableReplicasReplicating => "primary_unreachable_replicas_replicating",
             Code::DeadPrimary => "dead_primary",
             Code::DeadPrimaryAndSomeReplicas => "dead_primary_and_some_replicas",
             Code::DeadPrimaryWithoutReplicas => "dead_primary_without_replicas",
@@ -187,10 +178,7 @@ pub enum ReplicaOpinion {
 
 impl ReplicaOpinion {
     pub fn confirms(&self) -> bool {
-        matches!(
-            self,
-            ReplicaOpinion::IoNotConnected { .. } | ReplicaOpinion::Silent { .. }
-        )
+        matches!(self, ReplicaOpinion::IoNotConnected { .. } | ReplicaOpinion::Silent { .. })
     }
 }
 
@@ -208,10 +196,7 @@ pub struct ClusterAnalysis {
 }
 
 impl ClusterAnalysis {
-    pub fn problems_of<'a>(
-        &'a self,
-        key: &'a InstanceKey,
-    ) -> impl Iterator<Item = &'a Problem> + 'a {
+    pub fn problems_of<'a>(&'a self, key: &'a InstanceKey) -> impl Iterator<Item = &'a Problem> + 'a {
         self.problems.iter().filter(move |p| &p.instance == key)
     }
 }

@@ -6,25 +6,13 @@ use crate::observation::{InstanceState, IoThread};
 use crate::topology::Topology;
 use crate::view::ClusterView;
 
-pub(super) fn collect(
-    view: &ClusterView,
-    topology: &Topology,
-    settings: &DetectionSettings,
-) -> Vec<Problem> {
-    let primary_state = topology
-        .primary
-        .as_ref()
-        .and_then(|p| view.get(p))
-        .and_then(|r| r.last_state());
+pub(super) fn collect(view: &ClusterView, topology: &Topology, settings: &DetectionSettings) -> Vec<Problem> {
+    let primary_state = topology.primary.as_ref().and_then(|p| view.get(p)).and_then(|r| r.last_state());
     let mut out = Vec::new();
     for (key, rec) in &view.records {
         let mut push = |kind: ProblemKind| out.push(problem(key, kind));
         let Some(state) = rec.current_state() else {
-            let failure = rec
-                .latest
-                .failure()
-                .expect("unreachable record holds a failure")
-                .clone();
+            let failure = rec.latest.failure().expect("unreachable record holds a failure").clone();
             push(ProblemKind::Unreachable { failure });
             continue;
         };
@@ -40,31 +28,19 @@ pub(super) fn collect(
                     IoThread::Running => {}
                 }
                 if let Some(error) = &repl.io_error {
-                    push(ProblemKind::IoError {
-                        error: error.clone(),
-                    });
+                    push(ProblemKind::IoError { error: error.clone() });
                 }
                 if !repl.sql_running {
                     push(ProblemKind::SqlThreadStopped);
                 }
                 if let Some(error) = &repl.sql_error {
-                    push(ProblemKind::SqlError {
-                        error: error.clone(),
-                    });
+                    push(ProblemKind::SqlError { error: error.clone() });
                 }
-                if let Some(seconds) = repl
-                    .seconds_behind
-                    .filter(|s| *s > settings.lag_threshold_s)
-                {
-                    push(ProblemKind::Lagging {
-                        seconds,
-                        threshold: settings.lag_threshold_s,
-                    });
+                if let Some(seconds) = repl.seconds_behind.filter(|s| *s > settings.lag_threshold_s) {
+                    push(ProblemKind::Lagging { seconds, threshold: settings.lag_threshold_s });
                 }
                 if repl.sql_delay_s > 0 {
-                    push(ProblemKind::Delayed {
-                        seconds: repl.sql_delay_s,
-                    });
+                    push(ProblemKind::Delayed { seconds: repl.sql_delay_s });
                 }
                 if state.writable() && !is_primary {
                     push(ProblemKind::WritableReplica);
@@ -97,9 +73,7 @@ fn problem(key: &InstanceKey, kind: ProblemKind) -> Problem {
     let text = match &kind {
         ProblemKind::Unreachable { failure } => format!("unreachable: {}", failure.message),
         ProblemKind::IoThreadStopped => "IO thread stopped".to_string(),
-        ProblemKind::IoThreadConnecting => {
-            "IO thread connecting (not connected to its source)".to_string()
-        }
+        ProblemKind::IoThreadConnecting => "IO thread connecting (not connected to its source)".to_string(),
         ProblemKind::IoError { error } => format!("IO error {}: {}", error.number, error.message),
         ProblemKind::SqlThreadStopped => "SQL thread stopped".to_string(),
         ProblemKind::SqlError { error } => format!("SQL error {}: {}", error.number, error.message),
@@ -114,9 +88,5 @@ fn problem(key: &InstanceKey, kind: ProblemKind) -> Problem {
         ProblemKind::WritableNonPrimary => "writable but not the primary".to_string(),
         ProblemKind::BinlogOff => "binary log off".to_string(),
     };
-    Problem {
-        instance: key.clone(),
-        kind,
-        text,
-    }
+    Problem { instance: key.clone(), kind, text }
 }

@@ -30,33 +30,16 @@ struct Case {
 }
 
 fn case(name: &'static str, obs: Vec<Observation>, code: Code, signal: &'static str) -> Case {
-    Case {
-        name,
-        seeds: &[P, R1, R2],
-        obs,
-        settings: DetectionSettings::default(),
-        code,
-        signal,
-        problems: &[],
-    }
+    Case { name, seeds: &[P, R1, R2], obs, settings: DetectionSettings::default(), code, signal, problems: &[] }
 }
 
 fn healthy_round(at: u64) -> Vec<Observation> {
-    vec![
-        up(P, at, primary()),
-        up(R1, at, replica(2)),
-        up(R2, at, replica(3)),
-    ]
+    vec![up(P, at, primary()), up(R1, at, replica(2)), up(R2, at, replica(3))]
 }
 
 fn cases() -> Vec<Case> {
     let mut v = vec![
-        case(
-            "healthy",
-            healthy_round(0),
-            Code::Healthy,
-            "writable and answers",
-        ),
+        case("healthy", healthy_round(0), Code::Healthy, "writable and answers"),
         Case {
             seeds: &[P, R1, R2],
             ..case(
@@ -72,11 +55,7 @@ fn cases() -> Vec<Case> {
                 healthy_round(0),
                 vec![
                     down(P, 1000, Refused),
-                    up(
-                        R1,
-                        1010,
-                        replica(2).io(Connecting).io_error(2003, "Can't connect"),
-                    ),
+                    up(R1, 1010, replica(2).io(Connecting).io_error(2003, "Can't connect")),
                     up(R2, 1010, replica(3).io(Connecting)),
                 ],
             ]
@@ -154,18 +133,10 @@ fn cases() -> Vec<Case> {
             [
                 healthy_round(0),
                 vec![
-                    up(
-                        R1,
-                        0,
-                        replica(2).heartbeats(5).heartbeat_period_ms(Some(2000)),
-                    ),
+                    up(R1, 0, replica(2).heartbeats(5).heartbeat_period_ms(Some(2000))),
                     up(R2, 0, replica(3).io(Connecting)),
                     down(P, 1000, Timeout),
-                    up(
-                        R1,
-                        1500,
-                        replica(2).heartbeats(5).heartbeat_period_ms(Some(2000)),
-                    ),
+                    up(R1, 1500, replica(2).heartbeats(5).heartbeat_period_ms(Some(2000))),
                     up(R2, 1500, replica(3).io(Connecting)),
                 ],
             ]
@@ -219,11 +190,7 @@ fn cases() -> Vec<Case> {
             "dead primary and one replica",
             [
                 healthy_round(0),
-                vec![
-                    down(P, 1000, Refused),
-                    down(R1, 1010, Refused),
-                    up(R2, 1010, replica(3).io(Connecting)),
-                ],
+                vec![down(P, 1000, Refused), down(R1, 1010, Refused), up(R2, 1010, replica(3).io(Connecting))],
             ]
             .concat(),
             Code::DeadPrimaryAndSomeReplicas,
@@ -231,36 +198,18 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "dead primary and every replica (S8)",
-            [
-                healthy_round(0),
-                vec![
-                    down(P, 1000, Refused),
-                    down(R1, 1010, Timeout),
-                    down(R2, 1010, Refused),
-                ],
-            ]
-            .concat(),
+            [healthy_round(0), vec![down(P, 1000, Refused), down(R1, 1010, Timeout), down(R2, 1010, Refused)]].concat(),
             Code::DeadPrimaryWithoutReplicas,
             "nor any replica",
         ),
         case(
             "access denied says nothing about health",
-            [
-                healthy_round(0),
-                vec![
-                    down(P, 1000, AccessDenied),
-                    up(R1, 1010, replica(2).io(Connecting)),
-                ],
-            ]
-            .concat(),
+            [healthy_round(0), vec![down(P, 1000, AccessDenied), up(R1, 1010, replica(2).io(Connecting))]].concat(),
             Code::PrimaryProbeError,
             "answers but pivot's probe fails",
         ),
         Case {
-            settings: DetectionSettings {
-                unreachable_after: 2,
-                ..DetectionSettings::default()
-            },
+            settings: DetectionSettings { unreachable_after: 2, ..DetectionSettings::default() },
             ..case(
                 "fewer failed probes than required",
                 [
@@ -277,10 +226,7 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
-            settings: DetectionSettings {
-                unreachable_after: 2,
-                ..DetectionSettings::default()
-            },
+            settings: DetectionSettings { unreachable_after: 2, ..DetectionSettings::default() },
             ..case(
                 "enough failed probes",
                 [
@@ -298,19 +244,12 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
-            problems: &[
-                (R1, "IO thread connecting"),
-                (R1, "IO error 2003: Can't connect"),
-            ],
+            problems: &[(R1, "IO thread connecting"), (R1, "IO error 2003: Can't connect")],
             ..case(
                 "a replica that never connected is a problem, not a cluster failure",
                 vec![
                     up(P, 0, primary()),
-                    up(
-                        R1,
-                        0,
-                        replica(2).io(Connecting).io_error(2003, "Can't connect"),
-                    ),
+                    up(R1, 0, replica(2).io(Connecting).io_error(2003, "Can't connect")),
                     up(R2, 0, replica(3)),
                 ],
                 Code::Healthy,
@@ -321,29 +260,18 @@ fn cases() -> Vec<Case> {
             problems: &[(R1, "SQL thread stopped"), (R2, "IO thread stopped")],
             ..case(
                 "all replicas of a live primary stopped",
-                vec![
-                    up(P, 0, primary()),
-                    up(R1, 0, replica(2).sql_stopped()),
-                    up(R2, 0, replica(3).io(Stopped)),
-                ],
+                vec![up(P, 0, primary()), up(R1, 0, replica(2).sql_stopped()), up(R2, 0, replica(3).io(Stopped))],
                 Code::AllReplicasNotReplicating,
                 "none of the 2 replicas",
             )
         },
         Case {
-            problems: &[
-                (R1, "SQL error 1062: Duplicate entry '7' for key 'PRIMARY'"),
-                (R1, "SQL thread stopped"),
-            ],
+            problems: &[(R1, "SQL error 1062: Duplicate entry '7' for key 'PRIMARY'"), (R1, "SQL thread stopped")],
             ..case(
                 "replica broken by a replication error",
                 vec![
                     up(P, 0, primary()),
-                    up(
-                        R1,
-                        0,
-                        replica(2).sql_error(1062, "Duplicate entry '7' for key 'PRIMARY'"),
-                    ),
+                    up(R1, 0, replica(2).sql_error(1062, "Duplicate entry '7' for key 'PRIMARY'")),
                     up(R2, 0, replica(3)),
                 ],
                 Code::Healthy,
@@ -354,31 +282,18 @@ fn cases() -> Vec<Case> {
             problems: &[(R1, "lagging 30s (threshold 10s)"), (R2, "delayed replica")],
             ..case(
                 "lag and delay",
-                vec![
-                    up(P, 0, primary()),
-                    up(R1, 0, replica(2).lag(30)),
-                    up(R2, 0, replica(3).delay(3600)),
-                ],
+                vec![up(P, 0, primary()), up(R1, 0, replica(2).lag(30)), up(R2, 0, replica(3).delay(3600))],
                 Code::Healthy,
                 "writable",
             )
         },
         Case {
-            problems: &[
-                (R1, "errant GTIDs the primary never had: 0-2-101,99-2-1"),
-                (R1, "writable replica"),
-            ],
+            problems: &[(R1, "errant GTIDs the primary never had: 0-2-101,99-2-1"), (R1, "writable replica")],
             ..case(
                 "errant transactions and a writable replica",
                 vec![
                     up(P, 0, primary()),
-                    up(
-                        R1,
-                        0,
-                        state(2, "0-1-100,0-2-101,99-2-1")
-                            .replica_of(P, "0-1-100")
-                            .read_only(false),
-                    ),
+                    up(R1, 0, state(2, "0-1-100,0-2-101,99-2-1").replica_of(P, "0-1-100").read_only(false)),
                     up(R2, 0, replica(3)),
                 ],
                 Code::SplitBrain,
@@ -387,21 +302,13 @@ fn cases() -> Vec<Case> {
         },
         case(
             "a replica probed later than the primary is not errant",
-            vec![
-                up(P, 0, primary()),
-                up(R1, 50, state(2, "0-1-103").replica_of(P, "0-1-103")),
-                up(R2, 0, replica(3)),
-            ],
+            vec![up(P, 0, primary()), up(R1, 50, state(2, "0-1-103").replica_of(P, "0-1-103")), up(R2, 0, replica(3))],
             Code::Healthy,
             "writable",
         ),
         case(
             "read-only primary",
-            vec![
-                up(P, 0, primary().read_only(true)),
-                up(R1, 0, replica(2)),
-                up(R2, 0, replica(3)),
-            ],
+            vec![up(P, 0, primary().read_only(true)), up(R1, 0, replica(2)), up(R2, 0, replica(3))],
             Code::NoWritablePrimary,
             "is read-only",
         ),
@@ -417,11 +324,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "semi-sync waits normally while a replica acknowledges",
-            vec![
-                up(P, 0, primary().semi_sync_primary(1, 3)),
-                up(R1, 0, replica(2)),
-                up(R2, 0, replica(3)),
-            ],
+            vec![up(P, 0, primary().semi_sync_primary(1, 3)), up(R1, 0, replica(2)), up(R2, 0, replica(3))],
             Code::Healthy,
             "writable",
         ),
@@ -429,10 +332,7 @@ fn cases() -> Vec<Case> {
             seeds: &[P, R1],
             ..case(
                 "nobody replicates and nobody is writable",
-                vec![
-                    up(P, 0, primary().read_only(true)),
-                    up(R1, 0, state(2, "").read_only(true)),
-                ],
+                vec![up(P, 0, primary().read_only(true)), up(R1, 0, state(2, "").read_only(true))],
                 Code::NoPrimary,
                 "no instance has replicas",
             )
@@ -454,11 +354,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "primary back after a blip",
-            [
-                healthy_round(0),
-                vec![down(P, 1000, Timeout), up(P, 1250, primary())],
-            ]
-            .concat(),
+            [healthy_round(0), vec![down(P, 1000, Timeout), up(P, 1250, primary())]].concat(),
             Code::Healthy,
             "writable",
         ),
@@ -468,10 +364,7 @@ fn cases() -> Vec<Case> {
         seeds: &[R1, R2],
         ..case(
             "primary known only through its replicas is probed before judging",
-            vec![
-                up(R1, 0, replica(2).io(Connecting)),
-                up(R2, 0, replica(3).io(Connecting)),
-            ],
+            vec![up(R1, 0, replica(2).io(Connecting)), up(R2, 0, replica(3).io(Connecting))],
             Code::Incomplete,
             "known from its replicas but not probed yet",
         )
@@ -490,26 +383,16 @@ fn analysis_table() {
         }
         let a = analyze(&view, &c.settings, now);
         if a.code != c.code || !a.signal.contains(c.signal) {
-            failures.push(format!(
-                "{}: got {:?} / {:?}, want {:?} / ..{}..",
-                c.name, a.code, a.signal, c.code, c.signal
-            ));
+            failures
+                .push(format!("{}: got {:?} / {:?}, want {:?} / ..{}..", c.name, a.code, a.signal, c.code, c.signal));
         }
         for (inst, phrase) in c.problems {
             if !a.problems_of(&key(inst)).any(|p| p.text.contains(phrase)) {
-                failures.push(format!(
-                    "{}: no problem `{phrase}` on {inst}; have {:?}",
-                    c.name, a.problems
-                ));
+                failures.push(format!("{}: no problem `{phrase}` on {inst}; have {:?}", c.name, a.problems));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]

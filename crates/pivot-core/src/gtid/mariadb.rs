@@ -63,37 +63,23 @@ impl MariaGtidList {
     pub fn parse(text: &str) -> Result<Self, MariaParseError> {
         let mut list = MariaGtidList::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let err = |reason: String| MariaParseError {
-                text: text.to_string(),
-                reason,
-            };
+            let err = |reason: String| MariaParseError { text: text.to_string(), reason };
             let fields: Vec<&str> = part.split('-').collect();
             if fields.len() != 3 {
                 return Err(err(format!("`{part}` does not have three numbers")));
             }
-            let num = |s: &str| {
-                s.parse::<u64>()
-                    .map_err(|_| err(format!("`{s}` in `{part}` is not a number")))
-            };
-            let domain = u32::try_from(num(fields[0])?)
-                .map_err(|_| err(format!("domain in `{part}` is too large")))?;
-            let server_id = u32::try_from(num(fields[1])?)
-                .map_err(|_| err(format!("server_id in `{part}` is too large")))?;
-            list.insert(MariaGtid {
-                domain,
-                server_id,
-                seq: num(fields[2])?,
-            });
+            let num = |s: &str| s.parse::<u64>().map_err(|_| err(format!("`{s}` in `{part}` is not a number")));
+            let domain = u32::try_from(num(fields[0])?).map_err(|_| err(format!("domain in `{part}` is too large")))?;
+            let server_id =
+                u32::try_from(num(fields[1])?).map_err(|_| err(format!("server_id in `{part}` is too large")))?;
+            list.insert(MariaGtid { domain, server_id, seq: num(fields[2])? });
         }
         Ok(list)
     }
 
     /// Record `gtid`, keeping the highest sequence number per `(domain, server_id)`.
     pub fn insert(&mut self, gtid: MariaGtid) {
-        let seq = self
-            .last
-            .entry((gtid.domain, gtid.server_id))
-            .or_insert(gtid.seq);
+        let seq = self.last.entry((gtid.domain, gtid.server_id)).or_insert(gtid.seq);
         *seq = (*seq).max(gtid.seq);
     }
 
@@ -102,22 +88,13 @@ impl MariaGtidList {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = MariaGtid> + '_ {
-        self.last
-            .iter()
-            .map(|(&(domain, server_id), &seq)| MariaGtid {
-                domain,
-                server_id,
-                seq,
-            })
+        self.last.iter().map(|(&(domain, server_id), &seq)| MariaGtid { domain, server_id, seq })
     }
 
     /// Every entry of `other` is covered by an entry of `self` for the same
     /// `(domain, server_id)` with an equal or higher sequence number.
     pub fn contains(&self, other: &MariaGtidList) -> bool {
-        other
-            .last
-            .iter()
-            .all(|(key, seq)| self.last.get(key).is_some_and(|mine| mine >= seq))
+        other.last.iter().all(|(key, seq)| self.last.get(key).is_some_and(|mine| mine >= seq))
     }
 
     pub fn union(&self, other: &MariaGtidList) -> MariaGtidList {
@@ -139,12 +116,7 @@ impl MariaGtidList {
 
     /// Drop every entry written by `server_id`.
     pub fn without_server(&self, server_id: u32) -> MariaGtidList {
-        let last = self
-            .last
-            .iter()
-            .filter(|((_, s), _)| *s != server_id)
-            .map(|(k, v)| (*k, *v))
-            .collect();
+        let last = self.last.iter().filter(|((_, s), _)| *s != server_id).map(|(k, v)| (*k, *v)).collect();
         MariaGtidList { last }
     }
 
@@ -156,10 +128,7 @@ impl MariaGtidList {
 
     /// The highest sequence number seen in `domain`, from any server.
     pub fn domain_seq(&self, domain: u32) -> Option<u64> {
-        self.last
-            .range((domain, 0)..=(domain, u32::MAX))
-            .map(|(_, s)| *s)
-            .max()
+        self.last.range((domain, 0)..=(domain, u32::MAX)).map(|(_, s)| *s).max()
     }
 
     /// Compare as positions: domain by domain, by the highest sequence number.
@@ -170,10 +139,7 @@ impl MariaGtidList {
         domains.sort_unstable();
         domains.dedup();
         for d in domains {
-            let (a, b) = (
-                self.domain_seq(d).unwrap_or(0),
-                other.domain_seq(d).unwrap_or(0),
-            );
+            let (a, b) = (self.domain_seq(d).unwrap_or(0), other.domain_seq(d).unwrap_or(0));
             ahead |= a > b;
             behind |= a < b;
         }
@@ -188,9 +154,7 @@ impl MariaGtidList {
     /// Sum of the per-domain highest sequence numbers: a scalar for ranking
     /// replicas of one stream when positions are totally ordered.
     pub fn position_weight(&self) -> u128 {
-        self.domains()
-            .map(|d| u128::from(self.domain_seq(d).unwrap_or(0)))
-            .sum()
+        self.domains().map(|d| u128::from(self.domain_seq(d).unwrap_or(0))).sum()
     }
 
     /// Reduce to one entry per domain (the highest sequence, and its server):
@@ -242,16 +206,9 @@ mod tests {
 
     #[test]
     fn parse_print_round_trip() {
-        assert_eq!(
-            l("0-2-57, 0-1-100,1-1-3").to_string(),
-            "0-1-100,0-2-57,1-1-3"
-        );
+        assert_eq!(l("0-2-57, 0-1-100,1-1-3").to_string(), "0-1-100,0-2-57,1-1-3");
         assert_eq!(l("").to_string(), "");
-        assert_eq!(
-            l("0-1-5,0-1-3").to_string(),
-            "0-1-5",
-            "duplicate keys keep the highest seq"
-        );
+        assert_eq!(l("0-1-5,0-1-3").to_string(), "0-1-5", "duplicate keys keep the highest seq");
     }
 
     #[test]
@@ -268,20 +225,14 @@ mod tests {
         assert!(!primary.contains(&l("0-1-101")));
         // A transaction written on replica 3 is errant even if its seq is low.
         assert!(!primary.contains(&l("0-3-5")));
-        assert_eq!(
-            l("0-1-90,0-3-5,99-3-1").subtract(&primary),
-            l("0-3-5,99-3-1")
-        );
+        assert_eq!(l("0-1-90,0-3-5,99-3-1").subtract(&primary), l("0-3-5,99-3-1"));
     }
 
     #[test]
     fn positions_compare_per_domain() {
         assert_eq!(l("0-1-10").cmp_position(&l("0-1-9")), PositionOrder::Ahead);
         assert_eq!(l("0-2-10").cmp_position(&l("0-1-10")), PositionOrder::Equal);
-        assert_eq!(
-            l("0-1-10,1-1-1").cmp_position(&l("0-1-11")),
-            PositionOrder::Mixed
-        );
+        assert_eq!(l("0-1-10,1-1-1").cmp_position(&l("0-1-11")), PositionOrder::Mixed);
         assert_eq!(l("").cmp_position(&l("0-1-1")), PositionOrder::Behind);
         assert_eq!(l("0-1-10,0-2-12,1-1-3").to_position(), l("0-2-12,1-1-3"));
     }

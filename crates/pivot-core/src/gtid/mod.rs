@@ -89,10 +89,7 @@ impl GtidSet {
     pub fn reaches(&self, other: &GtidSet) -> bool {
         match (self, other) {
             (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
-                matches!(
-                    a.cmp_position(b),
-                    PositionOrder::Equal | PositionOrder::Ahead
-                )
+                matches!(a.cmp_position(b), PositionOrder::Equal | PositionOrder::Ahead)
             }
             (GtidSet::MySql(a), GtidSet::MySql(b)) => a.contains(b),
             _ => false,
@@ -104,9 +101,7 @@ impl GtidSet {
     pub fn without_origin(&self, server_id: u32, server_uuid: Option<&str>) -> GtidSet {
         match self {
             GtidSet::MariaDb(l) => GtidSet::MariaDb(l.without_server(server_id)),
-            GtidSet::MySql(s) => {
-                GtidSet::MySql(server_uuid.map_or_else(|| s.clone(), |u| s.without_uuid(u)))
-            }
+            GtidSet::MySql(s) => GtidSet::MySql(server_uuid.map_or_else(|| s.clone(), |u| s.without_uuid(u))),
         }
     }
 

@@ -29,11 +29,7 @@ pub struct MysqlParseError {
 fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     let lens = [8, 4, 4, 4, 12];
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+    groups.len() == 5 && groups.iter().zip(lens).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_tag(s: &str) -> bool {
@@ -50,10 +46,7 @@ impl MysqlGtidSet {
 
     pub fn parse(text: &str) -> Result<Self, MysqlParseError> {
         let mut set = MysqlGtidSet::new();
-        let err = |reason: String| MysqlParseError {
-            text: text.to_string(),
-            reason,
-        };
+        let err = |reason: String| MysqlParseError { text: text.to_string(), reason };
         // Servers print long sets with newlines after the commas.
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let mut fields = part.split(':');
@@ -69,22 +62,15 @@ impl MysqlGtidSet {
                         Some((lo, hi)) => (lo, hi),
                         None => (field, field),
                     };
-                    let lo: u64 = lo
-                        .parse()
-                        .map_err(|_| err(format!("`{field}` is not an interval")))?;
-                    let hi: u64 = hi
-                        .parse()
-                        .map_err(|_| err(format!("`{field}` is not an interval")))?;
+                    let lo: u64 = lo.parse().map_err(|_| err(format!("`{field}` is not an interval")))?;
+                    let hi: u64 = hi.parse().map_err(|_| err(format!("`{field}` is not an interval")))?;
                     if lo == 0 || hi < lo {
                         return Err(err(format!("`{field}` is an empty or zero-based interval")));
                     }
                     set.insert_range(&source, lo, hi);
                     saw_interval = true;
                 } else if is_tag(field) {
-                    source = SourceId {
-                        uuid: source.uuid.clone(),
-                        tag: Some(field.to_ascii_lowercase()),
-                    };
+                    source = SourceId { uuid: source.uuid.clone(), tag: Some(field.to_ascii_lowercase()) };
                 } else {
                     return Err(err(format!("`{field}` is neither an interval nor a tag")));
                 }
@@ -98,10 +84,7 @@ impl MysqlGtidSet {
 
     /// Add transactions `lo..=hi` of `source`.
     pub fn insert_range(&mut self, source: &SourceId, lo: u64, hi: u64) {
-        assert!(
-            lo >= 1 && lo <= hi,
-            "GTID interval {lo}-{hi} must be non-empty and start at 1 or later"
-        );
+        assert!(lo >= 1 && lo <= hi, "GTID interval {lo}-{hi} must be non-empty and start at 1 or later");
         let ivs = self.sets.entry(source.clone()).or_default();
         ivs.push((lo, hi));
         *ivs = normalize(std::mem::take(ivs));
@@ -113,11 +96,7 @@ impl MysqlGtidSet {
 
     /// Number of transactions in the set.
     pub fn count(&self) -> u128 {
-        self.sets
-            .values()
-            .flatten()
-            .map(|(lo, hi)| u128::from(hi - lo) + 1)
-            .sum()
+        self.sets.values().flatten().map(|(lo, hi)| u128::from(hi - lo) + 1).sum()
     }
 
     pub fn contains(&self, other: &MysqlGtidSet) -> bool {
@@ -151,12 +130,7 @@ impl MysqlGtidSet {
     /// Drop every transaction of server `uuid`, tagged or not.
     pub fn without_uuid(&self, uuid: &str) -> MysqlGtidSet {
         let uuid = uuid.to_ascii_lowercase();
-        let sets = self
-            .sets
-            .iter()
-            .filter(|(src, _)| src.uuid != uuid)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let sets = self.sets.iter().filter(|(src, _)| src.uuid != uuid).map(|(k, v)| (k.clone(), v.clone())).collect();
         MysqlGtidSet { sets }
     }
 
@@ -253,32 +227,15 @@ mod tests {
     fn parse_print_round_trip() {
         let text = format!("{A}:1-5:7:9-10,{B}:1-3");
         assert_eq!(s(&text).to_string(), text);
-        assert_eq!(
-            s(&format!("{A}:1-3:4-6")).to_string(),
-            format!("{A}:1-6"),
-            "adjacent intervals merge"
-        );
-        assert_eq!(
-            s(&format!("{}:1-2,\n{B}:1", A.to_uppercase())).to_string(),
-            format!("{A}:1-2,{B}:1")
-        );
-        assert_eq!(
-            s(&format!("{A}:1-5:blue:1-3")).to_string(),
-            format!("{A}:1-5:blue:1-3"),
-            "8.4 tags"
-        );
+        assert_eq!(s(&format!("{A}:1-3:4-6")).to_string(), format!("{A}:1-6"), "adjacent intervals merge");
+        assert_eq!(s(&format!("{}:1-2,\n{B}:1", A.to_uppercase())).to_string(), format!("{A}:1-2,{B}:1"));
+        assert_eq!(s(&format!("{A}:1-5:blue:1-3")).to_string(), format!("{A}:1-5:blue:1-3"), "8.4 tags");
         assert!(s("").is_empty());
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "abc:1-5",
-            &format!("{A}"),
-            &format!("{A}:5-1"),
-            &format!("{A}:0-3"),
-            &format!("{A}:1-x"),
-        ] {
+        for bad in ["abc:1-5", &format!("{A}"), &format!("{A}:5-1"), &format!("{A}:0-3"), &format!("{A}:1-x")] {
             assert!(MysqlGtidSet::parse(bad).is_err(), "{bad}");
         }
     }
@@ -289,10 +246,7 @@ mod tests {
         let replica = s(&format!("{A}:1-90,{B}:1-2"));
         assert!(!primary.contains(&replica));
         assert_eq!(replica.subtract(&primary), s(&format!("{B}:1-2")));
-        assert_eq!(
-            primary.subtract(&s(&format!("{A}:10-20"))),
-            s(&format!("{A}:1-9:21-100"))
-        );
+        assert_eq!(primary.subtract(&s(&format!("{A}:10-20"))), s(&format!("{A}:1-9:21-100")));
         assert_eq!(primary.union(&replica).count(), 102);
         assert_eq!(primary.intersect(&replica), s(&format!("{A}:1-90")));
     }

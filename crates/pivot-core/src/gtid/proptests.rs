@@ -7,11 +7,7 @@ fn maria_list() -> impl Strategy<Value = MariaGtidList> {
     prop::collection::vec((0u32..3, 1u32..4, 1u64..50), 0..8).prop_map(|items| {
         let mut l = MariaGtidList::new();
         for (domain, server_id, seq) in items {
-            l.insert(MariaGtid {
-                domain,
-                server_id,
-                seq,
-            });
+            l.insert(MariaGtid { domain, server_id, seq });
         }
         l
     })
@@ -25,21 +21,13 @@ const UUIDS: [&str; 3] = [
 
 fn mysql_set() -> impl Strategy<Value = MysqlGtidSet> {
     prop::collection::vec(
-        (
-            0usize..3,
-            prop::option::of(prop::sample::select(vec!["a", "blue"])),
-            1u64..40,
-            0u64..6,
-        ),
+        (0usize..3, prop::option::of(prop::sample::select(vec!["a", "blue"])), 1u64..40, 0u64..6),
         0..8,
     )
     .prop_map(|items| {
         let mut s = MysqlGtidSet::new();
         for (u, tag, lo, len) in items {
-            let src = SourceId {
-                uuid: UUIDS[u].to_string(),
-                tag: tag.map(str::to_string),
-            };
+            let src = SourceId { uuid: UUIDS[u].to_string(), tag: tag.map(str::to_string) };
             s.insert_range(&src, lo, lo + len);
         }
         s
