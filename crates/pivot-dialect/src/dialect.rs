@@ -1,0 +1,322 @@
+//! The statements pivot sends, worded for one server flavour and version.
+
+use crate::sql::{quote, Sql};
+use pivot_core::version::{Flavor, ServerVersion};
+use pivot_core::{GtidSet, InstanceKey};
+
+/// How to talk to one server. Cheap to build; pick it from the version string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dialect {
+    pub flavor: Flavor,
+    /// MySQL 8.0.22+: `SHOW REPLICA STATUS`, `START REPLICA`, `SHOW REPLICAS`.
+    replica_words: bool,
+    /// MySQL 8.0.23+: `CHANGE REPLICATION SOURCE TO SOURCE_*`.
+    source_words: bool,
+    /// MySQL 8.0.26+: `log_replica_updates`, semi-sync `source`/`replica` names.
+    new_variable_names: bool,
+}
+
+/// Where a replica should replicate from. Unset fields keep the replica's
+/// current setting (both servers keep unspecified `CHANGE MASTER` options).
+#[derive(Clone, Debug, Default)]
+pub struct ChangeSource {
+    pub source: Option<InstanceKey>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub heartbeat_ms: Option<u64>,
+    pub connect_retry_s: Option<u32>,
+}
+
+impl Dialect {
+    pub fn for_version(version: &ServerVersion) -> Dialect {
+        let mysql = version.flavor == Flavor::MySql;
+        Dialect {
+            flavor: version.flavor,
+            replica_words: mysql && version.at_least(8, 0, 22),
+            source_words: mysql && version.at_least(8, 0, 23),
+            new_variable_names: mysql && version.at_least(8, 0, 26),
+        }
+    }
+
+    fn replica_word(&self) -> &'static str {
+        if self.replica_words {
+            "REPLICA"
+        } else {
+            "SLAVE"
+        }
+    }
+
+    // ---- probing -------------------------------------------------------------
+
+    /// One row of server variables, columns named as [`crate::parse`] expects.
+    pub fn variables_query(&self) -> Sql {
+        let common = "@@server_id AS server_id, @@version AS version, @@version_comment AS version_comment, \
+                      @@read_only AS read_only, @@log_bin AS log_bin";
+        Sql::plain(match self.flavor {
+            Flavor::MariaDb => format!(
+                "SELECT {common}, @@log_slave_updates AS log_replica_updates, \
+                 @@gtid_binlog_state AS gtid_executed, @@gtid_current_pos AS gtid_applied, \
+                 @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_slave_pos AS gtid_replica_pos, \
+                 @@gtid_strict_mode AS gtid_strict_mode"
+            ),
+            Flavor::MySql => {
+                let updates = if self.new_variable_names { "@@log_replica_updates" } else { "@@log_slave_updates" };
+                format!(
+                    "SELECT {common}, {updates} AS log_replica_updates, @@super_read_only AS super_read_only, \
+                     @@server_uuid AS server_uuid, @@global.gtid_executed AS gtid_executed, @@gtid_mode AS gtid_mode"
+                )
+            }
+        })
+    }
+
+    pub fn replica_status_query(&self) -> Sql {
+        Sql::plain(match self.flavor {
+            Flavor::MariaDb => "SHOW ALL SLAVES STATUS".to_string(),
+            Flavor::MySql => format!("SHOW {} STATUS", self.replica_word()),
+        })
+    }
+
+    /// Heartbeat counters where `SHOW ... STATUS` lacks them (MySQL keeps them
+    /// in performance_schema); `None` for MariaDB.
+    pub fn heartbeat_query(&self) -> Option<Sql> {
+        (self.flavor == Flavor::MySql).then(|| {
+            Sql::plain(
+                "SELECT s.CHANNEL_NAME AS channel, s.COUNT_RECEIVED_HEARTBEATS AS heartbeats, \
+                 c.HEARTBEAT_INTERVAL AS heartbeat_period \
+                 FROM performance_schema.replication_connection_status s \
+                 JOIN performance_schema.replication_connection_configuration c USING (CHANNEL_NAME)",
+            )
+        })
+    }
+
+    pub fn semi_sync_variables_query(&self) -> Sql {
+        Sql::plain("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
+    }
+
+    pub fn semi_sync_status_query(&self) -> Sql {
+        Sql::plain("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'")
+    }
+
+    pub fn replica_hosts_query(&self) -> Sql {
+        Sql::plain(if self.replica_words { "SHOW REPLICAS" } else { "SHOW SLAVE HOSTS" })
+    }
+
+    /// Binlog dump threads: replicas connected right now.
+    pub fn dump_threads_query(&self) -> Sql {
+        Sql::plain("SELECT HOST AS host FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+    }
+
+    // ---- replication control --------------------------------------------------
+
+    pub fn stop_replica_io(&self) -> Sql {
+        Sql::plain(format!("STOP {} IO_THREAD", self.replica_word()))
+    }
+
+    pub fn stop_replica(&self) -> Sql {
+        Sql::plain(format!("STOP {}", self.replica_word()))
+    }
+
+    pub fn start_replica_sql(&self) -> Sql {
+        Sql::plain(format!("START {} SQL_THREAD", self.replica_word()))
+    }
+
+    pub fn start_replica(&self) -> Sql {
+        Sql::plain(format!("START {}", self.replica_word()))
+    }
+
+    /// Forget the replication configuration entirely (the new primary).
+    pub fn reset_replica_all(&self) -> Sql {
+        Sql::plain(format!("RESET {} ALL", self.replica_word()))
+    }
+
+    /// Point a stopped replica at a source with GTID auto-positioning.
+    pub fn change_source(&self, change: &ChangeSource) -> Sql {
+        let (prefix, key) = if self.source_words {
+            ("CHANGE REPLICATION SOURCE TO", "SOURCE")
+        } else {
+            ("CHANGE MASTER TO", "MASTER")
+        };
+        let mut parts: Vec<(String, String)> = Vec::new();
+        if let Some(src) = &change.source {
+            parts.push((format!("{key}_HOST={}", quote(&src.host)), String::new()));
+            parts.push((format!("{key}_PORT={}", src.port), String::new()));
+        }
+        if let Some(user) = &change.user {
+            parts.push((format!("{key}_USER={}", quote(user)), String::new()));
+        }
+        if let Some(password) = &change.password {
+            parts.push((format!("{key}_PASSWORD={}", quote(password)), format!("{key}_PASSWORD=<redacted>")));
+        }
+        if let Some(ms) = change.heartbeat_ms {
+            parts.push((format!("{key}_HEARTBEAT_PERIOD={}.{:03}", ms / 1000, ms % 1000), String::new()));
+        }
+        if let Some(s) = change.connect_retry_s {
+            parts.push((format!("{key}_CONNECT_RETRY={s}"), String::new()));
+        }
+        parts.push((
+            match self.flavor {
+                Flavor::MariaDb => "MASTER_USE_GTID=slave_pos".to_string(),
+                Flavor::MySql => format!("{key}_AUTO_POSITION=1"),
+            },
+            String::new(),
+        ));
+        let text = parts.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", ");
+        let shown = parts.iter().map(|(t, s)| if s.is_empty() { t.as_str() } else { s.as_str() }).collect::<Vec<_>>();
+        Sql::with_secret(format!("{prefix} {text}"), format!("{prefix} {}", shown.join(", ")))
+    }
+
+    /// Block until the instance has applied `set`, at most `timeout_s` seconds.
+    /// Returns one row, one column `result`: 0 when reached, -1 (MariaDB) or 1
+    /// (MySQL) on timeout.
+    pub fn wait_for_gtid(&self, set: &GtidSet, timeout_s: f64) -> Sql {
+        Sql::plain(match self.flavor {
+            Flavor::MariaDb => {
+                let pos = match set {
+                    GtidSet::MariaDb(l) => l.to_position().to_string(),
+                    other => other.to_string(),
+                };
+                format!("SELECT MASTER_GTID_WAIT({}, {timeout_s:.3}) AS result", quote(&pos))
+            }
+            Flavor::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_s:.3}) AS result", quote(&set.to_string())),
+        })
+    }
+
+    /// The value [`Dialect::wait_for_gtid`] returns on success.
+    pub fn wait_succeeded(&self, result: i64) -> bool {
+        result == 0
+    }
+
+    // ---- read-only and fencing -------------------------------------------------
+
+    /// Statements that make the instance read-only for everyone the server lets
+    /// be read-only (`super_read_only` too where it exists).
+    pub fn set_read_only(&self) -> Vec<Sql> {
+        match self.flavor {
+            Flavor::MariaDb => vec![Sql::plain("SET GLOBAL read_only = ON")],
+            Flavor::MySql => vec![Sql::plain("SET GLOBAL read_only = ON"), Sql::plain("SET GLOBAL super_read_only = ON")],
+        }
+    }
+
+    pub fn set_writable(&self) -> Vec<Sql> {
+        match self.flavor {
+            Flavor::MariaDb => vec![Sql::plain("SET GLOBAL read_only = OFF")],
+            Flavor::MySql => vec![Sql::plain("SET GLOBAL super_read_only = OFF"), Sql::plain("SET GLOBAL read_only = OFF")],
+        }
+    }
+
+    /// Client sessions to end when fencing: everything but pivot's own
+    /// connection and the server's internal threads.
+    pub fn client_sessions_query(&self) -> Sql {
+        Sql::plain(
+            "SELECT ID AS id FROM information_schema.PROCESSLIST \
+             WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
+             AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker')",
+        )
+    }
+
+    pub fn kill_connection(&self, id: u64) -> Sql {
+        Sql::plain(format!("KILL CONNECTION {id}"))
+    }
+
+    // ---- semi-sync --------------------------------------------------------------
+
+    fn semi_sync_primary_var(&self) -> &'static str {
+        if self.new_variable_names {
+            "rpl_semi_sync_source_enabled"
+        } else {
+            "rpl_semi_sync_master_enabled"
+        }
+    }
+
+    fn semi_sync_replica_var(&self) -> &'static str {
+        if self.new_variable_names {
+            "rpl_semi_sync_replica_enabled"
+        } else {
+            "rpl_semi_sync_slave_enabled"
+        }
+    }
+
+    pub fn set_semi_sync_primary(&self, on: bool) -> Sql {
+        Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_primary_var(), on_off(on)))
+    }
+
+    pub fn set_semi_sync_replica(&self, on: bool) -> Sql {
+        Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_replica_var(), on_off(on)))
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "ON"
+    } else {
+        "OFF"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(v: &str) -> Dialect {
+        Dialect::for_version(&ServerVersion::parse(v, "").unwrap())
+    }
+
+    #[test]
+    fn words_follow_the_version() {
+        let cases = [
+            ("10.11.6-MariaDB", "SHOW ALL SLAVES STATUS", "STOP SLAVE IO_THREAD", "CHANGE MASTER TO"),
+            ("5.7.44-log", "SHOW SLAVE STATUS", "STOP SLAVE IO_THREAD", "CHANGE MASTER TO"),
+            ("8.0.21", "SHOW SLAVE STATUS", "STOP SLAVE IO_THREAD", "CHANGE MASTER TO"),
+            ("8.0.22", "SHOW REPLICA STATUS", "STOP REPLICA IO_THREAD", "CHANGE MASTER TO"),
+            ("8.0.36", "SHOW REPLICA STATUS", "STOP REPLICA IO_THREAD", "CHANGE REPLICATION SOURCE TO"),
+            ("8.4.0", "SHOW REPLICA STATUS", "STOP REPLICA IO_THREAD", "CHANGE REPLICATION SOURCE TO"),
+        ];
+        for (v, status, stop, change) in cases {
+            let d = d(v);
+            assert_eq!(d.replica_status_query().to_string(), status, "{v}");
+            assert_eq!(d.stop_replica_io().to_string(), stop, "{v}");
+            assert!(d.change_source(&ChangeSource::default()).to_string().starts_with(change), "{v}");
+        }
+    }
+
+    #[test]
+    fn change_source_hides_the_password() {
+        let change = ChangeSource {
+            source: Some("127.0.0.1:3307".parse().unwrap()),
+            user: Some("repl".into()),
+            password: Some("s3cr'et".into()),
+            heartbeat_ms: Some(250),
+            connect_retry_s: Some(1),
+        };
+        let maria = d("10.11.6-MariaDB").change_source(&change);
+        assert_eq!(
+            maria.text(),
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=3307, MASTER_USER='repl', MASTER_PASSWORD='s3cr''et', \
+             MASTER_HEARTBEAT_PERIOD=0.250, MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos"
+        );
+        assert!(!maria.to_string().contains("s3cr"));
+        let mysql = d("8.4.0").change_source(&change);
+        assert!(mysql.text().contains("SOURCE_PASSWORD='s3cr''et'") && mysql.text().ends_with("SOURCE_AUTO_POSITION=1"));
+        assert!(!format!("{mysql:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn read_only_covers_super_read_only_on_mysql() {
+        assert_eq!(d("8.0.36").set_read_only().len(), 2);
+        assert_eq!(d("10.6.1-MariaDB").set_read_only().len(), 1);
+        assert_eq!(d("8.0.36").set_semi_sync_primary(true).to_string(), "SET GLOBAL rpl_semi_sync_source_enabled = ON");
+        assert_eq!(
+            d("10.6.1-MariaDB").set_semi_sync_primary(true).to_string(),
+            "SET GLOBAL rpl_semi_sync_master_enabled = ON"
+        );
+    }
+
+    #[test]
+    fn gtid_wait_uses_positions_on_mariadb() {
+        let set = GtidSet::parse(Flavor::MariaDb, "0-1-10,0-2-12").unwrap();
+        assert_eq!(
+            d("10.11.6-MariaDB").wait_for_gtid(&set, 2.5).to_string(),
+            "SELECT MASTER_GTID_WAIT('0-2-12', 2.500) AS result"
+        );
+    }
+}

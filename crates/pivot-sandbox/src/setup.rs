@@ -1,0 +1,471 @@
+//! Bringing a sandbox up and down, and the drills on its nodes.
+
+use crate::binaries::Binaries;
+use crate::files::{self, Passwords};
+use crate::manifest::{Manifest, NodeRecord};
+use crate::{ports, process, secrets, SandboxError};
+use pivot_core::InstanceKey;
+use pivot_server::{actions, Credentials, Session};
+use pivot_dialect::ChangeSource;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    pub dir: PathBuf,
+    pub nodes: u16,
+    /// First port; `None` picks free ones.
+    pub base_port: Option<u16>,
+    pub semi_sync: bool,
+    pub host: IpAddr,
+}
+
+impl SandboxSpec {
+    pub fn new(dir: impl Into<PathBuf>) -> SandboxSpec {
+        SandboxSpec { dir: dir.into(), nodes: 3, base_port: None, semi_sync: false, host: [127, 0, 0, 1].into() }
+    }
+}
+
+/// A running (or stopped) sandbox, as recorded in its directory.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The port `pivot sandbox up` tries first when none is given.
+const PREFERRED_BASE_PORT: u16 = 23306;
+
+impl Sandbox {
+    /// Start a new sandbox in `spec.dir` and wait until every replica replicates.
+    pub async fn up(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        if !(1..=9).contains(&spec.nodes) {
+            return Err(SandboxError::Usage(format!("--nodes {} is out of range: use 1 to 9", spec.nodes)));
+        }
+        let binaries = Binaries::locate()?;
+        prepare_dir(&spec.dir)?;
+        let dir = std::fs::canonicalize(&spec.dir).map_err(|e| SandboxError::file(&spec.dir, e))?;
+        let ports = match spec.base_port {
+            Some(base) => ports::check_range(spec.host, base, spec.nodes)?,
+            None => ports::pick(spec.host, spec.nodes, PREFERRED_BASE_PORT)?,
+        };
+        let http_port = ports::pick(spec.host, 1, ports[ports.len() - 1].saturating_add(100))?[0];
+        let passwords = Passwords {
+            repl: secrets::random_password()?,
+            pivot: secrets::random_password()?,
+            app: secrets::random_password()?,
+            admin: secrets::random_password()?,
+        };
+        let secrets_dir = dir.join("secrets");
+        mkdir(&secrets_dir)?;
+        for name in Passwords::FILES {
+            secrets::write_private(&secrets_dir.join(format!("{name}.password")), passwords.by_name(name))?;
+        }
+        let template = dir.join("template");
+        make_template(&binaries, &template, &passwords)?;
+
+        let nodes: Vec<NodeRecord> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| NodeRecord {
+                name: format!("node{}", i + 1),
+                host: spec.host.to_string(),
+                port: *port,
+                server_id: i as u32 + 1,
+                pid: None,
+            })
+            .collect();
+        let mut sandbox = Sandbox {
+            dir: dir.clone(),
+            manifest: Manifest {
+                server: binaries.server.clone(),
+                mariadb_version: format!("{}.{}.{}", binaries.version.0, binaries.version.1, binaries.version.2),
+                semi_sync: spec.semi_sync,
+                http_port,
+                nodes,
+            },
+        };
+        for (i, node) in sandbox.manifest.nodes.iter().enumerate() {
+            let node_dir = dir.join(&node.name);
+            mkdir(&node_dir)?;
+            copy_dir(&template, &node_dir.join("data"))?;
+            let cnf = files::my_cnf(node, &node_dir, i == 0, spec.semi_sync);
+            std::fs::write(node_dir.join("my.cnf"), cnf).map_err(|e| SandboxError::file(node_dir.join("my.cnf"), e))?;
+        }
+        std::fs::remove_dir_all(&template).map_err(|e| SandboxError::file(&template, e))?;
+
+        let names: Vec<String> = sandbox.manifest.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in &names {
+            sandbox.spawn(name)?;
+        }
+        sandbox.manifest.save(&dir)?;
+        for name in &names {
+            sandbox.wait_ready(name).await?;
+        }
+        sandbox.wire_replication().await?;
+        let seeds: Vec<String> = sandbox.manifest.nodes.iter().map(|n| format!("{}:{}", n.host, n.port)).collect();
+        let toml = files::pivot_toml(&dir, &seeds, http_port);
+        std::fs::write(sandbox.config_path(), toml).map_err(|e| SandboxError::file(sandbox.config_path(), e))?;
+        let primary = &sandbox.manifest.nodes[0];
+        secrets::write_private(&dir.join("app.cnf"), &files::app_cnf(&primary.host, primary.port, &passwords.app))?;
+        Ok(sandbox)
+    }
+
+    /// Open an existing sandbox from its directory.
+    pub fn open(dir: &Path) -> Result<Sandbox, SandboxError> {
+        let manifest = Manifest::load(dir)?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| SandboxError::file(dir, e))?;
+        Ok(Sandbox { dir, manifest })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("pivot.toml")
+    }
+
+    pub fn nodes(&self) -> &[NodeRecord] {
+        &self.manifest.nodes
+    }
+
+    /// A node by name (`node2`) or number (`2`).
+    pub fn node(&self, which: &str) -> Result<&NodeRecord, SandboxError> {
+        let name = if which.chars().all(|c| c.is_ascii_digit()) { format!("node{which}") } else { which.to_string() };
+        self.manifest.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.manifest.nodes.iter().map(|n| n.name.as_str()).collect();
+            SandboxError::Usage(format!("no node `{which}` in this sandbox (it has {})", known.join(", ")))
+        })
+    }
+
+    pub fn key(&self, which: &str) -> Result<InstanceKey, SandboxError> {
+        let n = self.node(which)?;
+        Ok(InstanceKey::new(n.host.clone(), n.port))
+    }
+
+    /// The node listening on `key`, if any.
+    pub fn node_at(&self, key: &InstanceKey) -> Option<&NodeRecord> {
+        self.manifest.nodes.iter().find(|n| InstanceKey::new(n.host.clone(), n.port) == *key)
+    }
+
+    fn password(&self, user: &str) -> Result<String, SandboxError> {
+        let path = self.dir.join("secrets").join(format!("{user}.password"));
+        std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|e| SandboxError::file(path, e))
+    }
+
+    /// Credentials of a sandbox user: `admin`, `pivot`, `repl` or `app`.
+    pub fn credentials(&self, user: &str) -> Result<Credentials, SandboxError> {
+        Ok(Credentials::new(user, self.password(user)?))
+    }
+
+    /// An administrator session on a node, for drills and tests.
+    pub async fn admin(&self, which: &str) -> Result<Session, SandboxError> {
+        let key = self.key(which)?;
+        let creds = self.credentials("admin")?;
+        Session::connect(&key, &creds, Duration::from_secs(10))
+            .await
+            .map_err(|e| SandboxError::node(which, format!("cannot connect as admin: {e}")))
+    }
+
+    fn node_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn cnf(&self, name: &str) -> PathBuf {
+        self.node_dir(name).join("my.cnf")
+    }
+
+    fn record_mut(&mut self, name: &str) -> &mut NodeRecord {
+        self.manifest.nodes.iter_mut().find(|n| n.name == name).expect("node exists")
+    }
+
+    /// The recorded PID if it is alive and still ours.
+    pub fn live_pid(&self, which: &str) -> Result<Option<u32>, SandboxError> {
+        let node = self.node(which)?;
+        let marker = self.cnf(&node.name).display().to_string();
+        Ok(node.pid.filter(|p| process::alive(*p) && process::owned(*p, &marker)))
+    }
+
+    fn spawn(&mut self, name: &str) -> Result<u32, SandboxError> {
+        let pid = process::spawn_server(&self.manifest.server, &self.cnf(name))?;
+        self.record_mut(name).pid = Some(pid);
+        Ok(pid)
+    }
+
+    async fn wait_ready(&self, name: &str) -> Result<(), SandboxError> {
+        let start = Instant::now();
+        let creds = self.credentials("admin")?;
+        let key = self.key(name)?;
+        let log = self.node_dir(name).join("error.log");
+        loop {
+            let pid = self.node(name)?.pid;
+            if !pid.is_some_and(process::alive) {
+                return Err(SandboxError::node(name, format!("mariadbd exited during start-up; end of {}:\n{}", log.display(), process::log_tail(&log, 15))));
+            }
+            if Session::connect(&key, &creds, Duration::from_secs(2)).await.is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(SandboxError::node(name, format!("not accepting connections after {}s; end of {}:\n{}", READY_TIMEOUT.as_secs(), log.display(), process::log_tail(&log, 15))));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wire_replication(&self) -> Result<(), SandboxError> {
+        let nodes = self.manifest.nodes.clone();
+        let primary = &nodes[0];
+        let primary_key = InstanceKey::new(primary.host.clone(), primary.port);
+        let setup_err = |node: &str, what: &str, e: pivot_server::SessionError| SandboxError::node(node, format!("{what}: {e}"));
+        if self.manifest.semi_sync {
+            let mut s = self.admin(&primary.name).await?;
+            let sql = s.dialect.set_semi_sync_primary(true);
+            s.exec(&sql).await.map_err(|e| setup_err(&primary.name, "enabling semi-sync", e))?;
+        }
+        let repl = self.credentials("repl")?;
+        for node in &nodes[1..] {
+            let mut s = self.admin(&node.name).await?;
+            let change = ChangeSource {
+                source: Some(primary_key.clone()),
+                user: Some(repl.user.clone()),
+                password: Some(repl.password.expose().to_string()),
+                heartbeat_ms: Some(250),
+                connect_retry_s: Some(1),
+            };
+            let sql = s.dialect.change_source(&change);
+            s.exec(&sql).await.map_err(|e| setup_err(&node.name, "CHANGE MASTER", e))?;
+            actions::start_replica(&mut s).await.map_err(|e| setup_err(&node.name, "START SLAVE", e))?;
+        }
+        for node in &nodes[1..] {
+            let mut s = self.admin(&node.name).await?;
+            actions::confirm_replicating(&mut s, &primary_key, Duration::from_secs(30))
+                .await
+                .map_err(|e| setup_err(&node.name, "replication did not start", e))?;
+        }
+        if self.manifest.semi_sync && nodes.len() > 1 {
+            self.wait_semi_sync_clients(&primary.name, nodes.len() - 1).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_semi_sync_clients(&self, primary: &str, want: usize) -> Result<(), SandboxError> {
+        let mut s = self.admin(primary).await?;
+        let start = Instant::now();
+        loop {
+            let sql = s.dialect.semi_sync_status_query();
+            let rows = s.rows(&sql).await.map_err(|e| SandboxError::node(primary, e.to_string()))?;
+            let clients = rows
+                .iter()
+                .find(|r| r.get("Variable_name").cloned().flatten().as_deref() == Some("Rpl_semi_sync_master_clients"))
+                .and_then(|r| r.get("Value").cloned().flatten())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if clients >= want {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(SandboxError::node(primary, format!("only {clients} of {want} semi-sync replicas connected")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // ---- drills --------------------------------------------------------------
+
+    fn require_pid(&self, which: &str) -> Result<u32, SandboxError> {
+        self.live_pid(which)?.ok_or_else(|| SandboxError::node(which, "not running"))
+    }
+
+    /// SIGKILL: the process dies at once, as in a crash.
+    pub fn kill(&mut self, which: &str) -> Result<(), SandboxError> {
+        let pid = self.require_pid(which)?;
+        process::signal(pid, libc::SIGKILL)?;
+        process::wait_exit(pid, STOP_TIMEOUT);
+        let name = self.node(which)?.name.clone();
+        self.record_mut(&name).pid = None;
+        self.manifest.save(&self.dir)
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop(&mut self, which: &str) -> Result<(), SandboxError> {
+        let pid = self.require_pid(which)?;
+        if process::paused(pid) {
+            process::signal(pid, libc::SIGCONT)?;
+        }
+        process::signal(pid, libc::SIGTERM)?;
+        if !process::wait_exit(pid, STOP_TIMEOUT) {
+            process::signal(pid, libc::SIGKILL)?;
+            process::wait_exit(pid, STOP_TIMEOUT);
+        }
+        let name = self.node(which)?.name.clone();
+        self.record_mut(&name).pid = None;
+        self.manifest.save(&self.dir)
+    }
+
+    /// Start a stopped node again and wait until it accepts connections.
+    pub async fn start(&mut self, which: &str) -> Result<(), SandboxError> {
+        if self.live_pid(which)?.is_some() {
+            return Err(SandboxError::node(which, "already running"));
+        }
+        let name = self.node(which)?.name.clone();
+        self.spawn(&name)?;
+        self.manifest.save(&self.dir)?;
+        self.wait_ready(&name).await
+    }
+
+    /// SIGSTOP: the process hangs with its sockets open.
+    pub fn pause(&self, which: &str) -> Result<(), SandboxError> {
+        process::signal(self.require_pid(which)?, libc::SIGSTOP)
+    }
+
+    /// SIGCONT after [`Sandbox::pause`].
+    pub fn resume(&self, which: &str) -> Result<(), SandboxError> {
+        process::signal(self.require_pid(which)?, libc::SIGCONT)
+    }
+
+    /// Stop every node (clean shutdown, SIGKILL after 30 s) and optionally
+    /// remove the directory.
+    pub fn down(&mut self, remove: bool) -> Result<(), SandboxError> {
+        let names: Vec<String> = self.manifest.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut pids = Vec::new();
+        for name in &names {
+            if let Some(pid) = self.live_pid(name)? {
+                if process::paused(pid) {
+                    process::signal(pid, libc::SIGCONT)?;
+                }
+                process::signal(pid, libc::SIGTERM)?;
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            if !process::wait_exit(pid, STOP_TIMEOUT) {
+                process::signal(pid, libc::SIGKILL)?;
+                process::wait_exit(pid, STOP_TIMEOUT);
+            }
+        }
+        for name in &names {
+            self.record_mut(name).pid = None;
+        }
+        if remove {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| SandboxError::file(&self.dir, e))
+        } else {
+            self.manifest.save(&self.dir)
+        }
+    }
+}
+
+/// Accept an empty or missing directory, or one holding a sandbox that is no
+/// longer running (its node directories are replaced).
+fn prepare_dir(dir: &Path) -> Result<(), SandboxError> {
+    if !dir.exists() {
+        return mkdir(dir);
+    }
+    if Manifest::path(dir).exists() {
+        let old = Sandbox::open(dir)?;
+        let running: Vec<&str> = old
+            .manifest
+            .nodes
+            .iter()
+            .filter(|n| old.live_pid(&n.name).ok().flatten().is_some())
+            .map(|n| n.name.as_str())
+            .collect();
+        if !running.is_empty() {
+            return Err(SandboxError::Usage(format!(
+                "a sandbox is already running in {} ({}): run `pivot sandbox down --dir {}` first",
+                dir.display(),
+                running.join(", "),
+                dir.display()
+            )));
+        }
+        for entry in std::fs::read_dir(dir).map_err(|e| SandboxError::file(dir, e))?.flatten() {
+            let p = entry.path();
+            let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            r.map_err(|e| SandboxError::file(&p, e))?;
+        }
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(dir).map_err(|e| SandboxError::file(dir, e))?.next().is_none();
+    if !empty {
+        return Err(SandboxError::Usage(format!(
+            "{} is not empty and holds no sandbox: give an empty or new directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn mkdir(dir: &Path) -> Result<(), SandboxError> {
+    std::fs::create_dir_all(dir).map_err(|e| SandboxError::file(dir, e))
+}
+
+/// One initialized datadir with the sandbox users, copied to every node.
+fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) -> Result<(), SandboxError> {
+    let log = template.with_extension("log");
+    let log_file = || std::fs::File::create(&log).map_err(|e| SandboxError::file(&log, e));
+    let user = if unsafe { libc::geteuid() } == 0 { Some("--user=root") } else { None };
+    let status = Command::new(&binaries.install_db)
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", template.display()))
+        .args(user)
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .arg("--innodb-log-file-size=8M")
+        .stdout(log_file()?)
+        .stderr(log_file()?)
+        .status()
+        .map_err(|e| SandboxError::Setup(format!("cannot run {}: {e}", binaries.install_db.display())))?;
+    if !status.success() {
+        return Err(SandboxError::Setup(format!(
+            "{} failed; end of {}:\n{}",
+            binaries.install_db.display(),
+            log.display(),
+            process::log_tail(&log, 15)
+        )));
+    }
+    let mut child = Command::new(&binaries.server)
+        .arg("--no-defaults")
+        .arg("--bootstrap")
+        .arg(format!("--datadir={}", template.display()))
+        .args(user)
+        .arg("--innodb-log-file-size=8M")
+        .arg("--innodb-use-native-aio=OFF")
+        .stdin(Stdio::piped())
+        .stdout(log_file()?)
+        .stderr(log_file()?)
+        .spawn()
+        .map_err(|e| SandboxError::Setup(format!("cannot run {} --bootstrap: {e}", binaries.server.display())))?;
+    // Passwords go through stdin, never through arguments.
+    let sql = files::bootstrap_sql(passwords, binaries.at_least((10, 5, 9)));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(sql.as_bytes())
+        .map_err(|e| SandboxError::Setup(format!("bootstrap: {e}")))?;
+    let status = child.wait().map_err(|e| SandboxError::Setup(format!("bootstrap: {e}")))?;
+    if !status.success() {
+        return Err(SandboxError::Setup(format!(
+            "creating the sandbox users failed; end of {}:\n{}",
+            log.display(),
+            process::log_tail(&log, 15)
+        )));
+    }
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), SandboxError> {
+    mkdir(to)?;
+    for entry in std::fs::read_dir(from).map_err(|e| SandboxError::file(from, e))? {
+        let entry = entry.map_err(|e| SandboxError::file(from, e))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| SandboxError::file(entry.path(), e))?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(|e| SandboxError::file(&target, e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The replication changes a recovery is made of. Each one is safe to run
+//! again: it checks or converges rather than assuming the state it left.
+
+use crate::errors::SessionError;
+use crate::session::Session;
+use pivot_core::observation::{IoThread, ReplicationStatus};
+use pivot_core::{GtidSet, InstanceKey};
+use pivot_dialect::{ChangeSource, ProbeRows};
+use std::time::{Duration, Instant};
+
+/// The instance's current replication status (first channel), if it replicates.
+pub async fn replication_status(s: &mut Session) -> Result<Option<ReplicationStatus>, SessionError> {
+    let d = s.dialect.clone();
+    let variables = s.rows(&d.variables_query()).await?.into_iter().next().unwrap_or_default();
+    let replica_status = s.rows(&d.replica_status_query()).await?;
+    let rows = ProbeRows { variables, replica_status, ..ProbeRows::default() };
+    let state = rows.into_state().map_err(|e| SessionError::Unexpected(e.to_string()))?;
+    Ok(state.replication)
+}
+
+/// The GTIDs this instance has executed (`gtid_binlog_state` / `gtid_executed`)
+/// and whether it is writable.
+pub async fn executed_and_writable(s: &mut Session) -> Result<(GtidSet, bool), SessionError> {
+    let d = s.dialect.clone();
+    let variables = s.rows(&d.variables_query()).await?.into_iter().next().unwrap_or_default();
+    let state = ProbeRows { variables, ..ProbeRows::default() }
+        .into_state()
+        .map_err(|e| SessionError::Unexpected(e.to_string()))?;
+    Ok((state.gtid.executed.clone(), state.writable()))
+}
+
+pub async fn stop_io_thread(s: &mut Session) -> Result<(), SessionError> {
+    let sql = s.dialect.stop_replica_io();
+    s.exec(&sql).await
+}
+
+pub async fn start_replica(s: &mut Session) -> Result<(), SessionError> {
+    let sql = s.dialect.start_replica();
+    s.exec(&sql).await
+}
+
+/// Wait until everything the replica received is applied. Starts a SQL thread
+/// that was stopped without an error; fails if it stopped with one.
+/// Returns what was waited for.
+pub async fn wait_relay_applied(s: &mut Session, timeout: Duration) -> Result<GtidSet, SessionError> {
+    let repl = replication_status(s)
+        .await?
+        .ok_or_else(|| SessionError::Unexpected(format!("{} does not replicate: no relay log to apply", s.key)))?;
+    if let Some(e) = &repl.sql_error {
+        return Err(SessionError::Unexpected(format!(
+            "SQL thread of {} stopped with error {}: {}; its relay log cannot be applied",
+            s.key, e.number, e.message
+        )));
+    }
+    if !repl.sql_running {
+        let sql = s.dialect.start_replica_sql();
+        s.exec(&sql).await?;
+    }
+    wait_for_gtid(s, &repl.received, timeout).await?;
+    Ok(repl.received)
+}
+
+/// Block until the instance has applied `target`, at most `timeout`.
+pub async fn wait_for_gtid(s: &mut Session, target: &GtidSet, timeout: Duration) -> Result<(), SessionError> {
+    if target.is_empty() {
+        return Ok(());
+    }
+    let sql = s.dialect.wait_for_gtid(target, timeout.as_secs_f64());
+    // The statement itself waits up to `timeout`; give the round trip slack.
+    let rows = s.rows_within(&sql, timeout + Duration::from_secs(2)).await?;
+    let result = rows
+        .first()
+        .and_then(|r| r.get("result").cloned().flatten())
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| SessionError::Unexpected("GTID wait returned no result".into()))?;
+    if s.dialect.wait_succeeded(result) {
+        Ok(())
+    } else {
+        Err(SessionError::Unexpected(format!(
+            "{} did not apply {target} within {} ms",
+            s.key,
+            timeout.as_millis()
+        )))
+    }
+}
+
+/// Replicate from `from` until `until` is applied, then stop replication.
+/// Used so a candidate first catches up from a replica that received more.
+pub async fn catch_up(s: &mut Session, from: &InstanceKey, until: &GtidSet, timeout: Duration) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    s.exec(&d.change_source(&ChangeSource { source: Some(from.clone()), ..ChangeSource::default() })).await?;
+    s.exec(&d.start_replica()).await?;
+    let waited = wait_for_gtid(s, until, timeout).await;
+    s.exec(&d.stop_replica()).await?;
+    waited
+}
+
+/// Make the instance the primary: no replication, semi-sync primary side on
+/// when asked, writable last.
+pub async fn promote(s: &mut Session, semi_sync: bool) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    s.exec(&d.reset_replica_all()).await?;
+    if semi_sync {
+        s.exec(&d.set_semi_sync_primary(true)).await?;
+    }
+    for sql in d.set_writable() {
+        s.exec(&sql).await?;
+    }
+    Ok(())
+}
+
+/// Point a replica at a new source with GTID auto-positioning and start it.
+pub async fn repoint(s: &mut Session, to: &InstanceKey) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    s.exec(&d.change_source(&ChangeSource { source: Some(to.clone()), ..ChangeSource::default() })).await?;
+    s.exec(&d.start_replica()).await
+}
+
+/// Wait until the replica replicates from `source` with both threads running.
+pub async fn confirm_replicating(s: &mut Session, source: &InstanceKey, timeout: Duration) -> Result<(), SessionError> {
+    let start = Instant::now();
+    let mut last = String::from("no replication status");
+    while start.elapsed() < timeout {
+        if let Some(r) = replication_status(s).await? {
+            if &r.source == source && r.io_thread == IoThread::Running && r.sql_running {
+                return Ok(());
+            }
+            last = format!(
+                "source {}, IO thread {:?}, SQL thread {}{}",
+                r.source,
+                r.io_thread,
+                if r.sql_running { "running" } else { "stopped" },
+                r.io_error.or(r.sql_error).map(|e| format!(", error {}: {}", e.number, e.message)).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(SessionError::Unexpected(format!(
+        "{} does not replicate from {source} after {} ms: {last}",
+        s.key,
+        timeout.as_millis()
+    )))
+}
+
+/// Make the instance read-only and end its client sessions. Returns how many
+/// sessions were ended.
+pub async fn fence(s: &mut Session) -> Result<usize, SessionError> {
+    let d = s.dialect.clone();
+    for sql in d.set_read_only() {
+        s.exec(&sql).await?;
+    }
+    let ids: Vec<u64> = s
+        .rows(&d.client_sessions_query())
+        .await?
+        .iter()
+        .filter_map(|r| r.get("id").cloned().flatten())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let mut killed = 0;
+    for id in ids {
+        match s.exec(&d.kill_connection(id)).await {
+            Ok(()) => killed += 1,
+            // 1094: unknown thread id: it ended on its own meanwhile.
+            Err(e) if e.server_code() == Some(1094) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(killed)
+}

@@ -1,0 +1,25 @@
+//! The imperative shell's hands on the database servers.
+//!
+//! * [`Session`]: one connection to one instance, every call bounded by a timeout,
+//!   its statements worded by the instance's [`pivot_dialect::Dialect`].
+//! * [`Prober`]: probes one instance on demand and returns an
+//!   [`Observation`](pivot_core::Observation); keeps its connection between probes.
+//! * [`discover`]: walks a topology from seed instances once.
+//! * [`actions`]: the replication changes a recovery is made of.
+//!
+//! Architecture invariant: nothing here decides anything. What to probe, whom
+//! to promote and in which order come from `pivot-core`; this crate only does
+//! it and reports what happened.
+
+pub mod actions;
+mod credentials;
+mod discover;
+mod errors;
+mod probe;
+mod session;
+
+pub use credentials::{Credentials, Secret};
+pub use discover::{discover, referenced_instances};
+pub use errors::{classify, SessionError};
+pub use probe::Prober;
+pub use session::Session;

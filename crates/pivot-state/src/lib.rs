@@ -1,0 +1,21 @@
+//! Durable state in one SQLite file.
+//!
+//! * recoveries and their steps: every step is written before it runs and
+//!   again when it ends, so a restarted pivot knows exactly where it stopped;
+//! * one running recovery per cluster, enforced by a unique index, so two
+//!   processes (the daemon and a `pivot failover` in a shell) cannot both act;
+//! * blocks (anti-flapping) and operator acknowledgements;
+//! * fenced former primaries, which must be made read-only whenever they reappear;
+//! * alerts and other events, for `pivot history`.
+//!
+//! The file is opened in WAL mode so the CLI can read while the daemon writes.
+//! `synchronous=NORMAL`: a killed pivot loses nothing; a power cut may lose
+//! the last writes, which the resume logic tolerates because it re-reads the
+//! servers' real state before acting.
+
+mod records;
+mod schema;
+mod store;
+
+pub use records::*;
+pub use store::{StateError, StateStore};

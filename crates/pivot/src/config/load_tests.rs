@@ -1,0 +1,127 @@
+//! Bad configuration files are rejected with the file, the line and the reason.
+
+use super::*;
+
+const GOOD: &str = r#"
+[pivot]
+state = "state/pivot.db"
+http = "127.0.0.1:19099"
+
+[[cluster]]
+name = "main"
+seeds = ["127.0.0.1:3306", "db2:3307"]
+poll_interval = "100ms"
+
+[cluster.credentials]
+user = "pivot"
+password = "inline-secret"
+
+[cluster.failover]
+preferred = ["db2:3307"]
+block_period = "5m"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/pivot/pivot.toml"), text)
+}
+
+fn error(text: &str) -> String {
+    parse(text).expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn good_file_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.pivot.state, PathBuf::from("/etc/pivot/state/pivot.db"), "relative to the file");
+    assert_eq!(c.pivot.http, Some("127.0.0.1:19099".parse().unwrap()));
+    let cl = &c.clusters[0];
+    assert_eq!(cl.seeds.len(), 2);
+    assert_eq!(cl.poll_interval, Duration::from_millis(100));
+    assert_eq!(cl.probe_timeout, Duration::from_secs(1));
+    assert_eq!(cl.credentials.password.expose(), "inline-secret");
+    assert_eq!(cl.detection.unreachable_after, 1);
+    assert!(cl.failover.automatic);
+    assert_eq!(cl.failover.block_period, Duration::from_secs(300));
+    assert_eq!(cl.failover.preferred, vec!["db2:3307".parse().unwrap()]);
+    assert!(!format!("{c:?}").contains("inline-secret"), "passwords never print");
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let text = GOOD.replace("poll_interval = \"100ms\"", "pol_interval = \"100ms\"");
+    let e = error(&text);
+    assert!(e.starts_with("/etc/pivot/pivot.toml:9:"), "{e}");
+    assert!(e.contains("unknown field `pol_interval`"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let e = error(&GOOD.replace(r#"seeds = ["127.0.0.1:3306", "db2:3307"]"#, "seeds = 3306"));
+    assert!(e.starts_with("/etc/pivot/pivot.toml:8:"), "{e}");
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn missing_and_empty_seeds() {
+    let e = error(&GOOD.replace("seeds = [\"127.0.0.1:3306\", \"db2:3307\"]\n", ""));
+    assert!(e.contains("missing field `seeds`"), "{e}");
+    let e = error(&GOOD.replace(r#"["127.0.0.1:3306", "db2:3307"]"#, "[]"));
+    assert!(e.contains(":8:") && e.contains("has no seeds"), "{e}");
+    let e = error(&GOOD.replace("db2:3307\"]", "db2\"]"));
+    assert!(e.contains(":8:") && e.contains("`db2` is not an instance address"), "{e}");
+}
+
+#[test]
+fn bad_values() {
+    let e = error(&GOOD.replace("\"100ms\"", "\"fast\""));
+    assert!(e.contains(":9:") && e.contains("`fast` is not a duration"), "{e}");
+    let e = error(&GOOD.replace("\"100ms\"", "\"1ms\""));
+    assert!(e.contains("poll_interval 1ms is out of range"), "{e}");
+    let e = error(&GOOD.replace("127.0.0.1:19099", "localhost"));
+    assert!(e.contains(":4:") && e.contains("is not an address"), "{e}");
+    let e = error(&format!("{GOOD}\n[[cluster]]\nname = \"main\"\nseeds = [\"a:1\"]\n[cluster.credentials]\nuser = \"u\"\npassword = \"p\"\n"));
+    assert!(e.contains("defined twice"), "{e}");
+    let e = error(&GOOD.replace("preferred = [\"db2:3307\"]", "preferred = [\"db2:3307\"]\nnever_promote = [\"db2:3307\"]"));
+    assert!(e.contains("both preferred and never_promote"), "{e}");
+    let e = error("[pivot]\nstate = \"x.db\"\n");
+    assert!(e.contains("no [[cluster]] table"), "{e}");
+}
+
+#[test]
+fn password_sources() {
+    let e = error(&GOOD.replace("password = \"inline-secret\"", "password_file = \"/nonexistent/pivot.password\""));
+    assert!(e.contains(":13:") && e.contains("`/nonexistent/pivot.password` cannot be read"), "{e}");
+    let e = error(&GOOD.replace("password = \"inline-secret\"", "password = \"a\"\npassword_env = \"B\""));
+    assert!(e.contains("exactly one of password, password_file or password_env"), "{e}");
+    let e = error(&GOOD.replace("password = \"inline-secret\"", "password_env = \"PIVOT_TEST_SURELY_UNSET_VAR\""));
+    assert!(e.contains("`PIVOT_TEST_SURELY_UNSET_VAR` is not set"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+    let text = GOOD.replace("password = \"inline-secret\"", "password_file = \"pw\"");
+    let c = Config::parse(&dir.path().join("pivot.toml"), &text).unwrap();
+    assert_eq!(c.clusters[0].credentials.password.expose(), "from-file", "relative path, newline trimmed");
+}
+
+#[test]
+fn hooks_must_be_executable_argv() {
+    let e = error(&format!("{GOOD}\n[cluster.hooks]\npre_failover = []\n"));
+    assert!(e.contains("hook pre_failover is empty"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.hooks]\npre_failover = [\"/nonexistent/hook\"]\n"));
+    assert!(e.contains(":20:") && e.contains("/nonexistent/hook"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.hooks]\npost_failover = \"/bin/true --x\"\n"));
+    assert!(e.contains("invalid type"), "a shell string is not accepted: {e}");
+    let c = parse(&format!("{GOOD}\n[cluster.hooks]\npost_failover = [\"/bin/true\", \"x\"]\ntimeout = \"2s\"\n")).unwrap();
+    assert_eq!(c.clusters[0].hooks.post_failover.as_deref(), Some(&["/bin/true".to_string(), "x".to_string()][..]));
+    assert_eq!(c.clusters[0].hooks.timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn example_config_in_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pivot.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The example reads its password from the environment.
+    std::env::set_var("PIVOT_EXAMPLE_PASSWORD", "x");
+    let c = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.clusters.is_empty());
+}

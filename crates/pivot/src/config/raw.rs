@@ -1,0 +1,83 @@
+//! The file as written, before validation. Unknown keys are rejected here.
+
+use super::duration::Dur;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub pivot: RawPivot,
+    #[serde(default, rename = "cluster")]
+    pub clusters: Vec<Spanned<RawCluster>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPivot {
+    pub state: Option<Spanned<String>>,
+    pub http: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Spanned<String>,
+    pub seeds: Spanned<Vec<Spanned<String>>>,
+    pub credentials: Spanned<RawCredentials>,
+    pub replication: Option<Spanned<RawCredentials>>,
+    pub poll_interval: Option<Spanned<Dur>>,
+    pub probe_timeout: Option<Spanned<Dur>>,
+    pub lag_threshold: Option<Spanned<Dur>>,
+    pub max_instances: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub detection: RawDetection,
+    #[serde(default)]
+    pub failover: RawFailover,
+    #[serde(default)]
+    pub hooks: RawHooks,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    pub user: Spanned<String>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetection {
+    pub unreachable_after: Option<Spanned<i64>>,
+    pub confirm_window: Option<Spanned<Dur>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    pub automatic: Option<bool>,
+    pub block_period: Option<Spanned<Dur>>,
+    pub relay_apply_timeout: Option<Spanned<Dur>>,
+    pub max_candidate_lag: Option<Spanned<Dur>>,
+    pub step_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub preferred: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub never_promote: Vec<Spanned<String>>,
+    pub semi_sync: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    pub timeout: Option<Spanned<Dur>>,
+    pub pre_failover: Option<Spanned<Vec<String>>>,
+    pub post_failover: Option<Spanned<Vec<String>>>,
+    pub post_unsuccessful_failover: Option<Spanned<Vec<String>>>,
+    pub fence: Option<Spanned<Vec<String>>>,
+    pub alert: Option<Spanned<Vec<String>>>,
+    pub mha_master_ip_failover: Option<Spanned<String>>,
+}

@@ -1,0 +1,77 @@
+//! One task per instance: probe on its own schedule, or at once when woken.
+
+use crate::clock;
+use pivot_core::{InstanceKey, Observation};
+use pivot_server::{Credentials, Prober};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub interval: Duration,
+    /// Used while the cluster's primary is suspect, so replicas' confirmation
+    /// is never older than this.
+    pub fast_interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Handle on a running probe task; dropping it stops the task.
+pub struct ProberHandle {
+    wake: Arc<Notify>,
+    fast: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl ProberHandle {
+    /// Probe now instead of waiting for the schedule.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn set_fast(&self, fast: bool) {
+        self.fast.store(fast, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ProberHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start probing `key`. Observations go to `tx`; at most `limit`'s permits
+/// worth of probes run at once across pivot.
+pub fn spawn(
+    key: InstanceKey,
+    creds: Credentials,
+    schedule: Schedule,
+    limit: Arc<Semaphore>,
+    tx: mpsc::Sender<Observation>,
+) -> ProberHandle {
+    let wake = Arc::new(Notify::new());
+    let fast = Arc::new(AtomicBool::new(false));
+    let (w, f) = (wake.clone(), fast.clone());
+    let task = tokio::spawn(async move {
+        let mut prober = Prober::new(key, creds, schedule.timeout);
+        loop {
+            let started = Instant::now();
+            let obs = {
+                let Ok(_permit) = limit.acquire().await else { return };
+                prober.probe(clock::now()).await
+            };
+            if tx.send(obs).await.is_err() {
+                return;
+            }
+            let interval = if f.load(Ordering::Relaxed) { schedule.fast_interval } else { schedule.interval };
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + interval) => {}
+                _ = w.notified() => {}
+            }
+        }
+    });
+    ProberHandle { wake, fast, task }
+}

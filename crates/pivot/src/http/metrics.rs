@@ -1,0 +1,72 @@
+//! Prometheus text exposition of the latest snapshots.
+
+use crate::render::{ClusterSnapshot, Role};
+use std::fmt::Write;
+use std::sync::Arc;
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(String, f64)>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
+    let mut fams: Vec<Family> = [
+        ("pivot_cluster_healthy", "1 when the cluster analysis is healthy."),
+        ("pivot_cluster_alerting", "1 when the cluster analysis needs an operator."),
+        ("pivot_cluster_analysis", "The current analysis code of the cluster (value always 1)."),
+        ("pivot_instance_up", "1 when pivot's last probe of the instance succeeded."),
+        ("pivot_instance_read_only", "1 when the instance is read-only."),
+        ("pivot_instance_replication_lag_seconds", "Seconds behind the source, when known."),
+        ("pivot_instance_io_thread_running", "1 when the replication IO thread is connected."),
+        ("pivot_instance_sql_thread_running", "1 when the replication SQL thread runs."),
+        ("pivot_instance_probe_latency_seconds", "Duration of the last probe."),
+        ("pivot_instance_consecutive_probe_failures", "Failed probes in a row."),
+    ]
+    .into_iter()
+    .map(|(name, help)| Family { name, help, samples: Vec::new() })
+    .collect();
+    let b = |v: bool| if v { 1.0 } else { 0.0 };
+    for c in clusters {
+        let cl = format!("cluster=\"{}\"", escape(&c.cluster));
+        fams[0].samples.push((cl.clone(), b(c.code == pivot_core::Code::Healthy)));
+        fams[1].samples.push((cl.clone(), b(c.alerting)));
+        fams[2].samples.push((format!("{cl},code=\"{}\"", c.code.as_str()), 1.0));
+        for i in &c.instances {
+            let role = match i.role {
+                Role::Primary => "primary",
+                Role::Replica => "replica",
+                Role::Detached => "detached",
+                Role::Unknown => "unknown",
+            };
+            let labels = format!("{cl},instance=\"{}\",role=\"{role}\"", escape(&i.instance.to_string()));
+            fams[3].samples.push((labels.clone(), b(i.reachable)));
+            if let Some(ms) = i.probe_latency_ms {
+                fams[8].samples.push((labels.clone(), ms / 1000.0));
+            }
+            fams[9].samples.push((labels.clone(), f64::from(i.consecutive_failures)));
+            let Some(st) = i.state.as_ref().filter(|_| i.reachable) else { continue };
+            fams[4].samples.push((labels.clone(), b(!st.writable())));
+            if let Some(r) = &st.replication {
+                if let Some(lag) = r.seconds_behind {
+                    fams[5].samples.push((labels.clone(), lag as f64));
+                }
+                fams[6].samples.push((labels.clone(), b(r.io_thread == pivot_core::observation::IoThread::Running)));
+                fams[7].samples.push((labels.clone(), b(r.sql_running)));
+            }
+        }
+    }
+    let mut out = String::new();
+    for f in fams {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} gauge", f.name);
+        for (labels, v) in f.samples {
+            let _ = writeln!(out, "{}{{{labels}}} {v}", f.name);
+        }
+    }
+    out
+}

@@ -1,0 +1,71 @@
+//! The HTTP surface: JSON API, Prometheus metrics.
+
+mod metrics;
+
+use crate::render::ClusterSnapshot;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// One cluster's latest snapshot, as published by its monitor.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    pub name: String,
+    pub snapshots: watch::Receiver<Arc<ClusterSnapshot>>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub clusters: Arc<Vec<ClusterHandle>>,
+}
+
+impl AppState {
+    fn all(&self) -> Vec<Arc<ClusterSnapshot>> {
+        self.clusters.iter().map(|c| c.snapshots.borrow().clone()).collect()
+    }
+
+    fn one(&self, name: &str) -> Option<Arc<ClusterSnapshot>> {
+        self.clusters.iter().find(|c| c.name == name).map(|c| c.snapshots.borrow().clone())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/clusters", get(clusters))
+        .route("/api/clusters/{name}", get(cluster))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn clusters(State(s): State<AppState>) -> Json<Vec<Arc<ClusterSnapshot>>> {
+    Json(s.all())
+}
+
+async fn cluster(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.one(&name) {
+        Some(snap) => Json(snap).into_response(),
+        None => {
+            let known: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
+            error(StatusCode::NOT_FOUND, format!("no cluster `{name}`; configured: {}", known.join(", ")))
+        }
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    let body = metrics::render(&s.all());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no endpoint {}: see /api/clusters and /metrics", uri.path()))
+}
