@@ -14,6 +14,8 @@ pub struct Dialect {
     source_words: bool,
     /// MySQL 8.0.26+: `log_replica_updates`, semi-sync `source`/`replica` names.
     new_variable_names: bool,
+    /// MariaDB 10.3.3+: semi-sync is built in, its variables always exist.
+    builtin_semi_sync: bool,
 }
 
 /// Where a replica should replicate from. Unset fields keep the replica's
@@ -35,6 +37,7 @@ impl Dialect {
             replica_words: mysql && version.at_least(8, 0, 22),
             source_words: mysql && version.at_least(8, 0, 23),
             new_variable_names: mysql && version.at_least(8, 0, 26),
+            builtin_semi_sync: !mysql && version.at_least(10, 3, 3),
         }
     }
 
@@ -57,7 +60,8 @@ impl Dialect {
                 "SELECT {common}, @@log_slave_updates AS log_replica_updates, \
                  @@gtid_binlog_state AS gtid_executed, @@gtid_current_pos AS gtid_applied, \
                  @@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_slave_pos AS gtid_replica_pos, \
-                 @@gtid_strict_mode AS gtid_strict_mode"
+                 @@gtid_strict_mode AS gtid_strict_mode{}",
+                if self.builtin_semi_sync { SEMI_SYNC_SELECT } else { "" }
             ),
             Flavor::MySql => {
                 let updates = if self.new_variable_names { "@@log_replica_updates" } else { "@@log_slave_updates" };
@@ -89,8 +93,9 @@ impl Dialect {
         })
     }
 
-    pub fn semi_sync_variables_query(&self) -> Sql {
-        Sql::plain("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
+    /// `None` where the variables query already reads them (MariaDB 10.3.3+).
+    pub fn semi_sync_variables_query(&self) -> Option<Sql> {
+        (!self.builtin_semi_sync).then(|| Sql::plain("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'"))
     }
 
     pub fn semi_sync_status_query(&self) -> Sql {
@@ -131,11 +136,8 @@ impl Dialect {
 
     /// Point a stopped replica at a source with GTID auto-positioning.
     pub fn change_source(&self, change: &ChangeSource) -> Sql {
-        let (prefix, key) = if self.source_words {
-            ("CHANGE REPLICATION SOURCE TO", "SOURCE")
-        } else {
-            ("CHANGE MASTER TO", "MASTER")
-        };
+        let (prefix, key) =
+            if self.source_words { ("CHANGE REPLICATION SOURCE TO", "SOURCE") } else { ("CHANGE MASTER TO", "MASTER") };
         let mut parts: Vec<(String, String)> = Vec::new();
         if let Some(src) = &change.source {
             parts.push((format!("{key}_HOST={}", quote(&src.host)), String::new()));
@@ -177,7 +179,9 @@ impl Dialect {
                 };
                 format!("SELECT MASTER_GTID_WAIT({}, {timeout_s:.3}) AS result", quote(&pos))
             }
-            Flavor::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_s:.3}) AS result", quote(&set.to_string())),
+            Flavor::MySql => {
+                format!("SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_s:.3}) AS result", quote(&set.to_string()))
+            }
         })
     }
 
@@ -193,14 +197,18 @@ impl Dialect {
     pub fn set_read_only(&self) -> Vec<Sql> {
         match self.flavor {
             Flavor::MariaDb => vec![Sql::plain("SET GLOBAL read_only = ON")],
-            Flavor::MySql => vec![Sql::plain("SET GLOBAL read_only = ON"), Sql::plain("SET GLOBAL super_read_only = ON")],
+            Flavor::MySql => {
+                vec![Sql::plain("SET GLOBAL read_only = ON"), Sql::plain("SET GLOBAL super_read_only = ON")]
+            }
         }
     }
 
     pub fn set_writable(&self) -> Vec<Sql> {
         match self.flavor {
             Flavor::MariaDb => vec![Sql::plain("SET GLOBAL read_only = OFF")],
-            Flavor::MySql => vec![Sql::plain("SET GLOBAL super_read_only = OFF"), Sql::plain("SET GLOBAL read_only = OFF")],
+            Flavor::MySql => {
+                vec![Sql::plain("SET GLOBAL super_read_only = OFF"), Sql::plain("SET GLOBAL read_only = OFF")]
+            }
         }
     }
 
@@ -244,6 +252,14 @@ impl Dialect {
         Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_replica_var(), on_off(on)))
     }
 }
+
+/// MariaDB's built-in semi-sync variables, read with the others (a `SHOW
+/// VARIABLES LIKE` costs a temporary table on every probe).
+const SEMI_SYNC_SELECT: &str = ", @@rpl_semi_sync_master_enabled AS rpl_semi_sync_master_enabled, \
+     @@rpl_semi_sync_slave_enabled AS rpl_semi_sync_slave_enabled, \
+     @@rpl_semi_sync_master_timeout AS rpl_semi_sync_master_timeout, \
+     @@rpl_semi_sync_master_wait_point AS rpl_semi_sync_master_wait_point, \
+     @@rpl_semi_sync_master_wait_no_slave AS rpl_semi_sync_master_wait_no_slave";
 
 fn on_off(on: bool) -> &'static str {
     if on {
@@ -296,7 +312,9 @@ mod tests {
         );
         assert!(!maria.to_string().contains("s3cr"));
         let mysql = d("8.4.0").change_source(&change);
-        assert!(mysql.text().contains("SOURCE_PASSWORD='s3cr''et'") && mysql.text().ends_with("SOURCE_AUTO_POSITION=1"));
+        assert!(
+            mysql.text().contains("SOURCE_PASSWORD='s3cr''et'") && mysql.text().ends_with("SOURCE_AUTO_POSITION=1")
+        );
         assert!(!format!("{mysql:?}").contains("s3cr"));
     }
 

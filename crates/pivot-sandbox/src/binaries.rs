@@ -15,8 +15,8 @@ pub struct Binaries {
 impl Binaries {
     pub fn locate() -> Result<Binaries, SandboxError> {
         let server = find(&["mariadbd", "mysqld"]).ok_or(SandboxError::MissingBinary("mariadbd"))?;
-        let install_db =
-            find(&["mariadb-install-db", "mysql_install_db"]).ok_or(SandboxError::MissingBinary("mariadb-install-db"))?;
+        let install_db = find(&["mariadb-install-db", "mysql_install_db"])
+            .ok_or(SandboxError::MissingBinary("mariadb-install-db"))?;
         let out = Command::new(&server)
             .arg("--version")
             .output()
@@ -29,7 +29,8 @@ impl Binaries {
                 text.trim()
             )));
         }
-        let version = parse_version(&text).ok_or_else(|| SandboxError::Setup(format!("cannot read version from `{text}`")))?;
+        let version =
+            parse_version(&text).ok_or_else(|| SandboxError::Setup(format!("cannot read version from `{text}`")))?;
         Ok(Binaries { server, install_db, version })
     }
 
@@ -41,7 +42,8 @@ impl Binaries {
 /// `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for ...` -> (10, 11, 19)
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let after = text.split("Ver ").nth(1)?;
-    let nums: Vec<u32> = after.split(|c: char| !c.is_ascii_digit()).take(3).map(|n| n.parse().ok()).collect::<Option<_>>()?;
+    let nums: Vec<u32> =
+        after.split(|c: char| !c.is_ascii_digit()).take(3).map(|n| n.parse().ok()).collect::<Option<_>>()?;
     Some((nums[0], nums[1], nums[2]))
 }
 

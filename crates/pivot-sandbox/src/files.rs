@@ -14,6 +14,7 @@ datadir = {d}/data
 socket = {d}/mariadbd.sock
 pid-file = {d}/data/mariadbd.pid
 log-error = {d}/error.log
+tmpdir = {d}/tmp
 bind-address = {host}
 port = {port}
 server_id = {server_id}

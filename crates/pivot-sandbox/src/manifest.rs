@@ -32,7 +32,10 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest, SandboxError> {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            SandboxError::file(&path, format!("{e}: is this a sandbox directory? (`pivot sandbox up --dir` creates one)"))
+            SandboxError::file(
+                &path,
+                format!("{e}: is this a sandbox directory? (`pivot sandbox up --dir` creates one)"),
+            )
         })?;
         serde_json::from_str(&text).map_err(|e| SandboxError::file(&path, e))
     }

@@ -23,8 +23,8 @@ pub fn check_range(host: IpAddr, base: u16, count: u16) -> Result<Vec<u16>, Sand
 
 /// Pick `count` consecutive free ports, preferring `preferred` when it is free,
 /// else a pseudo-random range so that parallel runs rarely collide.
-pub fn pick(host: IpAddr, count: u16, preferred: u16) -> Result<Vec<u16>, SandboxError> {
-    if let Ok(p) = check_range(host, preferred, count) {
+pub fn pick(host: IpAddr, count: u16, preferred: Option<u16>) -> Result<Vec<u16>, SandboxError> {
+    if let Some(p) = preferred.and_then(|base| check_range(host, base, count).ok()) {
         return Ok(p);
     }
     let mut seed = std::process::id() as u64 ^ nanos();

@@ -44,9 +44,7 @@ pub fn paused(pid: u32) -> bool {
 /// The process was started with `marker` (our defaults file) on its command
 /// line: the PID still belongs to us, not to a stranger that reused it.
 pub fn owned(pid: u32, marker: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains(marker))
-        .unwrap_or(false)
+    std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains(marker)).unwrap_or(false)
 }
 
 pub fn signal(pid: u32, sig: libc::c_int) -> Result<(), SandboxError> {

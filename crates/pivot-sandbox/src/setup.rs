@@ -5,8 +5,8 @@ use crate::files::{self, Passwords};
 use crate::manifest::{Manifest, NodeRecord};
 use crate::{ports, process, secrets, SandboxError};
 use pivot_core::InstanceKey;
-use pivot_server::{actions, Credentials, Session};
 use pivot_dialect::ChangeSource;
+use pivot_server::{actions, Credentials, Session};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,21 @@ pub struct SandboxSpec {
     pub base_port: Option<u16>,
     pub semi_sync: bool,
     pub host: IpAddr,
+    /// Without `base_port`, try 23306 first (people like stable ports); tests
+    /// turn this off so parallel runs do not race for the same ports.
+    pub prefer_default_port: bool,
 }
 
 impl SandboxSpec {
     pub fn new(dir: impl Into<PathBuf>) -> SandboxSpec {
-        SandboxSpec { dir: dir.into(), nodes: 3, base_port: None, semi_sync: false, host: [127, 0, 0, 1].into() }
+        SandboxSpec {
+            dir: dir.into(),
+            nodes: 3,
+            base_port: None,
+            semi_sync: false,
+            host: [127, 0, 0, 1].into(),
+            prefer_default_port: true,
+        }
     }
 }
 
@@ -42,8 +52,26 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const PREFERRED_BASE_PORT: u16 = 23306;
 
 impl Sandbox {
-    /// Start a new sandbox in `spec.dir` and wait until every replica replicates.
+    /// Start a new sandbox in `spec.dir` and wait until every replica
+    /// replicates. On failure, every process it started is stopped again.
+    /// Ports pivot picked itself are picked again if another process took
+    /// them between the check and the server's bind.
     pub async fn up(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::up_once(spec, attempt > 1).await {
+                Err(SandboxError::Node { message, .. })
+                    if spec.base_port.is_none() && attempt < 4 && message.contains("Address already in use") =>
+                {
+                    tracing::info!("sandbox ports were taken meanwhile; picking others");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn up_once(spec: &SandboxSpec, avoid_default_port: bool) -> Result<Sandbox, SandboxError> {
         if !(1..=9).contains(&spec.nodes) {
             return Err(SandboxError::Usage(format!("--nodes {} is out of range: use 1 to 9", spec.nodes)));
         }
@@ -52,9 +80,12 @@ impl Sandbox {
         let dir = std::fs::canonicalize(&spec.dir).map_err(|e| SandboxError::file(&spec.dir, e))?;
         let ports = match spec.base_port {
             Some(base) => ports::check_range(spec.host, base, spec.nodes)?,
-            None => ports::pick(spec.host, spec.nodes, PREFERRED_BASE_PORT)?,
+            None if spec.prefer_default_port && !avoid_default_port => {
+                ports::pick(spec.host, spec.nodes, Some(PREFERRED_BASE_PORT))?
+            }
+            None => ports::pick(spec.host, spec.nodes, None)?,
         };
-        let http_port = ports::pick(spec.host, 1, ports[ports.len() - 1].saturating_add(100))?[0];
+        let http_port = ports::pick(spec.host, 1, None)?[0];
         let passwords = Passwords {
             repl: secrets::random_password()?,
             pivot: secrets::random_password()?,
@@ -93,27 +124,36 @@ impl Sandbox {
         for (i, node) in sandbox.manifest.nodes.iter().enumerate() {
             let node_dir = dir.join(&node.name);
             mkdir(&node_dir)?;
+            mkdir(&node_dir.join("tmp"))?;
             copy_dir(&template, &node_dir.join("data"))?;
             let cnf = files::my_cnf(node, &node_dir, i == 0, spec.semi_sync);
             std::fs::write(node_dir.join("my.cnf"), cnf).map_err(|e| SandboxError::file(node_dir.join("my.cnf"), e))?;
         }
         std::fs::remove_dir_all(&template).map_err(|e| SandboxError::file(&template, e))?;
 
-        let names: Vec<String> = sandbox.manifest.nodes.iter().map(|n| n.name.clone()).collect();
-        for name in &names {
-            sandbox.spawn(name)?;
+        if let Err(e) = sandbox.start_all().await {
+            // Leave nothing running behind a failed start.
+            let _ = sandbox.down(false);
+            return Err(e);
         }
-        sandbox.manifest.save(&dir)?;
-        for name in &names {
-            sandbox.wait_ready(name).await?;
-        }
-        sandbox.wire_replication().await?;
         let seeds: Vec<String> = sandbox.manifest.nodes.iter().map(|n| format!("{}:{}", n.host, n.port)).collect();
         let toml = files::pivot_toml(&dir, &seeds, http_port);
         std::fs::write(sandbox.config_path(), toml).map_err(|e| SandboxError::file(sandbox.config_path(), e))?;
         let primary = &sandbox.manifest.nodes[0];
         secrets::write_private(&dir.join("app.cnf"), &files::app_cnf(&primary.host, primary.port, &passwords.app))?;
         Ok(sandbox)
+    }
+
+    async fn start_all(&mut self) -> Result<(), SandboxError> {
+        let names: Vec<String> = self.manifest.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in &names {
+            self.spawn(name)?;
+        }
+        self.manifest.save(&self.dir)?;
+        for name in &names {
+            self.wait_ready(name).await?;
+        }
+        self.wire_replication().await
     }
 
     /// Open an existing sandbox from its directory.
@@ -202,13 +242,28 @@ impl Sandbox {
         loop {
             let pid = self.node(name)?.pid;
             if !pid.is_some_and(process::alive) {
-                return Err(SandboxError::node(name, format!("mariadbd exited during start-up; end of {}:\n{}", log.display(), process::log_tail(&log, 15))));
+                return Err(SandboxError::node(
+                    name,
+                    format!(
+                        "mariadbd exited during start-up; end of {}:\n{}",
+                        log.display(),
+                        process::log_tail(&log, 15)
+                    ),
+                ));
             }
             if Session::connect(&key, &creds, Duration::from_secs(2)).await.is_ok() {
                 return Ok(());
             }
             if start.elapsed() > READY_TIMEOUT {
-                return Err(SandboxError::node(name, format!("not accepting connections after {}s; end of {}:\n{}", READY_TIMEOUT.as_secs(), log.display(), process::log_tail(&log, 15))));
+                return Err(SandboxError::node(
+                    name,
+                    format!(
+                        "not accepting connections after {}s; end of {}:\n{}",
+                        READY_TIMEOUT.as_secs(),
+                        log.display(),
+                        process::log_tail(&log, 15)
+                    ),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -218,7 +273,8 @@ impl Sandbox {
         let nodes = self.manifest.nodes.clone();
         let primary = &nodes[0];
         let primary_key = InstanceKey::new(primary.host.clone(), primary.port);
-        let setup_err = |node: &str, what: &str, e: pivot_server::SessionError| SandboxError::node(node, format!("{what}: {e}"));
+        let setup_err =
+            |node: &str, what: &str, e: pivot_server::SessionError| SandboxError::node(node, format!("{what}: {e}"));
         if self.manifest.semi_sync {
             let mut s = self.admin(&primary.name).await?;
             let sql = s.dialect.set_semi_sync_primary(true);
@@ -266,7 +322,10 @@ impl Sandbox {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(30) {
-                return Err(SandboxError::node(primary, format!("only {clients} of {want} semi-sync replicas connected")));
+                return Err(SandboxError::node(
+                    primary,
+                    format!("only {clients} of {want} semi-sync replicas connected"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -403,6 +462,10 @@ fn mkdir(dir: &Path) -> Result<(), SandboxError> {
 /// One initialized datadir with the sandbox users, copied to every node.
 fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) -> Result<(), SandboxError> {
     let log = template.with_extension("log");
+    // A private tmpdir: bootstraps running side by side collide in /tmp.
+    let tmp = template.with_extension("tmp");
+    mkdir(&tmp)?;
+    let tmpdir = format!("--tmpdir={}", tmp.display());
     let log_file = || std::fs::File::create(&log).map_err(|e| SandboxError::file(&log, e));
     let user = if unsafe { libc::geteuid() } == 0 { Some("--user=root") } else { None };
     let status = Command::new(&binaries.install_db)
@@ -411,6 +474,7 @@ fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) ->
         .args(user)
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
+        .arg(&tmpdir)
         .arg("--innodb-log-file-size=8M")
         .stdout(log_file()?)
         .stderr(log_file()?)
@@ -428,6 +492,7 @@ fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) ->
         .arg("--no-defaults")
         .arg("--bootstrap")
         .arg(format!("--datadir={}", template.display()))
+        .arg(&tmpdir)
         .args(user)
         .arg("--innodb-log-file-size=8M")
         .arg("--innodb-use-native-aio=OFF")
@@ -453,6 +518,7 @@ fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) ->
         )));
     }
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 

@@ -76,17 +76,18 @@ pub async fn wait_for_gtid(s: &mut Session, target: &GtidSet, timeout: Duration)
     if s.dialect.wait_succeeded(result) {
         Ok(())
     } else {
-        Err(SessionError::Unexpected(format!(
-            "{} did not apply {target} within {} ms",
-            s.key,
-            timeout.as_millis()
-        )))
+        Err(SessionError::Unexpected(format!("{} did not apply {target} within {} ms", s.key, timeout.as_millis())))
     }
 }
 
 /// Replicate from `from` until `until` is applied, then stop replication.
 /// Used so a candidate first catches up from a replica that received more.
-pub async fn catch_up(s: &mut Session, from: &InstanceKey, until: &GtidSet, timeout: Duration) -> Result<(), SessionError> {
+pub async fn catch_up(
+    s: &mut Session,
+    from: &InstanceKey,
+    until: &GtidSet,
+    timeout: Duration,
+) -> Result<(), SessionError> {
     let d = s.dialect.clone();
     s.exec(&d.stop_replica()).await?;
     s.exec(&d.change_source(&ChangeSource { source: Some(from.clone()), ..ChangeSource::default() })).await?;

@@ -55,5 +55,14 @@ pub fn classify(err: &SessionError) -> ProbeFailure {
             mysql_async::Error::Other(_) | mysql_async::Error::Url(_) => FailureKind::Query,
         },
     };
-    ProbeFailure { kind, message: err.to_string() }
+    ProbeFailure { kind, message: message(err) }
+}
+
+/// The error in words, without the driver's repeated "Input/output error" prefixes.
+fn message(err: &SessionError) -> String {
+    match err {
+        SessionError::Driver(mysql_async::Error::Io(mysql_async::IoError::Io(io))) => io.to_string(),
+        SessionError::Driver(mysql_async::Error::Server(s)) => format!("error {}: {}", s.code, s.message),
+        other => other.to_string(),
+    }
 }

@@ -15,12 +15,18 @@ pub struct Prober {
     creds: Credentials,
     timeout: Duration,
     session: Option<Session>,
+    probes: u64,
+    /// Binlog dump threads change rarely and listing them costs a temporary
+    /// table; they are re-read every [`DUMP_THREADS_EVERY`] probes.
+    dump_threads: Vec<pivot_dialect::TextRow>,
 }
+
+const DUMP_THREADS_EVERY: u64 = 10;
 
 impl Prober {
     /// `timeout` bounds a whole probe, connect included.
     pub fn new(key: InstanceKey, creds: Credentials, timeout: Duration) -> Prober {
-        Prober { key, creds, timeout, session: None }
+        Prober { key, creds, timeout, session: None, probes: 0, dump_threads: Vec::new() }
     }
 
     pub fn key(&self) -> &InstanceKey {
@@ -53,18 +59,31 @@ impl Prober {
         let s = self.session.as_mut().expect("session just ensured");
         let d = s.dialect.clone();
         let variables = s.rows(&d.variables_query()).await?.into_iter().next();
-        let rows = ProbeRows {
+        let mut rows = ProbeRows {
             variables: variables.ok_or_else(|| SessionError::Unexpected("variables query returned no row".into()))?,
             replica_status: s.rows(&d.replica_status_query()).await?,
             heartbeats: match d.heartbeat_query() {
                 Some(q) => optional(s, &q).await?,
                 None => Vec::new(),
             },
-            semi_sync_variables: s.rows(&d.semi_sync_variables_query()).await?,
-            semi_sync_status: s.rows(&d.semi_sync_status_query()).await?,
+            semi_sync_variables: match d.semi_sync_variables_query() {
+                Some(q) => s.rows(&q).await?,
+                None => Vec::new(),
+            },
             replica_hosts: optional(s, &d.replica_hosts_query()).await?,
-            dump_threads: optional(s, &d.dump_threads_query()).await?,
+            ..ProbeRows::default()
         };
+        if self.probes.is_multiple_of(DUMP_THREADS_EVERY) {
+            self.dump_threads = optional(s, &d.dump_threads_query()).await?;
+        }
+        self.probes += 1;
+        rows.dump_threads = self.dump_threads.clone();
+        // Semi-sync counters only matter where semi-sync is switched on.
+        let without_status = rows.clone().into_state().map_err(|e| SessionError::Unexpected(e.to_string()))?;
+        if !(without_status.semi_sync.primary_enabled || without_status.semi_sync.replica_enabled) {
+            return Ok(without_status);
+        }
+        rows.semi_sync_status = s.rows(&d.semi_sync_status_query()).await?;
         rows.into_state().map_err(|e| SessionError::Unexpected(e.to_string()))
     }
 }

@@ -44,8 +44,8 @@ impl Session {
             }
         };
         let get = |c: &str| row.get(c).cloned().flatten().unwrap_or_default();
-        let version =
-            ServerVersion::parse(&get("version"), &get("version_comment")).map_err(|e| SessionError::Unexpected(e.to_string()))?;
+        let version = ServerVersion::parse(&get("version"), &get("version_comment"))
+            .map_err(|e| SessionError::Unexpected(e.to_string()))?;
         let dialect = Dialect::for_version(&version);
         Ok(Session { conn: Some(conn), key: key.clone(), version, dialect, timeout })
     }

@@ -73,8 +73,11 @@ impl StateStore {
 
     pub fn set_plan(&self, id: RecoveryId, new_primary: &str, plan_json: &str) -> Result<(), StateError> {
         self.with(|c| {
-            c.execute("UPDATE recoveries SET new_primary = ?2, plan = ?3 WHERE id = ?1", params![id, new_primary, plan_json])
-                .map(|_| ())
+            c.execute(
+                "UPDATE recoveries SET new_primary = ?2, plan = ?3 WHERE id = ?1",
+                params![id, new_primary, plan_json],
+            )
+            .map(|_| ())
         })
     }
 
@@ -93,7 +96,14 @@ impl StateStore {
         })
     }
 
-    pub fn step_finished(&self, id: RecoveryId, seq: i64, outcome: &str, message: &str, at: i64) -> Result<(), StateError> {
+    pub fn step_finished(
+        &self,
+        id: RecoveryId,
+        seq: i64,
+        outcome: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<(), StateError> {
         self.with(|c| {
             c.execute(
                 "UPDATE recovery_steps SET ended_at = ?3, outcome = ?4, message = ?5 WHERE recovery_id = ?1 AND seq = ?2",

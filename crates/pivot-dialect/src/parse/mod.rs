@@ -31,7 +31,8 @@ impl ProbeRows {
             .map_err(|e| ParseError(e.to_string()))?;
         let flavor = version.flavor;
         let gtid = |name: &str| -> Result<GtidSet, ParseError> {
-            GtidSet::parse(flavor, text(v, &[name]).unwrap_or_default()).map_err(|e| ParseError(format!("@@{name}: {e}")))
+            GtidSet::parse(flavor, text(v, &[name]).unwrap_or_default())
+                .map_err(|e| ParseError(format!("@@{name}: {e}")))
         };
         let executed = gtid("gtid_executed")?;
         let gtid_state = match flavor {
@@ -64,7 +65,7 @@ impl ProbeRows {
             log_replica_updates: flag(v, &["log_replica_updates"]).unwrap_or(false),
             gtid: gtid_state,
             replication,
-            semi_sync: semi_sync(&self.semi_sync_variables, &self.semi_sync_status),
+            semi_sync: semi_sync(v, &self.semi_sync_variables, &self.semi_sync_status),
             registered_replicas: registered_replicas(&self.replica_hosts),
             dump_thread_hosts: self
                 .dump_threads
@@ -124,10 +125,13 @@ fn replication(
     };
     let hb_row = heartbeat_rows.iter().find(|r| text_or_empty(r, &["channel"]) == channel);
     let (heartbeats, heartbeat_period_ms) = match flavor {
-        Flavor::MariaDb => (number(row, &["Slave_received_heartbeats"]), seconds_as_ms(row, &["Slave_heartbeat_period"])),
-        Flavor::MySql => {
-            (hb_row.and_then(|r| number(r, &["heartbeats"])), hb_row.and_then(|r| seconds_as_ms(r, &["heartbeat_period"])))
+        Flavor::MariaDb => {
+            (number(row, &["Slave_received_heartbeats"]), seconds_as_ms(row, &["Slave_heartbeat_period"]))
         }
+        Flavor::MySql => (
+            hb_row.and_then(|r| number(r, &["heartbeats"])),
+            hb_row.and_then(|r| seconds_as_ms(r, &["heartbeat_period"])),
+        ),
     };
     Ok(Some(ReplicationStatus {
         channel,
@@ -164,11 +168,16 @@ fn replication(
     }))
 }
 
-fn semi_sync(variables: &[TextRow], status: &[TextRow]) -> SemiSyncState {
-    let vars = name_value_map(variables);
+fn semi_sync(inline: &TextRow, variables: &[TextRow], status: &[TextRow]) -> SemiSyncState {
+    let mut vars = name_value_map(variables);
+    // Read with the other variables where the server always has them.
+    for (name, value) in inline.iter().filter(|(k, _)| k.starts_with("rpl_semi_sync")) {
+        vars.insert(name.clone(), value.clone().unwrap_or_default());
+    }
     let stat = name_value_map(status);
     let get = |m: &BTreeMap<String, String>, a: &str, b: &str| m.get(a).or_else(|| m.get(b)).cloned();
     let on = |v: Option<String>| v.is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
+    let yes_no = |v: Option<String>| v.map(|v| v.eq_ignore_ascii_case("ON") || v == "1");
     let num = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok());
     SemiSyncState {
         available: !vars.is_empty(),
@@ -184,8 +193,11 @@ fn semi_sync(variables: &[TextRow], status: &[TextRow]) -> SemiSyncState {
         .unwrap_or(0) as u32,
         primary_timeout_ms: num(get(&vars, "rpl_semi_sync_master_timeout", "rpl_semi_sync_source_timeout")),
         primary_wait_point: get(&vars, "rpl_semi_sync_master_wait_point", "rpl_semi_sync_source_wait_point"),
-        primary_wait_no_replica: get(&vars, "rpl_semi_sync_master_wait_no_slave", "rpl_semi_sync_source_wait_no_replica")
-            .map(|v| v.eq_ignore_ascii_case("ON")),
+        primary_wait_no_replica: yes_no(get(
+            &vars,
+            "rpl_semi_sync_master_wait_no_slave",
+            "rpl_semi_sync_source_wait_no_replica",
+        )),
         replica_enabled: on(get(&vars, "rpl_semi_sync_slave_enabled", "rpl_semi_sync_replica_enabled")),
         replica_active: on(get(&stat, "rpl_semi_sync_slave_status", "rpl_semi_sync_replica_status")),
     }

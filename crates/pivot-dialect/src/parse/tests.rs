@@ -18,10 +18,7 @@ fn row(block: &str) -> TextRow {
 }
 
 fn name_values(pairs: &[(&str, &str)]) -> Vec<TextRow> {
-    pairs
-        .iter()
-        .map(|(n, v)| row(&format!("Variable_name: {n}\nValue: {v}")))
-        .collect()
+    pairs.iter().map(|(n, v)| row(&format!("Variable_name: {n}\nValue: {v}"))).collect()
 }
 
 const MARIADB_REPLICA_STATUS: &str = "
@@ -80,15 +77,26 @@ fn mariadb_replica() {
     };
     let s = rows.into_state().unwrap();
     assert_eq!(s.version.flavor, Flavor::MariaDb);
-    assert_eq!((s.server_id, s.read_only, s.super_read_only, s.log_bin, s.log_replica_updates), (2, true, None, true, true));
+    assert_eq!(
+        (s.server_id, s.read_only, s.super_read_only, s.log_bin, s.log_replica_updates),
+        (2, true, None, true, true)
+    );
     assert_eq!(s.gtid.executed.to_string(), "0-1-2");
     let r = s.replication.unwrap();
     assert_eq!(r.source.to_string(), "127.0.0.1:33901");
     assert_eq!((r.io_thread, r.sql_running, r.seconds_behind), (IoThread::Running, true, Some(0)));
     assert_eq!((r.heartbeats, r.heartbeat_period_ms, r.connect_retry_s), (Some(4), Some(250), 1));
-    assert_eq!((r.source_log_file.as_str(), r.source_log_pos, r.received.to_string()), ("mb.000001", 627, "0-1-2".into()));
+    assert_eq!(
+        (r.source_log_file.as_str(), r.source_log_pos, r.received.to_string()),
+        ("mb.000001", 627, "0-1-2".into())
+    );
     assert!(r.using_gtid && r.filters.is_empty());
-    assert!(s.semi_sync.available && s.semi_sync.replica_enabled && s.semi_sync.replica_active && !s.semi_sync.primary_enabled);
+    assert!(
+        s.semi_sync.available
+            && s.semi_sync.replica_enabled
+            && s.semi_sync.replica_active
+            && !s.semi_sync.primary_enabled
+    );
     assert_eq!(s.semi_sync.primary_wait_point.as_deref(), Some("AFTER_SYNC"));
 }
 
@@ -105,7 +113,10 @@ fn mariadb_replica_with_sql_error_and_primary_side() {
     let rows = ProbeRows {
         variables: mariadb_vars("0"),
         replica_status: vec![row(&broken)],
-        replica_hosts: vec![row("Server_id: 3\nHost: 127.0.0.1\nPort: 33903\nMaster_id: 2"), row("Server_id: 4\nHost:\nPort: 0")],
+        replica_hosts: vec![
+            row("Server_id: 3\nHost: 127.0.0.1\nPort: 33903\nMaster_id: 2"),
+            row("Server_id: 4\nHost:\nPort: 0"),
+        ],
         dump_threads: vec![row("host: 127.0.0.1:47672")],
         ..ProbeRows::default()
     };
@@ -115,7 +126,11 @@ fn mariadb_replica_with_sql_error_and_primary_side() {
     let e = r.sql_error.as_ref().unwrap();
     assert_eq!(e.number, 1062);
     assert!(e.message.contains("Duplicate entry"));
-    assert_eq!(s.registered_replicas, vec!["127.0.0.1:33903".parse().unwrap()], "replicas without report_host are skipped");
+    assert_eq!(
+        s.registered_replicas,
+        vec!["127.0.0.1:33903".parse().unwrap()],
+        "replicas without report_host are skipped"
+    );
     assert_eq!(s.dump_thread_hosts, vec!["127.0.0.1".to_string()]);
     assert!(!s.semi_sync.available);
 }

@@ -106,7 +106,9 @@ fn print_up(sb: &Sandbox) -> anyhow::Result<()> {
     let app = sb.credentials("app")?;
     println!("pivot configuration: {d}/pivot.toml");
     println!("application user: app, password {} , database test (also in {d}/app.cnf)", app.password.expose());
-    println!("  try: mariadb --defaults-file={d}/app.cnf -e 'CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)'");
+    println!(
+        "  try: mariadb --defaults-file={d}/app.cnf -e 'CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)'"
+    );
     println!("next:");
     println!("  pivot status --config {d}/pivot.toml");
     println!("  pivot run --config {d}/pivot.toml");

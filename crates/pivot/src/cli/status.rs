@@ -1,9 +1,9 @@
 //! `pivot status`: discover and probe every cluster once, print it.
 
 use super::{EXIT_ATTENTION, EXIT_OK};
+use crate::clock;
 use crate::config::Config;
 use crate::render::{cluster_text, snapshot, ClusterSnapshot};
-use crate::clock;
 use pivot_core::{analyze, Code};
 use std::path::Path;
 use std::process::ExitCode;

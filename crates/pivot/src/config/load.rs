@@ -74,7 +74,9 @@ impl Config {
         })?;
         let pivot = pivot_settings(&src, &raw.pivot)?;
         if raw.clusters.is_empty() {
-            return Err(src.whole("no [[cluster]] table: add one with a name, seeds and credentials (see pivot.example.toml)"));
+            return Err(
+                src.whole("no [[cluster]] table: add one with a name, seeds and credentials (see pivot.example.toml)")
+            );
         }
         let mut names = BTreeSet::new();
         let mut clusters = Vec::new();
@@ -125,7 +127,14 @@ fn duration_in(
     Ok(d)
 }
 
-fn int_in(src: &Source, value: &Option<Spanned<i64>>, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+fn int_in(
+    src: &Source,
+    value: &Option<Spanned<i64>>,
+    name: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
     let Some(v) = value else { return Ok(default) };
     let n = *v.get_ref();
     if n < min || n > max {
@@ -158,8 +167,8 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
     let d = &raw.detection;
     let detection = DetectionSettings {
         unreachable_after: int_in(src, &d.unreachable_after, "unreachable_after", 1, 1, 100)? as u32,
-        confirm_window_ms: duration_in(src, &d.confirm_window, "confirm_window", secs(1), ms(100), secs(600))?.as_millis()
-            as u64,
+        confirm_window_ms: duration_in(src, &d.confirm_window, "confirm_window", secs(1), ms(100), secs(600))?
+            .as_millis() as u64,
         lag_threshold_s: lag_threshold.as_secs(),
     };
     Ok(ClusterConfig {
@@ -180,24 +189,26 @@ fn credentials_of(src: &Source, raw: &Spanned<RawCredentials>, table: &str) -> R
     let c = raw.get_ref();
     let given = [c.password.is_some(), c.password_file.is_some(), c.password_env.is_some()];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err(src.err(
-            raw,
-            format!("[{table}] needs exactly one of password, password_file or password_env"),
-        ));
+        return Err(src.err(raw, format!("[{table}] needs exactly one of password, password_file or password_env")));
     }
     let password = if let Some(p) = &c.password {
         p.get_ref().clone()
     } else if let Some(f) = &c.password_file {
         let path = src.resolve(f.get_ref());
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            src.err(f, format!("password_file `{}` cannot be read: {e} (create it with mode 0600, or use password_env)", path.display()))
+            src.err(
+                f,
+                format!(
+                    "password_file `{}` cannot be read: {e} (create it with mode 0600, or use password_env)",
+                    path.display()
+                ),
+            )
         })?;
         text.trim_end_matches(['\n', '\r']).to_string()
     } else {
         let var = c.password_env.as_ref().expect("one source is set");
-        std::env::var(var.get_ref()).map_err(|_| {
-            src.err(var, format!("password_env `{}` is not set in pivot's environment", var.get_ref()))
-        })?
+        std::env::var(var.get_ref())
+            .map_err(|_| src.err(var, format!("password_env `{}` is not set in pivot's environment", var.get_ref())))?
     };
     if c.user.get_ref().is_empty() {
         return Err(src.err(&c.user, format!("[{table}] user is empty")));
@@ -208,7 +219,8 @@ fn credentials_of(src: &Source, raw: &Spanned<RawCredentials>, table: &str) -> R
 fn failover(src: &Source, raw: &RawFailover) -> Result<FailoverConfig, ConfigError> {
     let secs = Duration::from_secs;
     let preferred = raw.preferred.iter().map(|s| instance(src, s, "preferred")).collect::<Result<Vec<_>, _>>()?;
-    let never_promote = raw.never_promote.iter().map(|s| instance(src, s, "never_promote")).collect::<Result<Vec<_>, _>>()?;
+    let never_promote =
+        raw.never_promote.iter().map(|s| instance(src, s, "never_promote")).collect::<Result<Vec<_>, _>>()?;
     if let Some((i, _)) = raw.never_promote.iter().enumerate().find(|(i, _)| preferred.contains(&never_promote[*i])) {
         return Err(src.err(&raw.never_promote[i], format!("{} is both preferred and never_promote", never_promote[i])));
     }
@@ -224,9 +236,30 @@ fn failover(src: &Source, raw: &RawFailover) -> Result<FailoverConfig, ConfigErr
     Ok(FailoverConfig {
         automatic: raw.automatic.unwrap_or(true),
         block_period: duration_in(src, &raw.block_period, "block_period", secs(1800), secs(0), secs(86400 * 7))?,
-        relay_apply_timeout: duration_in(src, &raw.relay_apply_timeout, "relay_apply_timeout", secs(30), Duration::from_millis(100), secs(86400))?,
-        max_candidate_lag: duration_in(src, &raw.max_candidate_lag, "max_candidate_lag", secs(120), secs(0), secs(86400 * 7))?,
-        step_timeout: duration_in(src, &raw.step_timeout, "step_timeout", secs(10), Duration::from_millis(100), secs(3600))?,
+        relay_apply_timeout: duration_in(
+            src,
+            &raw.relay_apply_timeout,
+            "relay_apply_timeout",
+            secs(30),
+            Duration::from_millis(100),
+            secs(86400),
+        )?,
+        max_candidate_lag: duration_in(
+            src,
+            &raw.max_candidate_lag,
+            "max_candidate_lag",
+            secs(120),
+            secs(0),
+            secs(86400 * 7),
+        )?,
+        step_timeout: duration_in(
+            src,
+            &raw.step_timeout,
+            "step_timeout",
+            secs(10),
+            Duration::from_millis(100),
+            secs(3600),
+        )?,
         preferred,
         never_promote,
         semi_sync,
@@ -252,7 +285,14 @@ fn hooks(src: &Source, raw: &RawHooks) -> Result<HooksConfig, ConfigError> {
         }
     };
     Ok(HooksConfig {
-        timeout: duration_in(src, &raw.timeout, "hooks timeout", Duration::from_secs(10), Duration::from_millis(100), Duration::from_secs(3600))?,
+        timeout: duration_in(
+            src,
+            &raw.timeout,
+            "hooks timeout",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?,
         pre_failover: argv(&raw.pre_failover, "pre_failover")?,
         post_failover: argv(&raw.post_failover, "post_failover")?,
         post_unsuccessful_failover: argv(&raw.post_unsuccessful_failover, "post_unsuccessful_failover")?,

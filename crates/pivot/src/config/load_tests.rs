@@ -81,7 +81,9 @@ fn bad_values() {
     assert!(e.contains(":4:") && e.contains("is not an address"), "{e}");
     let e = error(&format!("{GOOD}\n[[cluster]]\nname = \"main\"\nseeds = [\"a:1\"]\n[cluster.credentials]\nuser = \"u\"\npassword = \"p\"\n"));
     assert!(e.contains("defined twice"), "{e}");
-    let e = error(&GOOD.replace("preferred = [\"db2:3307\"]", "preferred = [\"db2:3307\"]\nnever_promote = [\"db2:3307\"]"));
+    let e = error(
+        &GOOD.replace("preferred = [\"db2:3307\"]", "preferred = [\"db2:3307\"]\nnever_promote = [\"db2:3307\"]"),
+    );
     assert!(e.contains("both preferred and never_promote"), "{e}");
     let e = error("[pivot]\nstate = \"x.db\"\n");
     assert!(e.contains("no [[cluster]] table"), "{e}");
@@ -111,7 +113,8 @@ fn hooks_must_be_executable_argv() {
     assert!(e.contains(":20:") && e.contains("/nonexistent/hook"), "{e}");
     let e = error(&format!("{GOOD}\n[cluster.hooks]\npost_failover = \"/bin/true --x\"\n"));
     assert!(e.contains("invalid type"), "a shell string is not accepted: {e}");
-    let c = parse(&format!("{GOOD}\n[cluster.hooks]\npost_failover = [\"/bin/true\", \"x\"]\ntimeout = \"2s\"\n")).unwrap();
+    let c =
+        parse(&format!("{GOOD}\n[cluster.hooks]\npost_failover = [\"/bin/true\", \"x\"]\ntimeout = \"2s\"\n")).unwrap();
     assert_eq!(c.clusters[0].hooks.post_failover.as_deref(), Some(&["/bin/true".to_string(), "x".to_string()][..]));
     assert_eq!(c.clusters[0].hooks.timeout, Duration::from_secs(2));
 }

@@ -49,7 +49,13 @@ impl Monitor {
     }
 
     fn start_prober(&mut self, key: InstanceKey) {
-        let handle = prober::spawn(key.clone(), self.cfg.credentials.clone(), self.schedule(), self.limit.clone(), self.tx.clone());
+        let handle = prober::spawn(
+            key.clone(),
+            self.cfg.credentials.clone(),
+            self.schedule(),
+            self.limit.clone(),
+            self.tx.clone(),
+        );
         handle.set_fast(self.fast);
         self.probers.insert(key, handle);
     }

@@ -12,7 +12,11 @@ pub fn cluster_text(s: &ClusterSnapshot) -> String {
             let _ = writeln!(out, "  recovery {id} is running");
         }
         if let Some(until) = r.blocked_until {
-            let _ = writeln!(out, "  automatic recovery blocked until {} (lift it with `pivot ack`)", super::time_text(until));
+            let _ = writeln!(
+                out,
+                "  automatic recovery blocked until {} (lift it with `pivot ack`)",
+                super::time_text(until)
+            );
         }
         if !r.automatic {
             let _ = writeln!(out, "  automatic recovery is off for this cluster");
@@ -55,7 +59,8 @@ fn row(s: &ClusterSnapshot, i: usize, inst: &InstanceSnapshot) -> [String; 7] {
     let prefix = if inst.depth == 0 {
         String::new()
     } else {
-        let last_sibling = !s.instances[i + 1..].iter().take_while(|o| o.depth >= inst.depth).any(|o| o.depth == inst.depth);
+        let last_sibling =
+            !s.instances[i + 1..].iter().take_while(|o| o.depth >= inst.depth).any(|o| o.depth == inst.depth);
         format!("{}{} ", "   ".repeat(inst.depth - 1), if last_sibling { "└─" } else { "├─" })
     };
     let role = match inst.role {
@@ -66,7 +71,15 @@ fn row(s: &ClusterSnapshot, i: usize, inst: &InstanceSnapshot) -> [String; 7] {
     };
     let role = if inst.reachable { role.to_string() } else { format!("{role} (down)") };
     let Some(st) = &inst.state else {
-        return [format!("{prefix}{}", inst.instance), role, "-".into(), "-".into(), "-".into(), "-".into(), "-".into()];
+        return [
+            format!("{prefix}{}", inst.instance),
+            role,
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ];
     };
     let stale = if inst.state_is_last_known { " (last known)" } else { "" };
     let (lag, threads) = match &st.replication {

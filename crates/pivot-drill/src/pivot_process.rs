@@ -1,0 +1,55 @@
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// `pivot run` as a child process; killed on drop. Its log goes to a file.
+pub struct PivotProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl PivotProcess {
+    pub fn start(binary: &Path, config: &Path, log: &Path) -> PivotProcess {
+        let out = std::fs::File::create(log).expect("log file");
+        let child = Command::new(binary)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,pivot=debug,mysql_async=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start pivot");
+        PivotProcess { child: Some(child), log: log.to_path_buf() }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as in a crash of pivot itself.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child by its PID.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PivotProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,142 @@
+//! A client that keeps writing and remembers what the server acknowledged.
+
+use pivot_core::InstanceKey;
+use pivot_dialect::Sql;
+use pivot_server::{Credentials, Session};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where a [`Writer`] sends its writes.
+#[derive(Clone, Debug)]
+pub enum WriterTarget {
+    /// Whichever of these instances accepts writes: the way an application
+    /// behind a router behaves. Moves on at the first error.
+    FollowPrimary(Vec<InstanceKey>),
+    /// Always this instance, as a script with a hard-coded host would; keeps
+    /// a write waiting on a hung server as long as `write_timeout` allows.
+    Fixed(InstanceKey),
+}
+
+/// One acknowledged write.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub id: u64,
+    pub instance: InstanceKey,
+    /// When the acknowledgement arrived.
+    pub at: Instant,
+}
+
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The table every writer writes to (created by [`Writer::create_table`]).
+pub const TABLE: &str = "test.drill_writes";
+
+impl Writer {
+    /// Create the table on the primary (replicated to the others).
+    pub async fn create_table(primary_admin: &mut Session) {
+        primary_admin
+            .exec(&sql(&format!(
+                "CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY, writer INT NOT NULL, at DATETIME(6) NOT NULL)"
+            )))
+            .await
+            .expect("create the drill table");
+    }
+
+    /// Start writing rows with ids `writer << 40 | n`.
+    pub fn start(
+        writer: u32,
+        target: WriterTarget,
+        creds: Credentials,
+        write_timeout: Duration,
+        pace: Duration,
+    ) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acks.clone());
+        let task = tokio::spawn(async move {
+            let nodes = match &target {
+                WriterTarget::FollowPrimary(n) => n.clone(),
+                WriterTarget::Fixed(k) => vec![k.clone()],
+            };
+            let mut next_id = u64::from(writer) << 40;
+            let mut current = 0usize;
+            let mut session: Option<Session> = None;
+            while !s.load(Ordering::Relaxed) {
+                let key = nodes[current % nodes.len()].clone();
+                if session.is_none() {
+                    match Session::connect(&key, &creds, write_timeout).await {
+                        Ok(sess) => session = Some(sess),
+                        Err(_) => {
+                            current += 1;
+                            tokio::time::sleep(Duration::from_millis(if current.is_multiple_of(nodes.len()) {
+                                10
+                            } else {
+                                1
+                            }))
+                            .await;
+                            continue;
+                        }
+                    }
+                }
+                let sess = session.as_mut().expect("connected");
+                let id = next_id;
+                let insert = sql(&format!("INSERT INTO {TABLE} (id, writer, at) VALUES ({id}, {writer}, NOW(6))"));
+                match sess.exec(&insert).await {
+                    Ok(()) => {
+                        a.lock().unwrap().push(Ack { id, instance: key, at: Instant::now() });
+                        next_id += 1;
+                        if !pace.is_zero() {
+                            tokio::time::sleep(pace).await;
+                        }
+                    }
+                    Err(_) => {
+                        // Unknown outcome or refused: not acknowledged. Use a
+                        // fresh id so a late commit is never mistaken for an ack.
+                        next_id += 1;
+                        session = None;
+                        if matches!(target, WriterTarget::FollowPrimary(_)) {
+                            current += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        });
+        Writer { stop, acks, task }
+    }
+
+    /// What was acknowledged so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap().clone()
+    }
+
+    /// The first acknowledgement from `instance` at or after `after`.
+    pub fn first_ack_on(&self, instance: &InstanceKey, after: Instant) -> Option<Instant> {
+        self.acks.lock().unwrap().iter().find(|a| &a.instance == instance && a.at >= after).map(|a| a.at)
+    }
+
+    pub async fn stop(self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::Relaxed);
+        // A write stuck on a hung server is abandoned.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        self.acks.lock().unwrap().clone()
+    }
+}
+
+/// The acknowledged writes that `session`'s instance does not have.
+pub async fn missing_writes(session: &mut Session, acks: &[Ack]) -> Vec<u64> {
+    let rows = session.rows(&sql(&format!("SELECT id FROM {TABLE}"))).await.expect("read the drill table");
+    let present: BTreeSet<u64> =
+        rows.iter().filter_map(|r| r.get("id").cloned().flatten()).filter_map(|v| v.parse().ok()).collect();
+    acks.iter().map(|a| a.id).filter(|id| !present.contains(id)).collect()
+}
+
+fn sql(text: &str) -> Sql {
+    Sql::plain(text)
+}

@@ -1,0 +1,9 @@
+//! Integration tests on real MariaDB servers started by pivot's own sandbox
+//! code, driving the real `pivot` binary. Each test builds its own sandbox on
+//! free ports in a temporary directory and tears it down, even on failure.
+
+mod support;
+
+mod cli_errors;
+mod discovery;
+mod monitoring;

@@ -1,0 +1,99 @@
+//! The daemon notices replication and reachability changes within a few
+//! poll intervals and shows them in its API, its logs and `pivot status`.
+
+use crate::support::*;
+use pivot_drill::{eventually, TestSandbox};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_sql_thread_and_replication_error_show_up() {
+    let sb = TestSandbox::up(3, false).await;
+    exec(&sb, "node1", &["CREATE TABLE test.t (id INT PRIMARY KEY)"]).await;
+    let (config, addr) = write_config(&sb, ConfigOptions::default());
+    let pivot = start_daemon(&sb, &config);
+    let (n2, n3) = (key_of(&sb, "node2"), key_of(&sb, "node3"));
+    eventually(WAIT, "cluster healthy", || async {
+        let c = api_cluster(addr).await?;
+        (c["code"] == "healthy").then_some(()).ok_or(format!("{}", c["code"]))
+    })
+    .await;
+
+    exec(&sb, "node2", &["STOP SLAVE SQL_THREAD"]).await;
+    eventually(WAIT, "SQL thread stopped in the API", || async {
+        let c = api_cluster(addr).await?;
+        let r = instance(&c, &n2).ok_or("no node2")?;
+        let stopped = r["state"]["replication"]["sql_running"] == false
+            && r["problems"].as_array().unwrap().iter().any(|p| p == "SQL thread stopped");
+        stopped.then_some(()).ok_or(format!("{}", r["problems"]))
+    })
+    .await;
+    let out = run_pivot(&["status", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "a stopped SQL thread needs attention");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("! SQL thread stopped"), "{text}");
+    exec(&sb, "node2", &["START SLAVE SQL_THREAD"]).await;
+
+    // A row only node3 has, then the same key from the primary: duplicate key.
+    exec(&sb, "node3", &["SET SESSION sql_log_bin = 0", "INSERT INTO test.t VALUES (42)"]).await;
+    exec(&sb, "node1", &["INSERT INTO test.t VALUES (42)"]).await;
+    let error = eventually(WAIT, "replication error in the API", || async {
+        let c = api_cluster(addr).await?;
+        let r = instance(&c, &n3).ok_or("no node3")?;
+        let e = &r["state"]["replication"]["sql_error"];
+        (e["number"] == 1062).then(|| e["message"].as_str().unwrap_or("").to_string()).ok_or(format!("{e}"))
+    })
+    .await;
+    assert!(error.contains("Duplicate entry '42'"), "{error}");
+    let c = api_cluster(addr).await.unwrap();
+    let problems = instance(&c, &n3).unwrap()["problems"].to_string();
+    assert!(problems.contains("SQL error 1062: ") && problems.contains("Duplicate entry"), "{problems}");
+    eventually(WAIT, "node2 replicating again", || async {
+        let c = api_cluster(addr).await?;
+        let r = instance(&c, &n2).ok_or("no node2")?;
+        (r["state"]["replication"]["sql_running"] == true).then_some(()).ok_or("still stopped".into())
+    })
+    .await;
+    let log = pivot.log_text();
+    assert!(log.contains(&format!("{n2} SQL thread stopped")), "the daemon logs the change:\n{log}");
+    assert!(log.contains(&format!("{n2} SQL thread started")), "{log}");
+    assert!(log.contains(&format!("{n3} SQL thread stopped (error 1062")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_replica_shows_unreachable_then_back() {
+    let mut sb = TestSandbox::up(3, false).await;
+    let (config, addr) = write_config(&sb, ConfigOptions::default());
+    let pivot = start_daemon(&sb, &config);
+    let n3 = key_of(&sb, "node3");
+    eventually(WAIT, "cluster healthy", || async {
+        let c = api_cluster(addr).await?;
+        (c["code"] == "healthy").then_some(()).ok_or(format!("{}", c["code"]))
+    })
+    .await;
+
+    sb.kill("node3").unwrap();
+    let failure = eventually(WAIT, "node3 unreachable", || async {
+        let c = api_cluster(addr).await?;
+        let r = instance(&c, &n3).ok_or("no node3")?;
+        (r["reachable"] == false).then(|| r.clone()).ok_or("still reachable".into())
+    })
+    .await;
+    assert!(["refused", "network"].contains(&failure["failure"]["kind"].as_str().unwrap()), "{failure:#}");
+    assert!(failure["problems"][0].as_str().unwrap().starts_with("unreachable: "), "{failure:#}");
+    assert_eq!(failure["state_is_last_known"], true, "last known state kept");
+    let (_, metrics) = pivot_drill::http_get(addr, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains(&format!("pivot_instance_up{{cluster=\"sandbox\",instance=\"{n3}\",role=\"replica\"}} 0")),
+        "{metrics}"
+    );
+
+    sb.start("node3").await.unwrap();
+    eventually(WAIT, "node3 back and replicating", || async {
+        let c = api_cluster(addr).await?;
+        let r = instance(&c, &n3).ok_or("no node3")?;
+        let ok = r["reachable"] == true && r["state"]["replication"]["io_thread"] == "running";
+        ok.then_some(()).ok_or(format!("{}", r["problems"]))
+    })
+    .await;
+    let log = pivot.log_text();
+    assert!(log.contains(&format!("{n3} unreachable")) && log.contains(&format!("{n3} reachable again")), "{log}");
+}

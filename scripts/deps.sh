@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what pivot's scripts need on Debian/Ubuntu, only if missing.
+# Usage: source scripts/deps.sh; ensure_deps
+set -euo pipefail
+
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2)
+
+ensure_deps() {
+    local missing=()
+    for p in "${PIVOT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        # The packaged service is not needed: pivot's sandbox starts its own servers.
+        $sudo apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+}
