@@ -69,9 +69,7 @@ impl std::fmt::Display for Change {
             None => String::new(),
         };
         match self {
-            Change::Unreachable { instance, failure } => {
-                write!(f, "{instance} unreachable: {:?}: {}", failure.kind, failure.message)
-            }
+            Change::Unreachable { instance, failure } => write!(f, "{instance} unreachable: {}", failure.message),
             Change::Reachable { instance } => write!(f, "{instance} reachable again"),
             Change::IoThread { instance, from, to, error } => {
                 write!(f, "{instance} IO thread {from:?} -> {to:?}{}", err(error))
@@ -231,4 +229,90 @@ fn diff(rec: &InstanceRecord, obs: &Observation, lag_threshold_s: u64) -> Vec<Ch
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::*;
+    use crate::observation::FailureKind;
+
+    const P: &str = "10.0.0.1:3306";
+    const R: &str = "10.0.0.2:3306";
+
+    fn replica() -> StateBuilder {
+        state(2, "0-1-5").replica_of(P, "0-1-5")
+    }
+
+    /// Each row: the observation applied after a healthy reading of R at t=10,
+    /// and the changes it must produce (as text).
+    #[test]
+    fn changes_table() {
+        let cases: Vec<(&str, Observation, Vec<&str>)> = vec![
+            ("nothing changed", up(R, 100, replica()), vec![]),
+            ("unreachable", down(R, 100, FailureKind::Refused), vec!["10.0.0.2:3306 unreachable: Refused"]),
+            (
+                "IO thread connecting",
+                up(R, 100, replica().io(IoThread::Connecting).io_error(2003, "gone")),
+                vec!["10.0.0.2:3306 IO thread Running -> Connecting (error 2003: gone)"],
+            ),
+            (
+                "SQL error",
+                up(R, 100, replica().sql_error(1062, "dup")),
+                vec!["10.0.0.2:3306 SQL thread stopped (error 1062: dup)"],
+            ),
+            (
+                "lag over threshold",
+                up(R, 100, replica().lag(11)),
+                vec!["10.0.0.2:3306 lag 11s is over the 10s threshold"],
+            ),
+            ("lag at threshold is fine", up(R, 100, replica().lag(10)), vec![]),
+            ("made writable", up(R, 100, replica().read_only(false)), vec!["10.0.0.2:3306 read_only is now false"]),
+            (
+                "repointed",
+                up(R, 100, state(2, "0-1-5").replica_of("10.0.0.3:3306", "0-1-5")),
+                vec!["10.0.0.2:3306 now replicates from 10.0.0.3:3306 (was 10.0.0.1:3306)"],
+            ),
+            ("older observation ignored", down(R, 0, FailureKind::Refused), vec![]),
+        ];
+        for (name, obs, want) in cases {
+            let mut view = ClusterView::new([key(R)]);
+            assert!(view.apply(up(R, 10, replica()), 10).is_empty());
+            let got: Vec<String> = view.apply(obs, 10).iter().map(ToString::to_string).collect();
+            assert_eq!(got.iter().map(|s| s.split(" (fixture)").next().unwrap()).collect::<Vec<_>>(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn back_after_failures_resets_the_streak_and_compares_with_last_answer() {
+        let mut view = ClusterView::new([key(R)]);
+        view.apply(up(R, 0, replica()), 10);
+        view.apply(down(R, 100, FailureKind::Timeout), 10);
+        view.apply(down(R, 200, FailureKind::Timeout), 10);
+        let rec = view.get(&key(R)).unwrap();
+        assert_eq!((rec.consecutive_failures, rec.failing_since), (2, Some(Millis(100))));
+        assert!(rec.last_state().is_some() && rec.current_state().is_none());
+        // Back, with the SQL thread stopped meanwhile: both changes are reported.
+        let changes = view.apply(up(R, 300, replica().sql_stopped()), 10);
+        let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(text, vec!["10.0.0.2:3306 reachable again", "10.0.0.2:3306 SQL thread stopped"]);
+        let rec = view.get(&key(R)).unwrap();
+        assert_eq!((rec.consecutive_failures, rec.failing_since), (0, None));
+    }
+
+    #[test]
+    fn progress_moves_only_when_something_arrives() {
+        let mut view = ClusterView::new([key(R)]);
+        view.apply(up(R, 0, replica().heartbeats(1)), 10);
+        view.apply(up(R, 250, replica().heartbeats(1)), 10);
+        assert_eq!(view.get(&key(R)).unwrap().progress.as_ref().unwrap().changed_at, Millis(0));
+        view.apply(up(R, 500, replica().heartbeats(2)), 10);
+        assert_eq!(view.get(&key(R)).unwrap().progress.as_ref().unwrap().changed_at, Millis(500));
+        view.apply(down(R, 750, FailureKind::Timeout), 10);
+        assert_eq!(
+            view.get(&key(R)).unwrap().progress.as_ref().unwrap().changed_at,
+            Millis(500),
+            "kept while unreachable"
+        );
+    }
 }

@@ -47,11 +47,15 @@ fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     Some((nums[0], nums[1], nums[2]))
 }
 
-fn find(names: &[&str]) -> Option<PathBuf> {
+fn search_dirs() -> Vec<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     // Debian puts the server in sbin, which a non-login root shell may lack.
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
+    dirs
+}
+
+fn find_in(names: &[&str], dirs: &[PathBuf]) -> Option<PathBuf> {
     names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| is_executable(p))
 }
 
@@ -62,6 +66,22 @@ fn is_executable(p: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_only_executables_and_names_the_fix_when_missing() {
+        let dir = std::env::temp_dir().join(format!("pivot-bin-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("mysqld"), "").unwrap();
+        assert_eq!(find_in(&["mariadbd", "mysqld"], &[dir.clone()]), None, "not executable");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("mysqld"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_in(&["mariadbd", "mysqld"], &[dir.clone()]), Some(dir.join("mysqld")));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let msg = SandboxError::MissingBinary("mariadbd").to_string();
+        assert!(msg.contains("apt-get install -y mariadb-server"), "{msg}");
+    }
+
     #[test]
     fn reads_version_line() {
         let line = "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)";

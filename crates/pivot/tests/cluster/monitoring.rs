@@ -97,3 +97,43 @@ async fn killed_replica_shows_unreachable_then_back() {
     let log = pivot.log_text();
     assert!(log.contains(&format!("{n3} unreachable")) && log.contains(&format!("{n3} reachable again")), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_clusters_and_a_hung_instance_delays_nobody() {
+    let a = TestSandbox::up(3, false).await;
+    let b = TestSandbox::up(2, false).await;
+    let (config, addr) = write_multi_config(&[("alpha", &a), ("beta", &b)], "100ms");
+    let _pivot = start_daemon(&a, &config);
+    let all = eventually(WAIT, "both clusters healthy", || async {
+        let (_, body) = pivot_drill::http_get(addr, "/api/clusters").await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let codes: Vec<String> =
+            v.as_array().unwrap().iter().map(|c| format!("{}={}", c["cluster"], c["code"])).collect();
+        (codes == ["\"alpha\"=\"healthy\"", "\"beta\"=\"healthy\""]).then_some(v).ok_or(codes.join(" "))
+    })
+    .await;
+    assert_eq!(all[0]["primary"], key_of(&a, "node1"));
+    assert_eq!(all[1]["primary"], key_of(&b, "node1"));
+    assert_eq!(all[0]["instances"].as_array().unwrap().len(), 3, "discovered from one seed");
+    assert_eq!(all[1]["instances"].as_array().unwrap().len(), 2);
+
+    // A hung replica (SIGSTOP) times out its own probes; the others keep
+    // their 100 ms schedule. Serialized probes would manage one per timeout.
+    a.pause("node3").unwrap();
+    let (n2, n3) = (key_of(&a, "node2"), key_of(&a, "node3"));
+    let mut node2_readings = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    let mut node3_failure = serde_json::Value::Null;
+    while start.elapsed() < std::time::Duration::from_secs(3) {
+        let (_, body) = pivot_drill::http_get(addr, "/api/clusters/alpha").await.unwrap();
+        let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+        node2_readings.insert(instance(&c, &n2).unwrap()["observed_at"].as_u64().unwrap());
+        if instance(&c, &n3).unwrap()["reachable"] == false {
+            node3_failure = instance(&c, &n3).unwrap()["failure"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    a.resume("node3").unwrap();
+    assert_eq!(node3_failure["kind"], "timeout", "the hung replica is reported unreachable: {node3_failure}");
+    assert!(node2_readings.len() >= 10, "node2 was probed only {} times in 3 s while node3 hung", node2_readings.len());
+}

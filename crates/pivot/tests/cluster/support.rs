@@ -60,6 +60,24 @@ pub fn write_config(sb: &TestSandbox, opts: ConfigOptions) -> (PathBuf, SocketAd
     (path, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// A configuration watching several sandboxes, one cluster each.
+pub fn write_multi_config(clusters: &[(&str, &TestSandbox)], poll: &str) -> (PathBuf, SocketAddr) {
+    let port = free_port();
+    let dir = &clusters[0].1.dir;
+    let mut text = format!("[pivot]\nstate = \"{}/multi.db\"\nhttp = \"127.0.0.1:{port}\"\n", dir.display());
+    for (name, sb) in clusters {
+        text.push_str(&format!(
+            "\n[[cluster]]\nname = \"{name}\"\nseeds = [\"{}\"]\npoll_interval = \"{poll}\"\n\
+             [cluster.credentials]\nuser = \"pivot\"\npassword_file = \"{}/secrets/pivot.password\"\n",
+            key_of(sb, "node1"),
+            sb.dir.display()
+        ));
+    }
+    let path = dir.join(format!("multi-{port}.toml"));
+    std::fs::write(&path, text).unwrap();
+    (path, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 pub fn start_daemon(sb: &TestSandbox, config: &Path) -> PivotProcess {
     let log = sb.dir.join(format!("pivot-{}.log", free_port()));
     PivotProcess::start(pivot_bin(), config, &log)
