@@ -14,8 +14,9 @@ pub struct Binaries {
 
 impl Binaries {
     pub fn locate() -> Result<Binaries, SandboxError> {
-        let server = find(&["mariadbd", "mysqld"]).ok_or(SandboxError::MissingBinary("mariadbd"))?;
-        let install_db = find(&["mariadb-install-db", "mysql_install_db"])
+        let dirs = search_dirs();
+        let server = find_in(&["mariadbd", "mysqld"], &dirs).ok_or(SandboxError::MissingBinary("mariadbd"))?;
+        let install_db = find_in(&["mariadb-install-db", "mysql_install_db"], &dirs)
             .ok_or(SandboxError::MissingBinary("mariadb-install-db"))?;
         let out = Command::new(&server)
             .arg("--version")
