@@ -74,10 +74,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pivot-bin-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("mysqld"), "").unwrap();
-        assert_eq!(find_in(&["mariadbd", "mysqld"], &[dir.clone()]), None, "not executable");
+        assert_eq!(find_in(&["mariadbd", "mysqld"], std::slice::from_ref(&dir)), None, "not executable");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.join("mysqld"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_in(&["mariadbd", "mysqld"], &[dir.clone()]), Some(dir.join("mysqld")));
+        assert_eq!(find_in(&["mariadbd", "mysqld"], std::slice::from_ref(&dir)), Some(dir.join("mysqld")));
         std::fs::remove_dir_all(&dir).unwrap();
         let msg = SandboxError::MissingBinary("mariadbd").to_string();
         assert!(msg.contains("apt-get install -y mariadb-server"), "{msg}");
