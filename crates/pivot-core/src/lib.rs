@@ -10,10 +10,13 @@
 //! files, threads or the configuration file format.
 
 pub mod analysis;
+pub mod candidate;
+pub mod decide;
 pub mod fixture;
 pub mod gtid;
 pub mod instance;
 pub mod observation;
+pub mod plan;
 pub mod time;
 pub mod topology;
 pub mod version;

@@ -22,6 +22,8 @@ pub struct InstanceRecord {
     /// When something last arrived from this replica's source, as far as pivot
     /// can tell from consecutive probes.
     pub progress: Option<ReceiveProgress>,
+    /// The last lag the replica reported (it reports none once its source is gone).
+    pub last_known_lag_s: Option<u64>,
 }
 
 impl InstanceRecord {
@@ -126,6 +128,11 @@ impl ClusterView {
         self.pending.is_empty() && !self.records.is_empty()
     }
 
+    /// Every known instance has been observed at or after `t`.
+    pub fn observed_since(&self, t: Millis) -> bool {
+        self.pending.is_empty() && self.records.values().all(|r| r.latest.at >= t)
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &InstanceKey> {
         self.records.keys().chain(self.pending.iter())
     }
@@ -141,6 +148,7 @@ impl ClusterView {
                 changes.push(Change::Unreachable { instance: key.clone(), failure: failure.clone() });
             }
             let record = InstanceRecord {
+                last_known_lag_s: lag_of(&obs),
                 last_reachable: obs.state().map(|_| obs.clone()),
                 consecutive_failures: u32::from(obs.failure().is_some()),
                 failing_since: obs.failure().map(|_| obs.at),
@@ -155,6 +163,7 @@ impl ClusterView {
         }
         let changes = diff(rec, &obs, lag_threshold_s);
         rec.progress = progress_after(rec.progress.take(), &obs);
+        rec.last_known_lag_s = lag_of(&obs).or(rec.last_known_lag_s);
         if obs.state().is_some() {
             rec.consecutive_failures = 0;
             rec.failing_since = None;
@@ -166,6 +175,10 @@ impl ClusterView {
         rec.latest = obs;
         changes
     }
+}
+
+fn lag_of(obs: &Observation) -> Option<u64> {
+    obs.state()?.replication.as_ref()?.seconds_behind
 }
 
 /// Progress is only updated by answers; an unreachable replica's progress stays

@@ -11,6 +11,7 @@ mod problems;
 mod tests;
 
 pub use detect::analyze;
+pub use problems::errant_gtids;
 
 use crate::instance::InstanceKey;
 use crate::observation::{ProbeFailure, ReplicationError};
