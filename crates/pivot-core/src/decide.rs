@@ -16,6 +16,8 @@ pub struct Gate {
     pub blocked_by: Option<i64>,
     /// Every instance was observed after the last recovery ended.
     pub fresh: bool,
+    /// After an aborted automatic attempt, the next one waits until then.
+    pub retry_at: Option<Millis>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,16 @@ pub fn decide(a: &ClusterAnalysis, gate: &Gate, now: Millis) -> Decision {
             ),
         };
     }
+    if let Some(at) = gate.retry_at.filter(|t| *t > now) {
+        return Decision::Alert {
+            reason: format!(
+                "{primary} is dead and the last automatic failover attempt was aborted (see `pivot history`): \
+                 next attempt in {} s, or run `pivot failover` ({})",
+                at.since(now).div_ceil(1000),
+                a.signal
+            ),
+        };
+    }
     Decision::Recover
 }
 
@@ -84,7 +96,7 @@ mod tests {
     }
 
     fn open() -> Gate {
-        Gate { automatic: true, running: false, blocked_until: None, blocked_by: None, fresh: true }
+        Gate { automatic: true, running: false, blocked_until: None, blocked_by: None, fresh: true, retry_at: None }
     }
 
     #[test]
@@ -108,6 +120,13 @@ mod tests {
                 "blocked by recovery 7 for 60 s more",
             ),
             ("block over", Code::DeadPrimary, Gate { blocked_until: Some(Millis(10_000)), ..open() }, "recover"),
+            (
+                "backing off after an aborted attempt",
+                Code::DeadPrimary,
+                Gate { retry_at: Some(Millis(15_000)), ..open() },
+                "last automatic failover attempt was aborted (see `pivot history`): next attempt in 5 s",
+            ),
+            ("backoff over", Code::DeadPrimary, Gate { retry_at: Some(Millis(9_000)), ..open() }, "recover"),
         ];
         for (name, code, gate, want) in cases {
             let got = match decide(&analysis(code), &gate, now) {

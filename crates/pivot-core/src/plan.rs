@@ -34,6 +34,8 @@ pub enum HookPoint {
     MhaStart,
     PostFailover,
     PostUnsuccessfulFailover,
+    /// Not part of a plan: called with every alert.
+    Alert,
 }
 
 impl HookPoint {
@@ -45,6 +47,7 @@ impl HookPoint {
             HookPoint::MhaStart => "mha_start",
             HookPoint::PostFailover => "post_failover",
             HookPoint::PostUnsuccessfulFailover => "post_unsuccessful_failover",
+            HookPoint::Alert => "alert",
         }
     }
 }
@@ -107,8 +110,12 @@ impl Step {
     pub fn vetoes(&self) -> bool {
         !matches!(
             self,
-            Step::Hook { point: HookPoint::MhaStart | HookPoint::PostFailover | HookPoint::PostUnsuccessfulFailover }
-                | Step::Repoint { .. }
+            Step::Hook {
+                point: HookPoint::MhaStart
+                    | HookPoint::PostFailover
+                    | HookPoint::PostUnsuccessfulFailover
+                    | HookPoint::Alert
+            } | Step::Repoint { .. }
                 | Step::ConfirmReplicating { .. }
                 | Step::FenceOldPrimary { .. }
         )

@@ -117,6 +117,19 @@ impl Dialect {
         Sql::plain(format!("STOP {} IO_THREAD", self.replica_word()))
     }
 
+    /// Connection ids of the replication IO threads (column `id`). Ending that
+    /// connection unblocks an IO thread stuck reading from a hung source,
+    /// which `STOP SLAVE IO_THREAD` alone waits for until `slave_net_timeout`.
+    pub fn io_thread_ids_query(&self) -> Sql {
+        Sql::plain(match self.flavor {
+            Flavor::MariaDb => "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'",
+            Flavor::MySql => {
+                "SELECT PROCESSLIST_ID AS id FROM performance_schema.threads \
+                 WHERE NAME IN ('thread/sql/replica_io', 'thread/sql/slave_io')"
+            }
+        })
+    }
+
     pub fn stop_replica(&self) -> Sql {
         Sql::plain(format!("STOP {}", self.replica_word()))
     }

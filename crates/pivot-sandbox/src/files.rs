@@ -98,7 +98,8 @@ pub fn app_cnf(host: &str, port: u16, password: &str) -> String {
 pub fn bootstrap_sql(passwords: &Passwords, fine_grained_privileges: bool) -> String {
     let pivot_privileges = if fine_grained_privileges {
         // MariaDB 10.5.9+ split SUPER; 10.11 no longer lets SUPER change read_only.
-        "PROCESS, SLAVE MONITOR, BINLOG MONITOR, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
+        // RELOAD: RESET SLAVE ALL on the promoted replica.
+        "RELOAD, PROCESS, SLAVE MONITOR, BINLOG MONITOR, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
          READ_ONLY ADMIN, CONNECTION ADMIN"
     } else {
         "PROCESS, SUPER, REPLICATION CLIENT, RELOAD"

@@ -1,11 +1,12 @@
 //! The replication changes a recovery is made of. Each one is safe to run
 //! again: it checks or converges rather than assuming the state it left.
 
+use crate::credentials::Credentials;
 use crate::errors::SessionError;
 use crate::session::Session;
 use pivot_core::observation::{IoThread, ReplicationStatus};
 use pivot_core::{GtidSet, InstanceKey};
-use pivot_dialect::{ChangeSource, ProbeRows};
+use pivot_dialect::{ChangeSource, ProbeRows, Sql};
 use std::time::{Duration, Instant};
 
 /// The instance's current replication status (first channel), if it replicates.
@@ -29,9 +30,71 @@ pub async fn executed_and_writable(s: &mut Session) -> Result<(GtidSet, bool), S
     Ok((state.gtid.executed.clone(), state.writable()))
 }
 
+/// Stop the IO thread so nothing more arrives from the source.
+///
+/// A `STOP` alone waits until an IO thread blocked on a hung source gives up
+/// (`slave_net_timeout`). Ending the IO thread's connection first unblocks it;
+/// after a short pause (the thread must reach its reconnect wait, which a
+/// `STOP` interrupts; measured: without the pause the `STOP` often still
+/// waits the full 2 s round) the `STOP` returns within milliseconds.
 pub async fn stop_io_thread(s: &mut Session) -> Result<(), SessionError> {
-    let sql = s.dialect.stop_replica_io();
-    s.exec(&sql).await
+    let d = s.dialect.clone();
+    let io_threads = ids(s, &d.io_thread_ids_query()).await?;
+    for id in &io_threads {
+        kill_tolerant(s, *id).await?;
+    }
+    if !io_threads.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.exec(&d.stop_replica_io()).await
+}
+
+/// Run `sql` on `s`; every 20 ms while it waits, end every other client
+/// session from a second connection (opened on first need). Bounded by `s`'s
+/// timeout. Returns how many sessions were ended.
+async fn exec_ending_sessions(s: &mut Session, creds: &Credentials, sql: &Sql) -> Result<usize, SessionError> {
+    let limit = s.timeout();
+    let deadline = Instant::now() + limit;
+    let (key, own_id) = (s.key.clone(), s.connection_id());
+    let mut helper: Option<Session> = None;
+    let mut ended = 0;
+    let statement = s.exec(sql);
+    tokio::pin!(statement);
+    loop {
+        tokio::select! {
+            done = &mut statement => { done?; return Ok(ended); }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                if Instant::now() > deadline {
+                    return Err(SessionError::Timeout(limit.as_millis() as u64));
+                }
+                if helper.is_none() {
+                    helper = Some(Session::connect(&key, creds, limit).await?);
+                }
+                let h = helper.as_mut().expect("just connected");
+                let helper_id = h.connection_id();
+                ended += end_client_sessions(h, &[own_id, helper_id]).await?;
+            }
+        }
+    }
+}
+
+async fn ids(s: &mut Session, sql: &Sql) -> Result<Vec<u64>, SessionError> {
+    Ok(s.rows(sql)
+        .await?
+        .iter()
+        .filter_map(|r| r.get("id").cloned().flatten())
+        .filter_map(|v| v.parse().ok())
+        .collect())
+}
+
+/// `KILL CONNECTION id`, ignoring a connection that ended meanwhile (1094).
+async fn kill_tolerant(s: &mut Session, id: u64) -> Result<bool, SessionError> {
+    let sql = s.dialect.kill_connection(id);
+    match s.exec(&sql).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.server_code() == Some(1094) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn start_replica(s: &mut Session) -> Result<(), SessionError> {
@@ -148,25 +211,34 @@ pub async fn confirm_replicating(s: &mut Session, source: &InstanceKey, timeout:
 
 /// Make the instance read-only and end its client sessions. Returns how many
 /// sessions were ended.
-pub async fn fence(s: &mut Session) -> Result<usize, SessionError> {
+///
+/// `SET GLOBAL read_only` waits for commits in progress, and a commit waiting
+/// for a semi-sync acknowledgement that will never come would make it wait
+/// forever. So the statement is sent first (from then on, new writes queue
+/// behind it and then fail), and a second connection ends every client
+/// session meanwhile, which releases the waiting commits without
+/// acknowledging them to their clients.
+pub async fn fence(s: &mut Session, creds: &Credentials) -> Result<usize, SessionError> {
     let d = s.dialect.clone();
+    let mut ended = 0;
     for sql in d.set_read_only() {
-        s.exec(&sql).await?;
+        ended += exec_ending_sessions(s, creds, &sql).await?;
     }
-    let ids: Vec<u64> = s
-        .rows(&d.client_sessions_query())
-        .await?
-        .iter()
-        .filter_map(|r| r.get("id").cloned().flatten())
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    // Whatever connected meanwhile is ended too.
+    let own = s.connection_id();
+    ended += end_client_sessions(s, &[own]).await?;
+    Ok(ended)
+}
+
+async fn end_client_sessions(s: &mut Session, keep: &[Option<u32>]) -> Result<usize, SessionError> {
+    let d = s.dialect.clone();
     let mut killed = 0;
-    for id in ids {
-        match s.exec(&d.kill_connection(id)).await {
-            Ok(()) => killed += 1,
-            // 1094: unknown thread id: it ended on its own meanwhile.
-            Err(e) if e.server_code() == Some(1094) => {}
-            Err(e) => return Err(e),
+    for id in ids(s, &d.client_sessions_query()).await? {
+        if keep.iter().flatten().any(|k| u64::from(*k) == id) {
+            continue;
+        }
+        if kill_tolerant(s, id).await? {
+            killed += 1;
         }
     }
     Ok(killed)

@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 pub enum SessionError {
     #[error("timed out after {0} ms")]
     Timeout(u64),
-    #[error("{0}")]
+    #[error("{}", driver_message(.0))]
     Driver(#[from] mysql_async::Error),
     #[error("{0}")]
     Unexpected(String),
@@ -58,11 +58,15 @@ pub fn classify(err: &SessionError) -> ProbeFailure {
     ProbeFailure { kind, message: message(err) }
 }
 
-/// The error in words, without the driver's repeated "Input/output error" prefixes.
 fn message(err: &SessionError) -> String {
-    match err {
-        SessionError::Driver(mysql_async::Error::Io(mysql_async::IoError::Io(io))) => io.to_string(),
-        SessionError::Driver(mysql_async::Error::Server(s)) => format!("error {}: {}", s.code, s.message),
+    err.to_string()
+}
+
+/// The error in words, without the driver's repeated "Input/output error" prefixes.
+fn driver_message(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io.to_string(),
+        mysql_async::Error::Server(s) => format!("error {}: {}", s.code, s.message),
         other => other.to_string(),
     }
 }

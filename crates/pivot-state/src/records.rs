@@ -56,6 +56,8 @@ pub struct NewRecovery {
     /// Which process runs it (`pid 123 on host`), for "already running" errors.
     pub owner: String,
     pub at: i64,
+    /// When pivot first saw the primary fail (its first failed probe).
+    pub detected_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,7 @@ pub struct RecoveryRecord {
     pub kind: String,
     pub status: RecoveryStatus,
     pub started_at: i64,
+    pub detected_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub failed_primary: Option<String>,
     pub new_primary: Option<String>,

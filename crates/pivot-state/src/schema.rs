@@ -7,6 +7,7 @@ CREATE TABLE IF NOT EXISTS recoveries (
     kind TEXT NOT NULL,
     status TEXT NOT NULL,
     started_at INTEGER NOT NULL,
+    detected_at INTEGER,
     ended_at INTEGER,
     failed_primary TEXT,
     new_primary TEXT,

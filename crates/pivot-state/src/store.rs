@@ -52,9 +52,9 @@ impl StateStore {
     pub fn begin_recovery(&self, r: &NewRecovery) -> Result<RecoveryId, StateError> {
         let inserted = self.with(|c| {
             c.execute(
-                "INSERT INTO recoveries (cluster, kind, status, started_at, failed_primary, analysis, owner) \
-                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
-                params![r.cluster, r.kind, r.at, r.failed_primary, r.analysis, r.owner],
+                "INSERT INTO recoveries (cluster, kind, status, started_at, detected_at, failed_primary, analysis, owner) \
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)",
+                params![r.cluster, r.kind, r.at, r.detected_at, r.failed_primary, r.analysis, r.owner],
             )
             .map(|_| c.last_insert_rowid())
         });
@@ -86,10 +86,14 @@ impl StateStore {
         self.with(|c| c.execute("UPDATE recoveries SET owner = ?2 WHERE id = ?1", params![id, owner]).map(|_| ()))
     }
 
+    /// Record that a step starts. A step restarted after a pivot restart
+    /// keeps its row, with the new start and a note.
     pub fn step_started(&self, id: RecoveryId, seq: i64, name: &str, detail: &str, at: i64) -> Result<(), StateError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO recovery_steps (recovery_id, seq, name, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO recovery_steps (recovery_id, seq, name, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(recovery_id, seq) DO UPDATE SET started_at = ?5, ended_at = NULL, outcome = NULL, \
+                 message = 'interrupted by a pivot restart; resumed'",
                 params![id, seq, name, detail, at],
             )
             .map(|_| ())
@@ -159,7 +163,7 @@ impl StateStore {
     ) -> Result<Vec<RecoveryRecord>, StateError> {
         let sql = format!(
             "SELECT id, cluster, kind, status, started_at, ended_at, failed_primary, new_primary, analysis, plan, \
-             lost_replicas, summary, owner FROM recoveries WHERE {filter} ORDER BY id DESC LIMIT {limit}"
+             lost_replicas, summary, owner, detected_at FROM recoveries WHERE {filter} ORDER BY id DESC LIMIT {limit}"
         );
         let mut records = self.with(|c| {
             let mut stmt = c.prepare(&sql)?;
@@ -179,6 +183,7 @@ impl StateStore {
                     lost_replicas: lost.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default(),
                     summary: r.get(11)?,
                     owner: r.get(12)?,
+                    detected_at: r.get(13)?,
                     steps: Vec::new(),
                 })
             })?;
@@ -344,6 +349,7 @@ mod tests {
             analysis: "dead_primary".into(),
             owner: "test".into(),
             at: 1000,
+            detected_at: Some(900),
         }
     }
 

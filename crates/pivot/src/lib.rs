@@ -9,4 +9,5 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod recovery;
 pub mod render;

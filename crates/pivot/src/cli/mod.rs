@@ -2,6 +2,8 @@
 //! configuration, unreachable state file...), 2 wrong usage, 3 the command
 //! ran but found a cluster that needs attention (or refused to act on it).
 
+mod failover;
+mod history;
 mod sandbox;
 mod status;
 
@@ -48,6 +50,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fail over a cluster's primary now (refuses unsafe choices unless --force).
+    Failover {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: String,
+        /// Promote this replica (host:port) and no other.
+        #[arg(long)]
+        to: Option<pivot_core::InstanceKey>,
+        /// Override what can be overridden: a live primary (fenced first), a
+        /// candidate with errant GTIDs or a reason to skip it, a relay log that
+        /// does not finish applying in time, data only a broken replica has.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Recoveries with their steps, timings and outcomes; recent alerts.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Acknowledge the last recovery: allow automatic recovery again before
+    /// the block period ends.
+    Ack {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: String,
+    },
     /// A throwaway local MariaDB cluster, for trying pivot and for tests.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -74,8 +110,24 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Command::Status { config, cluster, json } => status::run(&config.config, cluster.as_deref(), json).await,
+        Command::Failover { config, cluster, to, force } => failover::run(&config.config, &cluster, to, force).await,
+        Command::History { config, cluster, json, limit } => {
+            history::history(&config.config, cluster.as_deref(), json, limit)
+        }
+        Command::Ack { config, cluster } => history::ack(&config.config, &cluster),
         Command::Sandbox(cmd) => sandbox::run(cmd).await,
     }
+}
+
+/// The cluster named `name`, or an error listing the configured ones.
+pub fn cluster_of<'a>(
+    config: &'a crate::config::Config,
+    name: &str,
+) -> anyhow::Result<&'a crate::config::ClusterConfig> {
+    config.cluster(name).ok_or_else(|| {
+        let known: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+        anyhow::anyhow!("no cluster `{name}` in {}; configured: {}", config.path.display(), known.join(", "))
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -2,21 +2,23 @@
 
 use super::{EXIT_ATTENTION, EXIT_OK};
 use crate::clock;
+use crate::config::ClusterConfig;
 use crate::config::Config;
+use crate::render::RecoveryState;
 use crate::render::{cluster_text, snapshot, ClusterSnapshot};
 use pivot_core::{analyze, Code};
+use pivot_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let clusters: Vec<_> = match only {
-        Some(name) => vec![config.cluster(name).ok_or_else(|| {
-            let known: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-            anyhow::anyhow!("no cluster `{name}` in {}; configured: {}", config_path.display(), known.join(", "))
-        })?],
+        Some(name) => vec![super::cluster_of(&config, name)?],
         None => config.clusters.iter().collect(),
     };
+    // Recovery state, if pivot has run here before.
+    let state = config.pivot.state.exists().then(|| pivot_state::StateStore::open(&config.pivot.state)).transpose()?;
     let mut snapshots: Vec<ClusterSnapshot> = Vec::new();
     for c in clusters {
         let view = pivot_server::discover(
@@ -29,7 +31,11 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
         )
         .await;
         let analysis = analyze(&view, &c.detection, clock::now());
-        snapshots.push(snapshot(&c.name, &view, &analysis));
+        let mut snap = snapshot(&c.name, &view, &analysis);
+        if let Some(st) = &state {
+            snap.recovery = Some(recovery_state(st, c)?);
+        }
+        snapshots.push(snap);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&snapshots)?);
@@ -40,4 +46,14 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
     }
     let all_healthy = snapshots.iter().all(|s| s.code == Code::Healthy && s.problems.is_empty());
     Ok(ExitCode::from(if all_healthy { EXIT_OK } else { EXIT_ATTENTION }))
+}
+
+fn recovery_state(state: &StateStore, c: &ClusterConfig) -> anyhow::Result<RecoveryState> {
+    let now = clock::now().0 as i64;
+    Ok(RecoveryState {
+        blocked_until: state.block_of(&c.name)?.filter(|b| b.active(now)).map(|b| b.blocked_until),
+        running_recovery: state.running_recovery(&c.name)?.map(|r| r.id),
+        automatic: c.failover.automatic,
+        fenced: state.fenced(&c.name)?.iter().map(|f| format!("{}: {} ({})", f.instance, f.status, f.detail)).collect(),
+    })
 }

@@ -1,11 +1,14 @@
 //! `pivot run`: watch every configured cluster, serve HTTP, act on failures.
 
+mod alerts;
 mod monitor;
 mod prober;
 
 use crate::config::Config;
 use crate::http::{self, ClusterHandle};
+use crate::recovery::{owner, RecoveryEnv};
 use monitor::Monitor;
+use pivot_state::StateStore;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
@@ -14,12 +17,18 @@ const MAX_CONCURRENT_PROBES: usize = 256;
 
 /// Run until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let state = Arc::new(
+        StateStore::open(&config.pivot.state)
+            .map_err(|e| anyhow::anyhow!("{e} (the `state` setting in [pivot] of {})", config.path.display()))?,
+    );
+    let owner = owner::this_process("pivot run");
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
     for cluster in &config.clusters {
-        let (monitor, snapshots) = Monitor::new(Arc::new(cluster.clone()), limit.clone());
+        let env = RecoveryEnv { cluster: Arc::new(cluster.clone()), state: state.clone(), owner: owner.clone() };
+        let (monitor, snapshots) = Monitor::new(env, limit.clone());
         handles.push(ClusterHandle { name: cluster.name.clone(), snapshots });
         tasks.push(tokio::spawn(monitor.run(stop_rx.clone())));
     }

@@ -21,6 +21,9 @@ pub fn cluster_text(s: &ClusterSnapshot) -> String {
         if !r.automatic {
             let _ = writeln!(out, "  automatic recovery is off for this cluster");
         }
+        for f in &r.fenced {
+            let _ = writeln!(out, "  former primary {f}");
+        }
     }
     let rows: Vec<[String; 7]> = s.instances.iter().enumerate().map(|(i, inst)| row(s, i, inst)).collect();
     let header = ["INSTANCE", "ROLE", "VERSION", "READ_ONLY", "LAG", "IO/SQL", "GTID"].map(String::from);

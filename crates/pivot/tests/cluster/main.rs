@@ -6,4 +6,5 @@ mod support;
 
 mod cli_errors;
 mod discovery;
+mod failover_crash;
 mod monitoring;

@@ -109,3 +109,127 @@ pub async fn exec(sb: &TestSandbox, node: &str, statements: &[&str]) {
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
+
+// ---- failover rigs ----------------------------------------------------------
+
+use pivot_drill::{eventually, Writer, WriterTarget};
+
+/// A sandbox with the drill table, a configuration and a running daemon.
+pub struct Rig {
+    pub pivot: PivotProcess,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    pub sb: TestSandbox,
+}
+
+impl Rig {
+    /// `extra` is TOML appended to the cluster (e.g. a `[cluster.failover]` table).
+    pub async fn start(nodes: u16, semi_sync: bool, extra: &str) -> Rig {
+        let sb = TestSandbox::up(nodes, semi_sync).await;
+        let mut admin = sb.admin("node1").await.unwrap();
+        Writer::create_table(&mut admin).await;
+        let (config, addr) = write_config(&sb, ConfigOptions { extra: extra.to_string(), ..Default::default() });
+        let pivot = start_daemon(&sb, &config);
+        let rig = Rig { pivot, config, addr, sb };
+        rig.wait_healthy_with_primary(&rig.key("node1")).await;
+        rig
+    }
+
+    pub fn key(&self, node: &str) -> String {
+        key_of(&self.sb, node)
+    }
+
+    pub fn node_keys(&self) -> Vec<pivot_core::InstanceKey> {
+        self.sb.nodes().iter().map(|n| self.sb.key(&n.name).unwrap()).collect()
+    }
+
+    /// Wait until the API shows a healthy cluster whose primary is `primary`.
+    pub async fn wait_healthy_with_primary(&self, primary: &str) -> Value {
+        let addr = self.addr;
+        eventually(WAIT, &format!("healthy with primary {primary}"), || async {
+            let c = api_cluster(addr).await?;
+            (c["code"] == "healthy" && c["primary"] == primary)
+                .then(|| c.clone())
+                .ok_or(format!("{} {} {}", c["code"], c["primary"], c["signal"]))
+        })
+        .await
+    }
+
+    /// Wait until the primary is someone other than `old`; returns the new one.
+    pub async fn wait_new_primary(&self, old: &str) -> String {
+        let addr = self.addr;
+        eventually(WAIT, "a new primary", || async {
+            let c = api_cluster(addr).await?;
+            let p = c["primary"].as_str().unwrap_or_default().to_string();
+            (c["code"] == "healthy" && !p.is_empty() && p != old)
+                .then_some(p)
+                .ok_or(format!("{} {}", c["code"], c["signal"]))
+        })
+        .await
+    }
+
+    pub fn writer(&self, id: u32) -> Writer {
+        let creds = self.sb.credentials("app").unwrap();
+        Writer::start(
+            id,
+            WriterTarget::FollowPrimary(self.node_keys()),
+            creds,
+            Duration::from_secs(2),
+            Duration::from_millis(2),
+        )
+    }
+
+    /// `pivot history --json` for this rig's cluster.
+    pub fn history(&self) -> Value {
+        let out = run_pivot(&["history", "--json", "--config", self.config.to_str().unwrap()]);
+        assert!(out.status.success(), "history: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Instances that answer and are writable.
+    pub async fn writable_nodes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in self.sb.nodes() {
+            if let Some(false) = read_only(&self.sb, &n.name).await {
+                out.push(self.key(&n.name));
+            }
+        }
+        out
+    }
+}
+
+/// `@@read_only` of a node, `None` if it does not answer within a second.
+pub async fn read_only(sb: &TestSandbox, node: &str) -> Option<bool> {
+    let key = sb.key(node).ok()?;
+    let creds = sb.credentials("admin").ok()?;
+    let mut s = pivot_server::Session::connect(&key, &creds, Duration::from_secs(1)).await.ok()?;
+    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@read_only AS ro")).await.ok()?;
+    rows.first()?.get("ro").cloned().flatten().map(|v| v == "1")
+}
+
+/// The first recovery in a history document (the newest).
+pub fn last_recovery(history: &Value) -> &Value {
+    &history["recoveries"][0]
+}
+
+/// Names of the steps of a recovery with their outcomes: `promote=ok`.
+pub fn steps(recovery: &Value) -> Vec<String> {
+    recovery["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| format!("{}={}", s["name"].as_str().unwrap_or(""), s["outcome"].as_str().unwrap_or("none")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.pivot.log_text();
+            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
+            eprintln!("---- pivot log (last 60 lines) ----\n{}", tail[tail.len().saturating_sub(60)..].join("\n"));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Keeping former primaries read-only.
+//!
+//! A former primary that pivot could not reach at the failover is watched:
+//! several connection attempts are kept pending (a hung server's kernel still
+//! completes TCP handshakes, so the attempts sit waiting for its greeting), and
+//! new ones start every 100 ms while it refuses connections. The first attempt
+//! that gets through makes it read-only and ends its client sessions before
+//! anything else. The result goes back to the cluster's monitor, which judges
+//! whether the instance can rejoin or must be quarantined.
+
+use pivot_core::{GtidSet, InstanceKey};
+use pivot_server::{actions, Credentials, Session};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Connection attempts kept waiting at once.
+const PENDING_ATTEMPTS: usize = 4;
+/// Bound on one attempt (a hung server may hold it that long).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const ATTEMPT_SPACING: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub struct Fenced {
+    pub instance: InstanceKey,
+    pub result: Result<FenceReport, String>,
+}
+
+#[derive(Debug)]
+pub struct FenceReport {
+    pub sessions_ended: usize,
+    /// What it holds, read after it was made read-only.
+    pub executed: GtidSet,
+    pub took: Duration,
+}
+
+/// Watch `instance` until it answers, then fence it and report on `done`.
+pub fn spawn(instance: InstanceKey, creds: Credentials, done: mpsc::Sender<Fenced>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = watch(&instance, &creds).await;
+        let _ = done.send(Fenced { instance, result }).await;
+    })
+}
+
+async fn watch(instance: &InstanceKey, creds: &Credentials) -> Result<FenceReport, String> {
+    let mut attempts: JoinSet<Result<Session, String>> = JoinSet::new();
+    let mut last_start: Option<Instant> = None;
+    loop {
+        if attempts.len() < PENDING_ATTEMPTS && last_start.is_none_or(|t| t.elapsed() >= ATTEMPT_SPACING) {
+            let (k, c) = (instance.clone(), creds.clone());
+            attempts.spawn(async move { Session::connect(&k, &c, ATTEMPT_TIMEOUT).await.map_err(|e| e.to_string()) });
+            last_start = Some(Instant::now());
+        }
+        tokio::select! {
+            Some(joined) = attempts.join_next() => {
+                if let Ok(Ok(mut session)) = joined {
+                    attempts.abort_all();
+                    return fence(&mut session, creds).await;
+                }
+            }
+            _ = tokio::time::sleep(ATTEMPT_SPACING) => {}
+        }
+    }
+}
+
+/// Make the instance behind `session` read-only, end its client sessions and
+/// read what it holds.
+pub async fn fence(session: &mut Session, creds: &Credentials) -> Result<FenceReport, String> {
+    let start = Instant::now();
+    let sessions_ended =
+        actions::fence(session, creds).await.map_err(|e| format!("could not fence {}: {e}", session.key))?;
+    let took = start.elapsed();
+    let (executed, _) = actions::executed_and_writable(session).await.map_err(|e| e.to_string())?;
+    Ok(FenceReport { sessions_ended, executed, took })
+}
+
+/// Fence an instance that answers now (found writable by a probe).
+pub fn fence_now(
+    instance: InstanceKey,
+    creds: Credentials,
+    timeout: Duration,
+    done: mpsc::Sender<Fenced>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = match Session::connect(&instance, &creds, timeout).await {
+            Ok(mut s) => fence(&mut s, &creds).await,
+            Err(e) => Err(format!("cannot connect: {e}")),
+        };
+        let _ = done.send(Fenced { instance, result }).await;
+    })
+}

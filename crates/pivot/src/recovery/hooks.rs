@@ -1,0 +1,228 @@
+//! Running hooks: external programs at points of a recovery.
+//!
+//! Data goes to a hook as extra arguments (`--name=value`, one argv element
+//! each, so no value can become a flag or a shell word) and as `PIVOT_*`
+//! environment variables; nothing is ever interpreted by a shell. Every hook
+//! runs in its own process group and is killed with that group when it
+//! outlives the timeout. Output is kept (bounded) for the audit log.
+
+use crate::config::HooksConfig;
+use pivot_core::plan::HookPoint;
+use pivot_core::InstanceKey;
+use pivot_server::Secret;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// What a hook is told.
+#[derive(Clone, Debug, Default)]
+pub struct HookData {
+    pub cluster: String,
+    pub failed_primary: Option<InstanceKey>,
+    pub new_primary: Option<InstanceKey>,
+    pub lost_replicas: Vec<InstanceKey>,
+    pub recovery_id: Option<i64>,
+    pub analysis: String,
+    pub signal: String,
+    /// For post hooks and alerts: what happened, in words.
+    pub outcome: String,
+    /// For MHA `--command=start`: the account the script may use on the new primary.
+    pub new_primary_user: Option<String>,
+    /// Passed in the environment only (`PIVOT_NEW_MASTER_PASSWORD`), never as an argument.
+    pub new_primary_password: Option<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookResult {
+    Succeeded { output: String },
+    Failed { code: Option<i32>, output: String },
+    TimedOut { after_ms: u64, output: String },
+    NotStarted { error: String },
+}
+
+impl HookResult {
+    pub fn ok(&self) -> bool {
+        matches!(self, HookResult::Succeeded { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        let tail = |o: &str| if o.trim().is_empty() { String::new() } else { format!("; output: {}", o.trim()) };
+        match self {
+            HookResult::Succeeded { output } => format!("exit 0{}", tail(output)),
+            HookResult::Failed { code: Some(c), output } => format!("exit {c}{}", tail(output)),
+            HookResult::Failed { code: None, output } => format!("killed by a signal{}", tail(output)),
+            HookResult::TimedOut { after_ms, output } => {
+                format!("killed after the {after_ms} ms timeout{}", tail(output))
+            }
+            HookResult::NotStarted { error } => format!("could not start: {error}"),
+        }
+    }
+}
+
+/// The argv configured for `point`, with pivot's data appended; `None` when
+/// no hook is configured there.
+pub fn command_for(hooks: &HooksConfig, point: HookPoint, data: &HookData) -> Option<Vec<String>> {
+    let plain = |argv: &Option<Vec<String>>| {
+        argv.as_ref().map(|a| {
+            let mut v = a.clone();
+            v.extend(pivot_args(point, data));
+            v
+        })
+    };
+    match point {
+        HookPoint::PreFailover => plain(&hooks.pre_failover),
+        HookPoint::PostFailover => plain(&hooks.post_failover),
+        HookPoint::PostUnsuccessfulFailover => plain(&hooks.post_unsuccessful_failover),
+        HookPoint::Fence => plain(&hooks.fence),
+        HookPoint::Alert => plain(&hooks.alert),
+        HookPoint::MhaStop | HookPoint::MhaStart => hooks.mha_master_ip_failover.as_ref().map(|script| {
+            let mut v = vec![script.clone()];
+            v.extend(mha_args(point, data));
+            v
+        }),
+    }
+}
+
+fn pivot_args(point: HookPoint, d: &HookData) -> Vec<String> {
+    let mut v = vec![format!("--hook={}", point.as_str()), format!("--cluster={}", d.cluster)];
+    if let Some(k) = &d.failed_primary {
+        v.push(format!("--failed-primary={k}"));
+    }
+    if let Some(k) = &d.new_primary {
+        v.push(format!("--new-primary={k}"));
+    }
+    if let Some(id) = d.recovery_id {
+        v.push(format!("--recovery-id={id}"));
+    }
+    v
+}
+
+/// The arguments MHA passes to `master_ip_failover_script`, so an existing
+/// script works unchanged. The password is not among them (see `HookData`).
+fn mha_args(point: HookPoint, d: &HookData) -> Vec<String> {
+    let mut v = Vec::new();
+    let command = if point == HookPoint::MhaStop { "stop" } else { "start" };
+    v.push(format!("--command={command}"));
+    if let Some(k) = &d.failed_primary {
+        v.push(format!("--orig_master_host={}", k.host));
+        v.push(format!("--orig_master_ip={}", ip_of(k)));
+        v.push(format!("--orig_master_port={}", k.port));
+    }
+    if point == HookPoint::MhaStart {
+        if let Some(k) = &d.new_primary {
+            v.push(format!("--new_master_host={}", k.host));
+            v.push(format!("--new_master_ip={}", ip_of(k)));
+            v.push(format!("--new_master_port={}", k.port));
+        }
+        if let Some(u) = &d.new_primary_user {
+            v.push(format!("--new_master_user={u}"));
+        }
+    }
+    v
+}
+
+fn ip_of(k: &InstanceKey) -> String {
+    use std::net::ToSocketAddrs;
+    if k.host.parse::<std::net::IpAddr>().is_ok() {
+        return k.host.clone();
+    }
+    (k.host.as_str(), k.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map_or_else(|| k.host.clone(), |a| a.ip().to_string())
+}
+
+fn environment(point: HookPoint, d: &HookData) -> Vec<(String, String)> {
+    let key = |k: &Option<InstanceKey>| k.as_ref().map(ToString::to_string).unwrap_or_default();
+    let host = |k: &Option<InstanceKey>| k.as_ref().map(|k| k.host.clone()).unwrap_or_default();
+    let port = |k: &Option<InstanceKey>| k.as_ref().map(|k| k.port.to_string()).unwrap_or_default();
+    let mut env = vec![
+        ("PIVOT_HOOK", point.as_str().to_string()),
+        ("PIVOT_CLUSTER", d.cluster.clone()),
+        ("PIVOT_FAILED_PRIMARY", key(&d.failed_primary)),
+        ("PIVOT_FAILED_PRIMARY_HOST", host(&d.failed_primary)),
+        ("PIVOT_FAILED_PRIMARY_PORT", port(&d.failed_primary)),
+        ("PIVOT_NEW_PRIMARY", key(&d.new_primary)),
+        ("PIVOT_NEW_PRIMARY_HOST", host(&d.new_primary)),
+        ("PIVOT_NEW_PRIMARY_PORT", port(&d.new_primary)),
+        ("PIVOT_LOST_REPLICAS", d.lost_replicas.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+        ("PIVOT_RECOVERY_ID", d.recovery_id.map(|i| i.to_string()).unwrap_or_default()),
+        ("PIVOT_ANALYSIS", d.analysis.clone()),
+        ("PIVOT_SIGNAL", d.signal.clone()),
+        ("PIVOT_OUTCOME", d.outcome.clone()),
+    ];
+    if let Some(p) = &d.new_primary_password {
+        env.push(("PIVOT_NEW_MASTER_PASSWORD", p.expose().to_string()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Output kept per stream for the audit log.
+const OUTPUT_LIMIT: usize = 4096;
+
+/// Run one hook to completion or until `timeout`.
+pub async fn run(argv: &[String], point: HookPoint, data: &HookData, timeout: Duration) -> HookResult {
+    let Some((program, args)) = argv.split_first() else {
+        return HookResult::NotStarted { error: "empty command".into() };
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(environment(point, data))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return HookResult::NotStarted { error: format!("{program}: {e}") },
+    };
+    let pgid = child.id();
+    let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let read_out = tokio::spawn(async move { read_bounded(&mut out).await });
+    let read_err = tokio::spawn(async move { read_bounded(&mut err).await });
+    let started = Instant::now();
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    if status.is_err() {
+        // The hook and anything it started: the whole process group.
+        if let Some(pgid) = pgid {
+            // SAFETY: signalling the process group of a child we spawned.
+            unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+        }
+        let _ = child.wait().await;
+    }
+    let output = collect(read_out, read_err).await;
+    match status {
+        Err(_) => HookResult::TimedOut { after_ms: started.elapsed().as_millis() as u64, output },
+        Ok(Err(e)) => HookResult::NotStarted { error: e.to_string() },
+        Ok(Ok(s)) if s.success() => HookResult::Succeeded { output },
+        Ok(Ok(s)) => HookResult::Failed { code: s.code(), output },
+    }
+}
+
+async fn read_bounded(r: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Keep reading (and discarding past the limit) so the hook never blocks on a full pipe.
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+async fn collect(out: tokio::task::JoinHandle<String>, err: tokio::task::JoinHandle<String>) -> String {
+    // Grandchildren may hold the pipes open; do not wait for them forever.
+    let bound = Duration::from_secs(1);
+    let o = tokio::time::timeout(bound, out).await.ok().and_then(Result::ok).unwrap_or_default();
+    let e = tokio::time::timeout(bound, err).await.ok().and_then(Result::ok).unwrap_or_default();
+    [o.trim(), e.trim()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+#[path = "hooks_tests.rs"]
+mod tests;

@@ -1,0 +1,108 @@
+//! Hooks on real processes: data as argv and environment, timeouts, failures.
+
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn data() -> HookData {
+    HookData {
+        cluster: "main".into(),
+        failed_primary: Some("127.0.0.1:3306".parse().unwrap()),
+        new_primary: Some("127.0.0.1:3307".parse().unwrap()),
+        lost_replicas: vec!["127.0.0.1:3309".parse().unwrap()],
+        recovery_id: Some(7),
+        analysis: "dead_primary".into(),
+        // Shell metacharacters must arrive as plain data.
+        signal: "x'; touch /tmp/pivot-hook-pwned; echo '".into(),
+        outcome: String::new(),
+        new_primary_user: Some("pivot".into()),
+        new_primary_password: Some(Secret::new("s3cret")),
+    }
+}
+
+#[tokio::test]
+async fn data_arrives_as_argv_and_environment_never_through_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = script(
+        dir.path(),
+        "hook",
+        &format!("printf '%s\\n' \"$@\" > {o}; env | grep '^PIVOT_' | sort >> {o}", o = out.display()),
+    );
+    let hooks = HooksConfig { pre_failover: Some(vec![s, "--mine".into()]), ..HooksConfig::default() };
+    let argv = command_for(&hooks, HookPoint::PreFailover, &data()).unwrap();
+    let r = run(&argv, HookPoint::PreFailover, &data(), Duration::from_secs(5)).await;
+    assert!(r.ok(), "{r:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    for want in [
+        "--mine\n",
+        "--hook=pre_failover\n",
+        "--cluster=main\n",
+        "--failed-primary=127.0.0.1:3306\n",
+        "--new-primary=127.0.0.1:3307\n",
+        "--recovery-id=7\n",
+        "PIVOT_FAILED_PRIMARY_PORT=3306\n",
+        "PIVOT_LOST_REPLICAS=127.0.0.1:3309\n",
+        "PIVOT_SIGNAL=x'; touch /tmp/pivot-hook-pwned; echo '\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!std::path::Path::new("/tmp/pivot-hook-pwned").exists(), "a value was interpreted by a shell");
+}
+
+#[tokio::test]
+async fn mha_script_gets_mha_arguments_and_the_password_only_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = script(
+        dir.path(),
+        "master_ip_failover",
+        &format!("echo \"$@\" >> {o}; echo \"pw=$PIVOT_NEW_MASTER_PASSWORD\" >> {o}", o = out.display()),
+    );
+    let hooks = HooksConfig { mha_master_ip_failover: Some(s), ..HooksConfig::default() };
+    for point in [HookPoint::MhaStop, HookPoint::MhaStart] {
+        let argv = command_for(&hooks, point, &data()).unwrap();
+        assert!(!argv.iter().any(|a| a.contains("s3cret")), "no password in argv: {argv:?}");
+        assert!(run(&argv, point, &data(), Duration::from_secs(5)).await.ok());
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "--command=stop --orig_master_host=127.0.0.1 --orig_master_ip=127.0.0.1 --orig_master_port=3306"
+    );
+    assert_eq!(
+        lines[2],
+        "--command=start --orig_master_host=127.0.0.1 --orig_master_ip=127.0.0.1 --orig_master_port=3306 \
+         --new_master_host=127.0.0.1 --new_master_ip=127.0.0.1 --new_master_port=3307 --new_master_user=pivot"
+    );
+    assert_eq!(lines[3], "pw=s3cret");
+}
+
+#[tokio::test]
+async fn failures_timeouts_and_missing_programs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = script(dir.path(), "fail", "echo 'no VIP here' >&2; exit 3");
+    let r = run(&[fail], HookPoint::PreFailover, &data(), Duration::from_secs(5)).await;
+    assert_eq!(r, HookResult::Failed { code: Some(3), output: "no VIP here".into() });
+    assert_eq!(r.describe(), "exit 3; output: no VIP here");
+
+    // A hang, with a child that would keep the pipes open: both are killed.
+    let marker = dir.path().join("survivor");
+    let hang = script(dir.path(), "hang", &format!("(sleep 3; touch {}) & sleep 30", marker.display()));
+    let t = Instant::now();
+    let r = run(&[hang], HookPoint::Fence, &data(), Duration::from_millis(300)).await;
+    assert!(matches!(r, HookResult::TimedOut { .. }), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "the timeout bounds the wait");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "the hook's children were killed with it");
+
+    let r = run(&["/nonexistent/hook".into()], HookPoint::PostFailover, &data(), Duration::from_secs(1)).await;
+    assert!(matches!(r, HookResult::NotStarted { .. }), "{r:?}");
+}
