@@ -1,6 +1,7 @@
 //! `pivot-bench`: benchmarks on real sandboxes. Build with `--release`; the
 //! `pivot` binary is taken from the same directory as this one.
 
+mod failover;
 mod probe;
 mod stats;
 
@@ -17,6 +18,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Bench {
     /// Probe round trip, and CPU/memory of `pivot run` watching a 3-node sandbox.
+    /// Time from a primary failure to each stage of the failover, under write load.
+    Failover {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// kill (SIGKILL), stop (SIGSTOP, resumed later) or both.
+        #[arg(long, default_value = "both")]
+        fault: String,
+        /// When a hung primary is resumed, after the fault.
+        #[arg(long, default_value = "10s")]
+        resume_after: String,
+    },
     Probe {
         /// Probes per node for the round-trip figures.
         #[arg(long, default_value_t = 2000)]
@@ -36,9 +48,29 @@ pub fn pivot_binary() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 10s or 500ms"))?;
+    Ok(match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" | "" => std::time::Duration::from_secs(n),
+        _ => anyhow::bail!("`{s}` is not a duration like 10s or 500ms"),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
+        Bench::Failover { trials, fault, resume_after } => {
+            let faults = match fault.as_str() {
+                "kill" => vec![failover::Fault::Kill],
+                "stop" => vec![failover::Fault::Stop],
+                "both" => vec![failover::Fault::Kill, failover::Fault::Stop],
+                other => anyhow::bail!("--fault {other}: use kill, stop or both"),
+            };
+            let resume_after = parse_duration(&resume_after)?;
+            failover::run(trials, &faults, resume_after).await
+        }
     }
 }

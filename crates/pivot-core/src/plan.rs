@@ -55,15 +55,43 @@ impl HookPoint {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
-    StopReplicaIo { instances: Vec<InstanceKey> },
-    Hook { point: HookPoint },
-    WaitRelayApplied { instance: InstanceKey },
-    CatchUp { instance: InstanceKey, from: InstanceKey, until: GtidSet },
-    RegisterFence { instance: InstanceKey },
-    Promote { instance: InstanceKey, semi_sync: bool },
-    Repoint { instances: Vec<InstanceKey>, to: InstanceKey },
-    ConfirmReplicating { instances: Vec<InstanceKey>, source: InstanceKey },
-    FenceOldPrimary { instance: InstanceKey },
+    StopReplicaIo {
+        instances: Vec<InstanceKey>,
+    },
+    Hook {
+        point: HookPoint,
+    },
+    WaitRelayApplied {
+        instance: InstanceKey,
+    },
+    CatchUp {
+        instance: InstanceKey,
+        from: InstanceKey,
+        until: GtidSet,
+    },
+    RegisterFence {
+        instance: InstanceKey,
+    },
+    /// Stop the candidate's replication and switch its semi-sync primary side
+    /// on while it is still read-only, so replicas can attach before writes open.
+    PrepareCandidate {
+        instance: InstanceKey,
+    },
+    Promote {
+        instance: InstanceKey,
+        semi_sync: bool,
+    },
+    Repoint {
+        instances: Vec<InstanceKey>,
+        to: InstanceKey,
+    },
+    ConfirmReplicating {
+        instances: Vec<InstanceKey>,
+        source: InstanceKey,
+    },
+    FenceOldPrimary {
+        instance: InstanceKey,
+    },
 }
 
 impl Step {
@@ -74,6 +102,7 @@ impl Step {
             Step::WaitRelayApplied { .. } => "wait_relay_applied".into(),
             Step::CatchUp { .. } => "catch_up".into(),
             Step::RegisterFence { .. } => "register_fence".into(),
+            Step::PrepareCandidate { .. } => "prepare_candidate".into(),
             Step::Promote { .. } => "promote".into(),
             Step::Repoint { .. } => "repoint".into(),
             Step::ConfirmReplicating { .. } => "confirm_replicating".into(),
@@ -92,6 +121,9 @@ impl Step {
                 format!("{instance} replicates from {from} until it has {until}")
             }
             Step::RegisterFence { instance } => format!("record {instance} as a former primary to keep read-only"),
+            Step::PrepareCandidate { instance } => {
+                format!("stop replication on {instance} and switch its semi-sync primary side on, still read-only")
+            }
             Step::Promote { instance, semi_sync } => format!(
                 "promote {instance}: stop and reset replication{}, make it writable",
                 if *semi_sync { ", semi-sync primary side on" } else { "" }
@@ -171,12 +203,23 @@ pub fn failover_plan(failed_primary: &InstanceKey, choice: Choice, semi_sync: bo
         steps.push(Step::CatchUp { instance: candidate.clone(), from: from.clone(), until: choice.target.clone() });
     }
     steps.push(Step::RegisterFence { instance: failed_primary.clone() });
+    let followers = !choice.followers.is_empty();
+    let repoint = Step::Repoint { instances: choice.followers.clone(), to: candidate.clone() };
+    // With semi-sync a write on the new primary waits for a replica: attach
+    // the replicas first, so the first write is acknowledged at once. Without
+    // it, open for writes first.
+    if semi_sync && followers {
+        steps.push(Step::PrepareCandidate { instance: candidate.clone() });
+        steps.push(repoint.clone());
+    }
     steps.push(Step::Promote { instance: candidate.clone(), semi_sync });
     if hooks.mha {
         steps.push(Step::Hook { point: HookPoint::MhaStart });
     }
-    if !choice.followers.is_empty() {
-        steps.push(Step::Repoint { instances: choice.followers.clone(), to: candidate.clone() });
+    if followers {
+        if !semi_sync {
+            steps.push(repoint);
+        }
         steps.push(Step::ConfirmReplicating { instances: choice.followers.clone(), source: candidate.clone() });
     }
     steps.push(Step::FenceOldPrimary { instance: failed_primary.clone() });
@@ -209,13 +252,33 @@ mod tests {
 
     #[test]
     fn plain_plan_applies_relay_log_fences_durably_then_promotes_then_repoints() {
-        let p = failover_plan(&key("10.0.0.1:3306"), choice(false, &["10.0.0.3:3306"]), true, HookSet::default());
+        let p = failover_plan(&key("10.0.0.1:3306"), choice(false, &["10.0.0.3:3306"]), false, HookSet::default());
         assert_eq!(
             names(&p),
             ["wait_relay_applied", "register_fence", "promote", "repoint", "confirm_replicating", "fence_old_primary"]
         );
-        assert_eq!(p.steps[2], Step::Promote { instance: key("10.0.0.2:3306"), semi_sync: true });
+        assert_eq!(p.steps[2], Step::Promote { instance: key("10.0.0.2:3306"), semi_sync: false });
         assert_eq!(p.promote_index(), 2);
+    }
+
+    #[test]
+    fn with_semi_sync_replicas_attach_before_writes_open() {
+        let p = failover_plan(&key("10.0.0.1:3306"), choice(false, &["10.0.0.3:3306"]), true, HookSet::default());
+        assert_eq!(
+            names(&p),
+            [
+                "wait_relay_applied",
+                "register_fence",
+                "prepare_candidate",
+                "repoint",
+                "promote",
+                "confirm_replicating",
+                "fence_old_primary"
+            ]
+        );
+        assert!(!p.steps[3].vetoes(), "a replica that cannot be repointed is lost, not a reason to abort");
+        let alone = failover_plan(&key("10.0.0.1:3306"), choice(false, &[]), true, HookSet::default());
+        assert_eq!(names(&alone), ["wait_relay_applied", "register_fence", "promote", "fence_old_primary"]);
     }
 
     #[test]

@@ -67,11 +67,14 @@ impl Topology {
                 _ => (None, "replication cycle with several writable members".to_string()),
             }
         } else {
-            let writers: Vec<&InstanceKey> = roots.iter().copied().filter(|k| writable(k)).collect();
+            // Only an answer now counts: a dead former primary was writable when last seen.
+            let writable_now =
+                |k: &InstanceKey| view.get(k).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
+            let writers: Vec<&InstanceKey> = roots.iter().copied().filter(|k| writable_now(k)).collect();
             match (roots.as_slice(), writers.as_slice()) {
                 ([only], _) => (Some((*only).clone()), format!("{only} is the only instance")),
                 (_, [one]) => (Some((*one).clone()), format!("{one} is the only writable instance; nobody replicates")),
-                _ => (None, "no instance has replicas and no single instance is writable".to_string()),
+                _ => (None, "no instance has replicas and no single instance answers as writable".to_string()),
             }
         };
         let other_primaries: Vec<InstanceKey> =

@@ -19,6 +19,9 @@ pub struct InstanceRecord {
     pub consecutive_failures: u32,
     /// Start time of the first failed probe of the current failure streak.
     pub failing_since: Option<Millis>,
+    /// When that first failed probe ended: when pivot knew.
+    #[serde(default)]
+    pub failure_seen_at: Option<Millis>,
     /// When something last arrived from this replica's source, as far as pivot
     /// can tell from consecutive probes.
     pub progress: Option<ReceiveProgress>,
@@ -152,6 +155,7 @@ impl ClusterView {
                 last_reachable: obs.state().map(|_| obs.clone()),
                 consecutive_failures: u32::from(obs.failure().is_some()),
                 failing_since: obs.failure().map(|_| obs.at),
+                failure_seen_at: obs.failure().map(|_| seen_at(&obs)),
                 progress: progress_after(None, &obs),
                 latest: obs,
             };
@@ -167,14 +171,21 @@ impl ClusterView {
         if obs.state().is_some() {
             rec.consecutive_failures = 0;
             rec.failing_since = None;
+            rec.failure_seen_at = None;
             rec.last_reachable = Some(obs.clone());
         } else {
             rec.consecutive_failures = rec.consecutive_failures.saturating_add(1);
             rec.failing_since.get_or_insert(obs.at);
+            rec.failure_seen_at.get_or_insert(seen_at(&obs));
         }
         rec.latest = obs;
         changes
     }
+}
+
+/// When a probe ended.
+fn seen_at(obs: &Observation) -> Millis {
+    obs.at.plus(obs.latency_us / 1000)
 }
 
 fn lag_of(obs: &Observation) -> Option<u64> {

@@ -122,12 +122,19 @@ impl Dialect {
     /// which `STOP SLAVE IO_THREAD` alone waits for until `slave_net_timeout`.
     pub fn io_thread_ids_query(&self) -> Sql {
         Sql::plain(match self.flavor {
-            Flavor::MariaDb => "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'",
+            Flavor::MariaDb => {
+                "SELECT ID AS id, STATE AS state FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"
+            }
             Flavor::MySql => {
-                "SELECT PROCESSLIST_ID AS id FROM performance_schema.threads \
+                "SELECT PROCESSLIST_ID AS id, PROCESSLIST_STATE AS state FROM performance_schema.threads \
                  WHERE NAME IN ('thread/sql/replica_io', 'thread/sql/slave_io')"
             }
         })
+    }
+
+    /// Whether an IO thread in `state` is connected and waiting for events.
+    pub fn io_thread_reading(&self, state: &str) -> bool {
+        state.starts_with("Waiting for master to send event") || state.starts_with("Waiting for source to send event")
     }
 
     pub fn stop_replica(&self) -> Sql {

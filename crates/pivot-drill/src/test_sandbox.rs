@@ -35,6 +35,9 @@ impl DerefMut for TestSandbox {
 
 impl Drop for TestSandbox {
     fn drop(&mut self) {
+        if !self.sandbox.dir.exists() {
+            return; // already taken down
+        }
         if let Err(e) = self.sandbox.down(true) {
             eprintln!("sandbox cleanup failed: {e}");
         }

@@ -12,6 +12,7 @@
 mod binaries;
 mod files;
 mod manifest;
+mod netns;
 mod ports;
 mod process;
 mod secrets;
@@ -19,7 +20,8 @@ mod setup;
 
 pub use binaries::Binaries;
 pub use manifest::{Manifest, NodeRecord};
-pub use setup::{Sandbox, SandboxSpec};
+pub use netns::NetnsLab;
+pub use setup::{Network, Sandbox, SandboxSpec};
 
 use std::path::PathBuf;
 

@@ -13,6 +13,9 @@ pub struct NodeRecord {
     pub server_id: u32,
     /// The PID pivot started it as; `None` while stopped.
     pub pid: Option<u32>,
+    /// The network namespace it runs in, for network drills.
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -22,6 +25,9 @@ pub struct Manifest {
     pub semi_sync: bool,
     pub http_port: u16,
     pub nodes: Vec<NodeRecord>,
+    /// The network lab the nodes run in, if any.
+    #[serde(default)]
+    pub lab: Option<crate::netns::NetnsLab>,
 }
 
 impl Manifest {

@@ -8,8 +8,16 @@ use std::time::{Duration, Instant};
 
 /// Start `mariadbd --defaults-file=CNF` in its own process group (a Ctrl-C
 /// in the terminal that ran `sandbox up` must not reach it). Returns its PID.
-pub fn spawn_server(server: &Path, cnf: &Path) -> Result<u32, SandboxError> {
-    let mut cmd = Command::new(server);
+pub fn spawn_server(server: &Path, cnf: &Path, netns: Option<&str>) -> Result<u32, SandboxError> {
+    // `ip netns exec` execs the server in place: the PID is the server's.
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(server);
+            c
+        }
+        None => Command::new(server),
+    };
     cmd.arg(format!("--defaults-file={}", cnf.display()));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where the nodes listen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// 127.0.0.1, one port per node.
+    Loopback,
+    /// One network namespace per node on a bridge in 198.18.0.0/15, port 3306
+    /// each: network faults between pivot and a node can be made (root only).
+    Namespaces,
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct SandboxSpec {
@@ -25,6 +35,7 @@ pub struct SandboxSpec {
     /// Without `base_port`, try 23306 first (people like stable ports); tests
     /// turn this off so parallel runs do not race for the same ports.
     pub prefer_default_port: bool,
+    pub network: Network,
 }
 
 impl SandboxSpec {
@@ -36,6 +47,7 @@ impl SandboxSpec {
             semi_sync: false,
             host: [127, 0, 0, 1].into(),
             prefer_default_port: true,
+            network: Network::Loopback,
         }
     }
 }
@@ -78,14 +90,37 @@ impl Sandbox {
         let binaries = Binaries::locate()?;
         prepare_dir(&spec.dir)?;
         let dir = std::fs::canonicalize(&spec.dir).map_err(|e| SandboxError::file(&spec.dir, e))?;
+        let lab = match spec.network {
+            Network::Namespaces => Some(crate::netns::NetnsLab::create(spec.nodes)?),
+            Network::Loopback => None,
+        };
+        let result = Self::build(spec, avoid_default_port, &binaries, &dir, lab.clone()).await;
+        if result.is_err() {
+            if let Some(lab) = &lab {
+                lab.destroy();
+            }
+        }
+        result
+    }
+
+    async fn build(
+        spec: &SandboxSpec,
+        avoid_default_port: bool,
+        binaries: &Binaries,
+        dir: &Path,
+        lab: Option<crate::netns::NetnsLab>,
+    ) -> Result<Sandbox, SandboxError> {
+        let dir = dir.to_path_buf();
+        let loopback: IpAddr = [127, 0, 0, 1].into();
         let ports = match spec.base_port {
+            _ if lab.is_some() => vec![3306; spec.nodes as usize],
             Some(base) => ports::check_range(spec.host, base, spec.nodes)?,
             None if spec.prefer_default_port && !avoid_default_port => {
                 ports::pick(spec.host, spec.nodes, Some(PREFERRED_BASE_PORT))?
             }
             None => ports::pick(spec.host, spec.nodes, None)?,
         };
-        let http_port = ports::pick(spec.host, 1, None)?[0];
+        let http_port = ports::pick(loopback, 1, None)?[0];
         let passwords = Passwords {
             repl: secrets::random_password()?,
             pivot: secrets::random_password()?,
@@ -98,17 +133,18 @@ impl Sandbox {
             secrets::write_private(&secrets_dir.join(format!("{name}.password")), passwords.by_name(name))?;
         }
         let template = dir.join("template");
-        make_template(&binaries, &template, &passwords)?;
+        make_template(binaries, &template, &passwords)?;
 
         let nodes: Vec<NodeRecord> = ports
             .iter()
             .enumerate()
             .map(|(i, port)| NodeRecord {
                 name: format!("node{}", i + 1),
-                host: spec.host.to_string(),
+                host: lab.as_ref().map_or(spec.host.to_string(), |l| l.node_ip(i).to_string()),
                 port: *port,
                 server_id: i as u32 + 1,
                 pid: None,
+                netns: lab.as_ref().map(|l| l.namespaces[i].clone()),
             })
             .collect();
         let mut sandbox = Sandbox {
@@ -119,6 +155,7 @@ impl Sandbox {
                 semi_sync: spec.semi_sync,
                 http_port,
                 nodes,
+                lab,
             },
         };
         for (i, node) in sandbox.manifest.nodes.iter().enumerate() {
@@ -229,7 +266,8 @@ impl Sandbox {
     }
 
     fn spawn(&mut self, name: &str) -> Result<u32, SandboxError> {
-        let pid = process::spawn_server(&self.manifest.server, &self.cnf(name))?;
+        let netns = self.node(name)?.netns.clone();
+        let pid = process::spawn_server(&self.manifest.server, &self.cnf(name), netns.as_deref())?;
         self.record_mut(name).pid = Some(pid);
         Ok(pid)
     }
@@ -407,11 +445,41 @@ impl Sandbox {
         for name in &names {
             self.record_mut(name).pid = None;
         }
+        if let Some(lab) = self.manifest.lab.take() {
+            lab.destroy();
+        }
         if remove {
             std::fs::remove_dir_all(&self.dir).map_err(|e| SandboxError::file(&self.dir, e))
         } else {
             self.manifest.save(&self.dir)
         }
+    }
+
+    fn lab_index(&self, which: &str) -> Result<(&crate::netns::NetnsLab, usize), SandboxError> {
+        let lab = self.manifest.lab.as_ref().ok_or_else(|| {
+            SandboxError::Usage("this sandbox runs on loopback: network drills need `sandbox up --netns`".into())
+        })?;
+        let name = &self.node(which)?.name;
+        let index = self.manifest.nodes.iter().position(|n| &n.name == name).expect("node exists");
+        Ok((lab, index))
+    }
+
+    /// The node drops what it sends to pivot's side; other nodes still reach it.
+    pub fn cut(&self, which: &str) -> Result<(), SandboxError> {
+        let (lab, i) = self.lab_index(which)?;
+        lab.cut(i)
+    }
+
+    /// Nobody reaches the node.
+    pub fn isolate(&self, which: &str) -> Result<(), SandboxError> {
+        let (lab, i) = self.lab_index(which)?;
+        lab.isolate(i)
+    }
+
+    /// Undo `cut` and `isolate`.
+    pub fn heal(&self, which: &str) -> Result<(), SandboxError> {
+        let (lab, i) = self.lab_index(which)?;
+        lab.heal(i)
     }
 }
 
@@ -437,6 +505,9 @@ fn prepare_dir(dir: &Path) -> Result<(), SandboxError> {
                 running.join(", "),
                 dir.display()
             )));
+        }
+        if let Some(lab) = &old.manifest.lab {
+            lab.destroy();
         }
         for entry in std::fs::read_dir(dir).map_err(|e| SandboxError::file(dir, e))?.flatten() {
             let p = entry.path();

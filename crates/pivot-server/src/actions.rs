@@ -39,11 +39,19 @@ pub async fn executed_and_writable(s: &mut Session) -> Result<(GtidSet, bool), S
 /// waits the full 2 s round) the `STOP` returns within milliseconds.
 pub async fn stop_io_thread(s: &mut Session) -> Result<(), SessionError> {
     let d = s.dialect.clone();
-    let io_threads = ids(s, &d.io_thread_ids_query()).await?;
-    for id in &io_threads {
+    // Only a thread connected and reading can be stuck on a hung source; one
+    // that is (re)connecting is stopped by STOP at once.
+    let reading: Vec<u64> = s
+        .rows(&d.io_thread_ids_query())
+        .await?
+        .iter()
+        .filter(|r| r.get("state").cloned().flatten().is_some_and(|st| d.io_thread_reading(&st)))
+        .filter_map(|r| r.get("id").cloned().flatten()?.parse().ok())
+        .collect();
+    for id in &reading {
         kill_tolerant(s, *id).await?;
     }
-    if !io_threads.is_empty() {
+    if !reading.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.exec(&d.stop_replica_io()).await
@@ -158,6 +166,14 @@ pub async fn catch_up(
     let waited = wait_for_gtid(s, until, timeout).await;
     s.exec(&d.stop_replica()).await?;
     waited
+}
+
+/// Ready a read-only candidate to serve replicas: replication stopped, the
+/// semi-sync primary side on.
+pub async fn prepare_candidate(s: &mut Session) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    s.exec(&d.set_semi_sync_primary(true)).await
 }
 
 /// Make the instance the primary: no replication, semi-sync primary side on

@@ -56,7 +56,7 @@ pub struct NewRecovery {
     /// Which process runs it (`pid 123 on host`), for "already running" errors.
     pub owner: String,
     pub at: i64,
-    /// When pivot first saw the primary fail (its first failed probe).
+    /// When pivot first saw the primary fail (its first failed probe ended).
     pub detected_at: Option<i64>,
 }
 

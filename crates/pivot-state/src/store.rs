@@ -110,7 +110,9 @@ impl StateStore {
     ) -> Result<(), StateError> {
         self.with(|c| {
             c.execute(
-                "UPDATE recovery_steps SET ended_at = ?3, outcome = ?4, message = ?5 WHERE recovery_id = ?1 AND seq = ?2",
+                "UPDATE recovery_steps SET ended_at = ?3, outcome = ?4, \
+                 message = CASE WHEN message IS NULL OR message = '' THEN ?5 ELSE message || '; ' || ?5 END \
+                 WHERE recovery_id = ?1 AND seq = ?2",
                 params![id, seq, at, outcome, message],
             )
             .map(|_| ())

@@ -359,6 +359,21 @@ fn cases() -> Vec<Case> {
             "writable",
         ),
     ];
+    v.push(Case {
+        seeds: &[P, R1, R2],
+        ..case(
+            "last one standing: dead former primaries do not count as writable",
+            vec![
+                up(P, 0, primary()),
+                up(R1, 0, state(2, "0-2-5")),
+                up(R2, 0, state(3, "0-2-5")),
+                down(P, 100, Refused),
+                down(R1, 100, Refused),
+            ],
+            Code::Healthy,
+            "10.0.0.3:3306 is writable",
+        )
+    });
     // Primary only known from its replicas (pivot started after it died).
     v.push(Case {
         seeds: &[R1, R2],

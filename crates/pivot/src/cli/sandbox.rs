@@ -2,7 +2,7 @@
 
 use super::EXIT_OK;
 use clap::Subcommand;
-use pivot_sandbox::{Sandbox, SandboxSpec};
+use pivot_sandbox::{Network, Sandbox, SandboxSpec};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +20,10 @@ pub enum SandboxCommand {
         /// Semi-synchronous replication, AFTER_SYNC, never falling back to async.
         #[arg(long)]
         semi_sync: bool,
+        /// Run each node in its own network namespace (198.18.0.0/15, port
+        /// 3306 each, root only), so network faults can be drilled.
+        #[arg(long)]
+        netns: bool,
     },
     /// Stop every node of the sandbox (by the PIDs it recorded).
     Down {
@@ -39,6 +43,12 @@ pub enum SandboxCommand {
     Pause(NodeArgs),
     /// SIGCONT a paused node.
     Resume(NodeArgs),
+    /// Cut the path between pivot's side and a node; the nodes still reach each other (--netns).
+    Cut(NodeArgs),
+    /// Take a node off the network entirely (--netns).
+    Isolate(NodeArgs),
+    /// Undo cut and isolate (--netns).
+    Heal(NodeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,8 +61,9 @@ pub struct NodeArgs {
 
 pub async fn run(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        SandboxCommand::Up { dir, nodes, base_port, semi_sync } => {
-            let spec = SandboxSpec { nodes, base_port, semi_sync, ..SandboxSpec::new(dir) };
+        SandboxCommand::Up { dir, nodes, base_port, semi_sync, netns } => {
+            let network = if netns { Network::Namespaces } else { Network::Loopback };
+            let spec = SandboxSpec { nodes, base_port, semi_sync, network, ..SandboxSpec::new(dir) };
             let sb = Sandbox::up(&spec).await?;
             print_up(&sb)?;
         }
@@ -65,6 +76,9 @@ pub async fn run(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
         SandboxCommand::Stop(a) => drill(&a, "stopped", |sb, n| sb.stop(n))?,
         SandboxCommand::Pause(a) => drill(&a, "paused (SIGSTOP)", |sb, n| sb.pause(n))?,
         SandboxCommand::Resume(a) => drill(&a, "resumed (SIGCONT)", |sb, n| sb.resume(n))?,
+        SandboxCommand::Cut(a) => drill(&a, "cut off from pivot's side", |sb, n| sb.cut(n))?,
+        SandboxCommand::Isolate(a) => drill(&a, "isolated from everyone", |sb, n| sb.isolate(n))?,
+        SandboxCommand::Heal(a) => drill(&a, "back on the network", |sb, n| sb.heal(n))?,
         SandboxCommand::Start(a) => {
             let mut sb = Sandbox::open(&a.dir)?;
             sb.start(&a.node).await?;

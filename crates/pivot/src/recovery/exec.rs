@@ -153,6 +153,13 @@ impl<'a> Exec<'a> {
                     Err(e) => (Ended::Failed, e.to_string()),
                 }
             }
+            Step::PrepareCandidate { instance } => match self.session(instance).await {
+                Ok(s) => match actions::prepare_candidate(s).await {
+                    Ok(()) => (Ended::Ok, "replication stopped, semi-sync primary side on, still read-only".into()),
+                    Err(e) => (Ended::Failed, e.to_string()),
+                },
+                Err(e) => (Ended::Failed, e),
+            },
             Step::Promote { instance, semi_sync } => {
                 self.data.new_primary = Some(instance.clone());
                 let s = match self.session(instance).await {

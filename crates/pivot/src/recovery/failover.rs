@@ -40,7 +40,7 @@ pub async fn run(
         analysis: format!("{}: {}", analysis.code, analysis.signal),
         owner: env.owner.clone(),
         at: clock::now().0 as i64,
-        detected_at: view.get(&failed).and_then(|r| r.failing_since).map(|t| t.0 as i64),
+        detected_at: view.get(&failed).and_then(|r| r.failure_seen_at).map(|t| t.0 as i64),
     })?;
     tracing::warn!(cluster = %cluster.name, recovery = id, "{} of {failed} started: {}", trigger.kind(), analysis.signal);
     let data = HookData {
@@ -195,7 +195,8 @@ pub async fn abort(
     let env = exec.env;
     let id = exec.audit.id;
     tracing::error!(cluster = %env.cluster.name, recovery = id, "failover of {failed} aborted: {why}");
-    let restore = restore_replication(env, replicas, failed).await;
+    let candidate = exec.data.new_primary.clone();
+    let restore = restore_replication(env, replicas, failed, candidate.as_ref()).await;
     let _ = exec.audit.started(seq, "restore_replication", &format!("replicas replicate from {failed} again"));
     let _ = exec.audit.ended(seq, if restore.is_empty() { Ended::Ok } else { Ended::Failed }, &restore.join("; "));
     if let Err(e) = env.state.fence_remove(&env.cluster.name, &failed.to_string()) {
@@ -225,11 +226,23 @@ pub async fn abort(
 
 /// Point every reachable replica back at `failed` and start replication.
 /// Returns the problems met.
-pub async fn restore_replication(env: &RecoveryEnv, replicas: &[InstanceKey], failed: &InstanceKey) -> Vec<String> {
+pub async fn restore_replication(
+    env: &RecoveryEnv,
+    replicas: &[InstanceKey],
+    failed: &InstanceKey,
+    candidate: Option<&InstanceKey>,
+) -> Vec<String> {
     let failed2 = failed.clone();
+    let candidate = candidate.cloned();
     let results = on_each(replicas, &env.cluster.credentials, env.cluster.failover.step_timeout, move |mut s| {
         let failed = failed2.clone();
+        let candidate = candidate.clone();
         async move {
+            if candidate.as_ref() == Some(&s.key) {
+                // A prepared candidate had its semi-sync primary side switched on.
+                let off = s.dialect.set_semi_sync_primary(false);
+                s.exec(&off).await?;
+            }
             match actions::replication_status(&mut s).await? {
                 Some(r) if r.source == failed && r.io_thread != IoThread::Stopped && r.sql_running => {
                     return Ok("replicating".into())

@@ -1,11 +1,13 @@
 //! Keeping former primaries read-only.
 //!
 //! A former primary that pivot could not reach at the failover is watched:
-//! several connection attempts are kept pending (a hung server's kernel still
-//! completes TCP handshakes, so the attempts sit waiting for its greeting), and
-//! new ones start every 100 ms while it refuses connections. The first attempt
-//! that gets through makes it read-only and ends its client sessions before
-//! anything else. The result goes back to the cluster's monitor, which judges
+//! connection attempts start every 100 ms, up to 8 pending, each given 1 s. A
+//! hung server's kernel still completes TCP handshakes, so attempts sit
+//! waiting for its greeting and go through the moment it wakes; behind a cut
+//! network, attempts stuck in SYN retransmission are replaced by fresh ones
+//! that go through as soon as the path heals. The first attempt that gets
+//! through makes it read-only and ends its client sessions before anything
+//! else. The result goes back to the cluster's monitor, which judges
 //! whether the instance can rejoin or must be quarantined.
 
 use pivot_core::{GtidSet, InstanceKey};
@@ -15,9 +17,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Connection attempts kept waiting at once.
-const PENDING_ATTEMPTS: usize = 4;
-/// Bound on one attempt (a hung server may hold it that long).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const PENDING_ATTEMPTS: usize = 8;
+/// Bound on one attempt; a fresh one replaces it.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on the fence itself once connected.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPT_SPACING: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
@@ -55,6 +59,7 @@ async fn watch(instance: &InstanceKey, creds: &Credentials) -> Result<FenceRepor
             Some(joined) = attempts.join_next() => {
                 if let Ok(Ok(mut session)) = joined {
                     attempts.abort_all();
+                    session.set_timeout(FENCE_TIMEOUT);
                     return fence(&mut session, creds).await;
                 }
             }

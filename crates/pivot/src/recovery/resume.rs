@@ -55,7 +55,7 @@ pub async fn resume(env: &RecoveryEnv, record: RecoveryRecord, view: &ClusterVie
     let next_seq = record.steps.iter().map(|s| s.seq).max().unwrap_or(0) + 1;
     let Some(plan) = plan else {
         // Stopped before a candidate was chosen: nothing changed but frozen IO threads.
-        let problems = restore_replication(env, &replicas, &failed).await;
+        let problems = restore_replication(env, &replicas, &failed, None).await;
         let _ = exec.audit.started(next_seq, "restore_replication", &format!("replicas replicate from {failed} again"));
         let how = if problems.is_empty() { Ended::Ok } else { Ended::Failed };
         let _ = exec.audit.ended(next_seq, how, &problems.join("; "));

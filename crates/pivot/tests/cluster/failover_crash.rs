@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_kill_9_under_load_with_semi_sync_loses_no_acknowledged_write() {
-    let mut rig = Rig::start(3, true, "").await;
+    let mut rig = Rig::start(3, true, |_| String::new()).await;
     let writer = rig.writer(1);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let old = rig.key("node1");
@@ -61,7 +61,7 @@ async fn s1_kill_9_under_load_with_semi_sync_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_async_replication_loses_nothing_when_the_candidate_had_everything() {
-    let mut rig = Rig::start(3, false, "").await;
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
     let writer = rig.writer(1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acks = writer.stop().await;
@@ -85,7 +85,7 @@ async fn s1_async_replication_loses_nothing_when_the_candidate_had_everything() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s2_hung_primary_fails_over_then_is_fenced_when_it_wakes_and_no_write_splits() {
-    let rig = Rig::start(3, true, "").await;
+    let rig = Rig::start(3, true, |_| String::new()).await;
     let writer = rig.writer(1);
     let old = rig.key("node1");
     let old_key: pivot_core::InstanceKey = old.parse().unwrap();
@@ -117,15 +117,24 @@ async fn s2_hung_primary_fails_over_then_is_fenced_when_it_wakes_and_no_write_sp
     tokio::time::sleep(Duration::from_millis(500)).await;
     let follow = writer.stop().await;
     let fixed = stubborn.stop().await;
-    let split: Vec<_> = fixed.iter().filter(|a| a.at > first_new_ack).collect();
-    assert!(split.is_empty(), "{} split-brain writes acknowledged by the old primary", split.len());
+    assert!(!fixed.is_empty());
     assert!(fixed.len() > 10, "the hard-coded writer really wrote to the old primary first");
     let node = rig.sb.node_at(&new_key).unwrap().name.clone();
     let missing = missing_writes(&mut rig.sb.admin(&node).await.unwrap(), &follow).await;
     assert!(missing.is_empty(), "{} acknowledged writes missing", missing.len());
-    let before_pause: Vec<_> = fixed.iter().filter(|a| a.at < paused_at).cloned().collect();
-    let missing = missing_writes(&mut rig.sb.admin(&node).await.unwrap(), &before_pause).await;
-    assert!(missing.is_empty(), "{} writes acknowledged by the old primary before it hung are missing", missing.len());
+    // Every write the old primary ever acknowledged is on the new primary:
+    // nothing acknowledged exists only on the old one. An acknowledgement can
+    // arrive after the new primary's first (a write replicated and acked by a
+    // replica just before the hang, whose OK the old primary sends when it
+    // wakes), but its data is on the new primary.
+    let late = fixed.iter().filter(|a| a.at > first_new_ack).count();
+    let missing = missing_writes(&mut rig.sb.admin(&node).await.unwrap(), &fixed).await;
+    assert!(
+        missing.is_empty(),
+        "{} writes acknowledged by the old primary exist only there (split brain); {late} acknowledged late",
+        missing.len()
+    );
+    eprintln!("s2: {} writes to the old primary, {late} acknowledged after the new primary's first acknowledgement, none missing", fixed.len());
     assert_eq!(rig.writable_nodes().await, vec![new], "exactly one writer after the old primary woke");
     let c = eventually(WAIT, "the former primary judged", || async {
         let c = api_cluster(rig.addr).await?;
@@ -138,8 +147,23 @@ async fn s2_hung_primary_fails_over_then_is_fenced_when_it_wakes_and_no_write_sp
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s9_old_primary_restarted_is_read_only_at_once_and_reported_for_rejoin() {
-    let mut rig = Rig::start(3, false, "").await;
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
     exec(&rig.sb, "node1", &["INSERT INTO test.drill_writes VALUES (1, 0, NOW(6))"]).await;
+    // Asynchronous replication: let the replicas have it, so the old primary
+    // holds nothing they lack (else quarantine would be the right verdict).
+    let pos = rig
+        .sb
+        .admin("node1")
+        .await
+        .unwrap()
+        .rows(&pivot_dialect::Sql::plain("SELECT @@gtid_binlog_pos AS p"))
+        .await
+        .unwrap()[0]["p"]
+        .clone()
+        .unwrap();
+    for n in ["node2", "node3"] {
+        exec(&rig.sb, n, &[&format!("SELECT MASTER_GTID_WAIT('{pos}', 10)")]).await;
+    }
     let old = rig.key("node1");
     rig.sb.kill("node1").unwrap();
     let new = rig.wait_new_primary(&old).await;

@@ -7,4 +7,8 @@ mod support;
 mod cli_errors;
 mod discovery;
 mod failover_crash;
+mod failover_network;
+mod failover_ops;
+mod failover_restart;
+mod failover_rules;
 mod monitoring;

@@ -123,12 +123,24 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// `extra` is TOML appended to the cluster (e.g. a `[cluster.failover]` table).
-    pub async fn start(nodes: u16, semi_sync: bool, extra: &str) -> Rig {
-        let sb = TestSandbox::up(nodes, semi_sync).await;
+    /// `extra` returns TOML appended to the cluster (e.g. a `[cluster.failover]`
+    /// table); it may write files (hook scripts) into the sandbox directory.
+    pub async fn start(nodes: u16, semi_sync: bool, extra: impl FnOnce(&TestSandbox) -> String) -> Rig {
+        Rig::start_in(pivot_sandbox::Network::Loopback, nodes, semi_sync, extra).await
+    }
+
+    /// As [`Rig::start`], with the nodes on `network`.
+    pub async fn start_in(
+        network: pivot_sandbox::Network,
+        nodes: u16,
+        semi_sync: bool,
+        extra: impl FnOnce(&TestSandbox) -> String,
+    ) -> Rig {
+        let sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes, semi_sync, network, ..s }).await;
         let mut admin = sb.admin("node1").await.unwrap();
         Writer::create_table(&mut admin).await;
-        let (config, addr) = write_config(&sb, ConfigOptions { extra: extra.to_string(), ..Default::default() });
+        let extra = extra(&sb);
+        let (config, addr) = write_config(&sb, ConfigOptions { extra, ..Default::default() });
         let pivot = start_daemon(&sb, &config);
         let rig = Rig { pivot, config, addr, sb };
         rig.wait_healthy_with_primary(&rig.key("node1")).await;
@@ -208,6 +220,37 @@ pub async fn read_only(sb: &TestSandbox, node: &str) -> Option<bool> {
 }
 
 /// The first recovery in a history document (the newest).
+/// Start a fresh daemon on the same configuration (after the old one died).
+pub fn restart_daemon(rig: &mut Rig) {
+    rig.pivot = start_daemon(&rig.sb, &rig.config);
+}
+
+/// Write an executable shell script into the sandbox directory.
+pub fn script(sb: &TestSandbox, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = sb.dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Wait until the newest recovery has a step `name` that started and has not ended.
+pub async fn wait_step_running(rig: &Rig, name: &str) {
+    eventually(WAIT, &format!("step {name} running"), || async {
+        let h = rig.history();
+        let r = last_recovery(&h);
+        let running =
+            r["steps"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == name && s["outcome"].is_null()));
+        running.then_some(()).ok_or(format!("{:?}", steps(r)))
+    })
+    .await;
+}
+
+/// Keys of the sandbox nodes as TOML strings: `"127.0.0.1:1234"`.
+pub fn toml_key(sb: &TestSandbox, node: &str) -> String {
+    format!("\"{}\"", key_of(sb, node))
+}
+
 pub fn last_recovery(history: &Value) -> &Value {
     &history["recoveries"][0]
 }
