@@ -39,13 +39,14 @@ fn since(fault_ms: i64, t: Option<i64>) -> Option<Duration> {
     t.map(|t| Duration::from_millis((t - fault_ms).max(0) as u64))
 }
 
-pub async fn run(trials: usize, faults: &[Fault], resume_after: Duration) -> anyhow::Result<()> {
+pub async fn run(trials: usize, faults: &[Fault], resume_after: Duration, stonith: bool) -> anyhow::Result<()> {
     let pivot = crate::pivot_binary()?;
     for &fault in faults {
-        println!("\nfailover benchmark: {fault:?}, {trials} trial(s), 3-node MariaDB sandbox with semi-sync, pivot defaults (poll 250ms, probe timeout 1s, confirm window 1s)");
+        let fence = if stonith { "; fence hook: `pivot sandbox stonith` (SIGKILL of the old primary)" } else { "" };
+        println!("\nfailover benchmark: {fault:?}, {trials} trial(s), 3-node MariaDB sandbox with semi-sync, pivot defaults (poll 250ms, probe timeout 1s, confirm window 1s){fence}");
         let mut results = Vec::new();
         for i in 1..=trials {
-            let t = trial(&pivot, fault, resume_after).await;
+            let t = trial(&pivot, fault, resume_after, stonith).await;
             print_trial(i, &t);
             results.push(t);
         }
@@ -54,18 +55,33 @@ pub async fn run(trials: usize, faults: &[Fault], resume_after: Duration) -> any
     Ok(())
 }
 
-async fn trial(pivot_bin: &std::path::Path, fault: Fault, resume_after: Duration) -> Trial {
-    match trial_inner(pivot_bin, fault, resume_after).await {
+async fn trial(pivot_bin: &std::path::Path, fault: Fault, resume_after: Duration, stonith: bool) -> Trial {
+    match trial_inner(pivot_bin, fault, resume_after, stonith).await {
         Ok(t) => t,
         Err(e) => Trial { failed: Some(e.to_string()), ..Trial::default() },
     }
 }
 
-async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, resume_after: Duration) -> anyhow::Result<Trial> {
+async fn trial_inner(
+    pivot_bin: &std::path::Path,
+    fault: Fault,
+    resume_after: Duration,
+    stonith: bool,
+) -> anyhow::Result<Trial> {
     let mut sb = TestSandbox::up(3, true).await;
     let mut admin = sb.admin("node1").await?;
     Writer::create_table(&mut admin).await;
     drop(admin);
+    if stonith {
+        let hook = format!(
+            "\n[cluster.hooks]\nfence = [\"{}\", \"sandbox\", \"stonith\", \"--dir\", \"{}\"]\n",
+            pivot_bin.display(),
+            sb.dir.display()
+        );
+        let mut text = std::fs::read_to_string(sb.config_path())?;
+        text.push_str(&hook);
+        std::fs::write(sb.config_path(), text)?;
+    }
     let log = sb.dir.join("bench-pivot.log");
     let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &log);
     let api: std::net::SocketAddr = ([127, 0, 0, 1], sb.manifest.http_port).into();
@@ -88,7 +104,10 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, resume_after: Du
     );
     let stubborn =
         Writer::start(2, WriterTarget::Fixed(old.clone()), app, Duration::from_secs(30), Duration::from_millis(2));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A random phase against pivot's 250 ms probe schedule: a fixed delay
+    // would always strike at the same point of it.
+    let phase = (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 250) as u64;
+    tokio::time::sleep(Duration::from_millis(1500 + phase)).await;
 
     let (fault_at, fault_ms) = (Instant::now(), unix_ms());
     match fault {
@@ -119,7 +138,7 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, resume_after: Du
         repointed: since(fault_ms, step_end("confirm_replicating").or(step_end("promote"))),
         ..Trial::default()
     };
-    if fault == Fault::Stop {
+    if fault == Fault::Stop && !stonith {
         let wait = resume_after.saturating_sub(fault_at.elapsed());
         tokio::time::sleep(wait).await;
         let resumed_ms = unix_ms();

@@ -28,6 +28,10 @@ enum Bench {
         /// When a hung primary is resumed, after the fault.
         #[arg(long, default_value = "10s")]
         resume_after: String,
+        /// Configure `pivot sandbox stonith` as the fence hook: the old
+        /// primary is killed during the failover and never resumes.
+        #[arg(long)]
+        stonith: bool,
     },
     Probe {
         /// Probes per node for the round-trip figures.
@@ -62,7 +66,7 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
-        Bench::Failover { trials, fault, resume_after } => {
+        Bench::Failover { trials, fault, resume_after, stonith } => {
             let faults = match fault.as_str() {
                 "kill" => vec![failover::Fault::Kill],
                 "stop" => vec![failover::Fault::Stop],
@@ -70,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("--fault {other}: use kill, stop or both"),
             };
             let resume_after = parse_duration(&resume_after)?;
-            failover::run(trials, &faults, resume_after).await
+            failover::run(trials, &faults, resume_after, stonith).await
         }
     }
 }

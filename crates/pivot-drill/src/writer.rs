@@ -65,26 +65,25 @@ impl Writer {
                 WriterTarget::Fixed(k) => vec![k.clone()],
             };
             let mut next_id = u64::from(writer) << 40;
-            let mut current = 0usize;
+            let follow = matches!(target, WriterTarget::FollowPrimary(_));
             let mut session: Option<Session> = None;
             while !s.load(Ordering::Relaxed) {
-                let key = nodes[current % nodes.len()].clone();
                 if session.is_none() {
-                    match Session::connect(&key, &creds, write_timeout).await {
-                        Ok(sess) => session = Some(sess),
-                        Err(_) => {
-                            current += 1;
-                            tokio::time::sleep(Duration::from_millis(if current.is_multiple_of(nodes.len()) {
-                                10
-                            } else {
-                                1
-                            }))
-                            .await;
-                            continue;
-                        }
+                    // Following the primary, ask every node at once who is
+                    // writable, as a client behind a router would be redirected:
+                    // a hung node must not hide the new primary for a timeout.
+                    session = if follow {
+                        find_writable(&nodes, &creds, write_timeout).await
+                    } else {
+                        Session::connect(&nodes[0], &creds, write_timeout).await.ok()
+                    };
+                    if session.is_none() {
+                        tokio::time::sleep(Duration::from_millis(if follow { 2 } else { 10 })).await;
+                        continue;
                     }
                 }
                 let sess = session.as_mut().expect("connected");
+                let key = sess.key.clone();
                 let id = next_id;
                 let insert = sql(&format!("INSERT INTO {TABLE} (id, writer, at) VALUES ({id}, {writer}, NOW(6))"));
                 match sess.exec(&insert).await {
@@ -100,9 +99,6 @@ impl Writer {
                         // fresh id so a late commit is never mistaken for an ack.
                         next_id += 1;
                         session = None;
-                        if matches!(target, WriterTarget::FollowPrimary(_)) {
-                            current += 1;
-                        }
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
@@ -127,6 +123,30 @@ impl Writer {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         self.acks.lock().unwrap().clone()
     }
+}
+
+/// A session on whichever of `nodes` answers first as writable.
+async fn find_writable(nodes: &[InstanceKey], creds: &Credentials, timeout: Duration) -> Option<Session> {
+    let mut probes = tokio::task::JoinSet::new();
+    for key in nodes {
+        let (key, creds) = (key.clone(), creds.clone());
+        probes.spawn(async move {
+            let mut s = Session::connect(&key, &creds, timeout).await.ok()?;
+            let rows = s.rows(&sql("SELECT @@read_only AS ro")).await.ok()?;
+            (rows.first()?.get("ro").cloned().flatten().as_deref() == Some("0")).then_some(s)
+        });
+    }
+    // A hung node would hold the round for a whole timeout: give up on
+    // stragglers quickly and let the caller ask again.
+    let first_writable = async {
+        while let Some(done) = probes.join_next().await {
+            if let Ok(Some(s)) = done {
+                return Some(s);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_millis(50), first_writable).await.ok().flatten()
 }
 
 /// The acknowledged writes that `session`'s instance does not have.

@@ -1,10 +1,9 @@
 //! `pivot failover`: a manual failover, run by this process.
 
 use super::{EXIT_ATTENTION, EXIT_OK};
-use crate::clock;
 use crate::config::Config;
 use crate::recovery::{self, owner, RecoveryEnv, Trigger};
-use pivot_core::{analyze, Code, InstanceKey};
+use pivot_core::{Code, InstanceKey};
 use pivot_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,16 +13,7 @@ pub async fn run(config_path: &Path, cluster: &str, to: Option<InstanceKey>, for
     let config = Config::load(config_path)?;
     let c = super::cluster_of(&config, cluster)?;
     let state = Arc::new(StateStore::open(&config.pivot.state)?);
-    let view = pivot_server::discover(
-        &c.seeds,
-        &c.credentials,
-        c.probe_timeout,
-        c.max_instances,
-        c.detection.lag_threshold_s,
-        clock::now,
-    )
-    .await;
-    let analysis = analyze(&view, &c.detection, clock::now());
+    let (view, analysis) = super::observe(c).await;
     let Some(primary) = analysis.primary.clone() else {
         anyhow::bail!("cluster `{cluster}` has no identifiable primary to fail over: {}", analysis.signal);
     };

@@ -119,6 +119,43 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Discover the cluster and analyze it, as a command run once sees it. When
+/// the primary does not answer, the replicas are probed again after the
+/// confirm window: one reading cannot tell a silent replica from a live one.
+pub async fn observe(c: &crate::config::ClusterConfig) -> (pivot_core::ClusterView, pivot_core::ClusterAnalysis) {
+    use crate::clock;
+    let mut view = pivot_server::discover(
+        &c.seeds,
+        &c.credentials,
+        c.probe_timeout,
+        c.max_instances,
+        c.detection.lag_threshold_s,
+        clock::now,
+    )
+    .await;
+    let analysis = pivot_core::analyze(&view, &c.detection, clock::now());
+    let primary_down = analysis.primary.as_ref().and_then(|p| view.get(p)).is_some_and(|r| !r.reachable());
+    if !primary_down || analysis.code.failover_worthy() {
+        return (view, analysis);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(c.detection.confirm_window_ms + 100)).await;
+    let keys: Vec<pivot_core::InstanceKey> = view.keys().cloned().collect();
+    let probes: Vec<_> = keys
+        .into_iter()
+        .map(|k| {
+            let (creds, timeout) = (c.credentials.clone(), c.probe_timeout);
+            tokio::spawn(async move { pivot_server::Prober::new(k, creds, timeout).probe(clock::now()).await })
+        })
+        .collect();
+    for p in probes {
+        if let Ok(obs) = p.await {
+            view.apply(obs, c.detection.lag_threshold_s);
+        }
+    }
+    let analysis = pivot_core::analyze(&view, &c.detection, clock::now());
+    (view, analysis)
+}
+
 /// The cluster named `name`, or an error listing the configured ones.
 pub fn cluster_of<'a>(
     config: &'a crate::config::Config,

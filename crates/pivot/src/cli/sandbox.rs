@@ -49,6 +49,29 @@ pub enum SandboxCommand {
     Isolate(NodeArgs),
     /// Undo cut and isolate (--netns).
     Heal(NodeArgs),
+    /// STONITH for sandbox nodes, meant as pivot's `fence` hook: SIGKILL the
+    /// node listening at --failed-primary. Exit 0 when it is dead.
+    Stonith {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        failed_primary: pivot_core::InstanceKey,
+        #[command(flatten)]
+        hook: HookArgs,
+    },
+}
+
+/// The other arguments pivot appends when it runs a hook (accepted, unused).
+#[derive(clap::Args, Debug)]
+pub struct HookArgs {
+    #[arg(long, hide = true)]
+    hook: Option<String>,
+    #[arg(long, hide = true)]
+    cluster: Option<String>,
+    #[arg(long, hide = true)]
+    new_primary: Option<String>,
+    #[arg(long, hide = true)]
+    recovery_id: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +102,18 @@ pub async fn run(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
         SandboxCommand::Cut(a) => drill(&a, "cut off from pivot's side", |sb, n| sb.cut(n))?,
         SandboxCommand::Isolate(a) => drill(&a, "isolated from everyone", |sb, n| sb.isolate(n))?,
         SandboxCommand::Heal(a) => drill(&a, "back on the network", |sb, n| sb.heal(n))?,
+        SandboxCommand::Stonith { dir, failed_primary, hook: _ } => {
+            let mut sb = Sandbox::open(&dir)?;
+            let name = sb.node_at(&failed_primary).map(|n| n.name.clone()).ok_or_else(|| {
+                anyhow::anyhow!("no node of the sandbox in {} listens at {failed_primary}", dir.display())
+            })?;
+            if sb.live_pid(&name)?.is_some() {
+                sb.kill(&name)?;
+                println!("{name} ({failed_primary}) killed: fenced");
+            } else {
+                println!("{name} ({failed_primary}) is not running: fenced");
+            }
+        }
         SandboxCommand::Start(a) => {
             let mut sb = Sandbox::open(&a.dir)?;
             sb.start(&a.node).await?;

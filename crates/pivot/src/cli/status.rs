@@ -6,7 +6,7 @@ use crate::config::ClusterConfig;
 use crate::config::Config;
 use crate::render::RecoveryState;
 use crate::render::{cluster_text, snapshot, ClusterSnapshot};
-use pivot_core::{analyze, Code};
+use pivot_core::Code;
 use pivot_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,16 +21,7 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
     let state = config.pivot.state.exists().then(|| pivot_state::StateStore::open(&config.pivot.state)).transpose()?;
     let mut snapshots: Vec<ClusterSnapshot> = Vec::new();
     for c in clusters {
-        let view = pivot_server::discover(
-            &c.seeds,
-            &c.credentials,
-            c.probe_timeout,
-            c.max_instances,
-            c.detection.lag_threshold_s,
-            clock::now,
-        )
-        .await;
-        let analysis = analyze(&view, &c.detection, clock::now());
+        let (view, analysis) = super::observe(c).await;
         let mut snap = snapshot(&c.name, &view, &analysis);
         if let Some(st) = &state {
             snap.recovery = Some(recovery_state(st, c)?);

@@ -178,7 +178,7 @@ impl Monitor {
     fn publish(&mut self, analysis: &ClusterAnalysis) {
         let mut snap = snapshot(&self.cfg.name, &self.view, analysis);
         let now = clock::now();
-        let block = self.block(now);
+        let block = self.block();
         snap.recovery = Some(RecoveryState {
             blocked_until: block.as_ref().filter(|b| b.active(now.0 as i64)).map(|b| b.blocked_until),
             running_recovery: match (&self.recovery, &self.pending_resume) {
@@ -193,7 +193,7 @@ impl Monitor {
     }
 
     /// The anti-flapping block, re-read at most every [`BLOCK_REFRESH`].
-    fn block(&mut self, _now: Millis) -> Option<Block> {
+    fn block(&mut self) -> Option<Block> {
         if self.block_read.is_none_or(|t| t.elapsed() >= BLOCK_REFRESH) {
             match self.env.state.block_of(&self.cfg.name) {
                 Ok(b) => self.block = b,
@@ -219,7 +219,7 @@ impl Monitor {
             }
         }
         self.block_read = None;
-        let block = self.block(now).filter(|b| b.active(now.0 as i64));
+        let block = self.block().filter(|b| b.active(now.0 as i64));
         Gate {
             automatic: self.cfg.failover.automatic,
             running,
@@ -240,7 +240,8 @@ impl Monitor {
             return;
         }
         let now = clock::now();
-        let gate = self.gate(now);
+        // Only a failover-worthy verdict consults the gate (and the state file).
+        let gate = if analysis.code.failover_worthy() { self.gate(now) } else { Gate::default() };
         match decide(analysis, &gate, now) {
             Decision::Recover => self.start_recovery(analysis),
             Decision::Alert { reason } => {

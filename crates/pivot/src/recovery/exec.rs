@@ -72,11 +72,11 @@ impl<'a> Exec<'a> {
         if let Err(e) = self.audit.ended(seq, how, &message) {
             tracing::error!(recovery = self.audit.id, "cannot record the end of step {seq}: {e}");
         }
-        let level = if how.succeeded() { tracing::Level::INFO } else { tracing::Level::WARN };
-        if level == tracing::Level::INFO {
-            tracing::info!(cluster = %self.env.cluster.name, recovery = self.audit.id, step = seq, "{}: {} ({message})", step.name(), how.as_str());
+        let (cluster, id, name) = (&self.env.cluster.name, self.audit.id, step.name());
+        if how.succeeded() {
+            tracing::info!(%cluster, recovery = id, step = seq, "{name}: {} ({message})", how.as_str());
         } else {
-            tracing::warn!(cluster = %self.env.cluster.name, recovery = self.audit.id, step = seq, "{}: {} ({message})", step.name(), how.as_str());
+            tracing::warn!(%cluster, recovery = id, step = seq, "{name}: {} ({message})", how.as_str());
         }
         (how, message)
     }

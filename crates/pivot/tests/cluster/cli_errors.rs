@@ -69,3 +69,30 @@ fn sandbox_refuses_bad_requests_clearly() {
     let out = run_pivot(&["sandbox", "kill", "--dir", dir.path().to_str().unwrap(), "node1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is this a sandbox directory?"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_stonith_accepts_the_arguments_pivot_gives_a_fence_hook() {
+    let mut sb = pivot_drill::TestSandbox::up(1, false).await;
+    let key = key_of(&sb, "node1");
+    let out = run_pivot(&[
+        "sandbox",
+        "stonith",
+        "--dir",
+        sb.dir.to_str().unwrap(),
+        "--hook=fence",
+        "--cluster=sandbox",
+        &format!("--failed-primary={key}"),
+        "--new-primary=127.0.0.1:1",
+        "--recovery-id=3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("killed: fenced"));
+    sb.manifest = pivot_sandbox::Manifest::load(&sb.dir).unwrap();
+    assert!(sb.live_pid("node1").unwrap().is_none(), "node1 is dead");
+    let again =
+        run_pivot(&["sandbox", "stonith", "--dir", sb.dir.to_str().unwrap(), &format!("--failed-primary={key}")]);
+    assert_eq!(again.status.code(), Some(0), "already dead counts as fenced");
+    let stranger =
+        run_pivot(&["sandbox", "stonith", "--dir", sb.dir.to_str().unwrap(), "--failed-primary=127.0.0.1:1"]);
+    assert_eq!(stranger.status.code(), Some(1), "an address the sandbox does not own is not fenced");
+}

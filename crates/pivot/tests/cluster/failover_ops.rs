@@ -158,3 +158,23 @@ async fn hooks_veto_report_and_mha_script_runs_unchanged() {
     );
     let _ = &mut rig;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_failover_of_a_hung_primary_needs_no_force() {
+    let rig = Rig::start(3, false, |_| "[cluster.failover]\nautomatic = false\n".to_string()).await;
+    rig.sb.pause("node1").unwrap();
+    // One reading cannot show the replicas' silence; the command looks twice.
+    let out = cli(&rig, &["failover", "--cluster", "sandbox"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    rig.sb.resume("node1").unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("succeeded: promoted"), "{text}");
+    let h = rig.history();
+    let analysis = last_recovery(&h)["analysis"].as_str().unwrap().to_string();
+    assert!(analysis.starts_with("dead_primary:") && analysis.contains("confirmed by"), "{analysis}");
+    eventually(WAIT, "node1 fenced once awake", || async {
+        (read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("writable".to_string())
+    })
+    .await;
+    assert_eq!(rig.writable_nodes().await.len(), 1);
+}
