@@ -54,6 +54,9 @@ pub struct Monitor {
     retry_at: Option<Millis>,
     retry_backoff: Duration,
     fenced: BTreeMap<InstanceKey, FencedInstance>,
+    /// When the fence list was last read (another process, `pivot failover`,
+    /// may have added to it).
+    fenced_read: Option<Instant>,
     fence_tasks: BTreeMap<InstanceKey, JoinHandle<()>>,
     fence_tx: mpsc::Sender<Fenced>,
     fence_rx: mpsc::Receiver<Fenced>,
@@ -88,6 +91,7 @@ impl Monitor {
             retry_at: None,
             retry_backoff: FIRST_RETRY_BACKOFF,
             fenced: BTreeMap::new(),
+            fenced_read: None,
             fence_tasks: BTreeMap::new(),
             fence_tx,
             fence_rx,
@@ -161,10 +165,14 @@ impl Monitor {
         for key in referenced {
             self.learn(key);
         }
+        let analysis = analyze(&self.view, &self.cfg.detection, clock::now());
+        // Another process (`pivot failover`) may have registered a former primary.
+        if analysis.code == Code::SplitBrain || self.fenced_read.is_none_or(|t| t.elapsed() >= BLOCK_REFRESH) {
+            self.reload_fenced();
+        }
         if writable {
             self.enforce_fence(&observed);
         }
-        let analysis = analyze(&self.view, &self.cfg.detection, clock::now());
         self.log_analysis(&analysis);
         self.steer_probes(&analysis, &observed);
         if self.pending_resume.is_some() && self.recovery.is_none() && self.view.complete() {
@@ -294,6 +302,7 @@ impl Monitor {
     // ---- former primaries --------------------------------------------------------
 
     fn reload_fenced(&mut self) {
+        self.fenced_read = Some(Instant::now());
         let list = match self.env.state.fenced(&self.cfg.name) {
             Ok(l) => l,
             Err(e) => {
