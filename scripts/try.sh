@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-primary() { $PIVOT status --config "$CONFIG" --json | grep -m1 -o '"primary": "[^"]*"' | cut -d'"' -f4; }
+primary() { { $PIVOT status --config "$CONFIG" --json || true; } | grep -m1 -o '"primary": "[^"]*"' | cut -d'"' -f4; }
 app() { mariadb --defaults-file="$DIR/app.cnf" -h "${1%:*}" -P "${1##*:}" -e "$2"; }
 
 echo; echo "== the cluster as pivot sees it"
