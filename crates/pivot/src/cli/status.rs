@@ -4,8 +4,8 @@ use super::{EXIT_ATTENTION, EXIT_OK};
 use crate::clock;
 use crate::config::ClusterConfig;
 use crate::config::Config;
-use crate::render::RecoveryState;
 use crate::render::{cluster_text, snapshot, ClusterSnapshot};
+use crate::render::{FormerPrimary, RecoveryState};
 use pivot_core::Code;
 use pivot_state::StateStore;
 use std::path::Path;
@@ -24,7 +24,7 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
         let (view, analysis) = super::observe(c).await;
         let mut snap = snapshot(&c.name, &view, &analysis);
         if let Some(st) = &state {
-            snap.recovery = Some(recovery_state(st, c)?);
+            snap = snap.with_recovery(recovery_state(st, c)?);
         }
         snapshots.push(snap);
     }
@@ -45,6 +45,12 @@ fn recovery_state(state: &StateStore, c: &ClusterConfig) -> anyhow::Result<Recov
         blocked_until: state.block_of(&c.name)?.filter(|b| b.active(now)).map(|b| b.blocked_until),
         running_recovery: state.running_recovery(&c.name)?.map(|r| r.id),
         automatic: c.failover.automatic,
-        fenced: state.fenced(&c.name)?.iter().map(|f| format!("{}: {} ({})", f.instance, f.status, f.detail)).collect(),
+        fenced: state
+            .fenced(&c.name)?
+            .into_iter()
+            .filter_map(|f| {
+                Some(FormerPrimary { instance: f.instance.parse().ok()?, status: f.status, detail: f.detail })
+            })
+            .collect(),
     })
 }

@@ -8,7 +8,7 @@ use crate::clock;
 use crate::config::ClusterConfig;
 use crate::recovery::fence_watch::{self, Fenced};
 use crate::recovery::{self, Outcome, RecoveryEnv, RecoveryError, Trigger};
-use crate::render::{snapshot, ClusterSnapshot, RecoveryState};
+use crate::render::{snapshot, ClusterSnapshot, FormerPrimary, RecoveryState};
 use pivot_core::decide::{decide, Decision, Gate};
 use pivot_core::view::Change;
 use pivot_core::{analyze, ClusterAnalysis, ClusterView, Code, InstanceKey, Millis, Observation};
@@ -184,10 +184,10 @@ impl Monitor {
     }
 
     fn publish(&mut self, analysis: &ClusterAnalysis) {
-        let mut snap = snapshot(&self.cfg.name, &self.view, analysis);
+        let snap = snapshot(&self.cfg.name, &self.view, analysis);
         let now = clock::now();
         let block = self.block();
-        snap.recovery = Some(RecoveryState {
+        let snap = snap.with_recovery(RecoveryState {
             blocked_until: block.as_ref().filter(|b| b.active(now.0 as i64)).map(|b| b.blocked_until),
             running_recovery: match (&self.recovery, &self.pending_resume) {
                 (_, Some(r)) => Some(r.id),
@@ -195,7 +195,11 @@ impl Monitor {
                 (None, None) => None,
             },
             automatic: self.cfg.failover.automatic,
-            fenced: self.fenced.values().map(|f| format!("{}: {} ({})", f.instance, f.status, f.detail)).collect(),
+            fenced: self
+                .fenced
+                .iter()
+                .map(|(k, f)| FormerPrimary { instance: k.clone(), status: f.status.clone(), detail: f.detail.clone() })
+                .collect(),
         });
         self.published.send_replace(Arc::new(snap));
     }

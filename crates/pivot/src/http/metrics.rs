@@ -41,6 +41,7 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
                 Role::Primary => "primary",
                 Role::Replica => "replica",
                 Role::Detached => "detached",
+                Role::FormerPrimary => "former_primary",
                 Role::Unknown => "unknown",
             };
             let labels = format!("{cl},instance=\"{}\",role=\"{role}\"", escape(&i.instance.to_string()));

@@ -4,7 +4,7 @@
 mod snapshot;
 mod tree;
 
-pub use snapshot::{snapshot, ClusterSnapshot, InstanceSnapshot, Opinion, RecoveryState, Role};
+pub use snapshot::{snapshot, ClusterSnapshot, FormerPrimary, InstanceSnapshot, Opinion, RecoveryState, Role};
 pub use tree::cluster_text;
 
 /// A unix-ms time as local-independent text (UTC, second precision).

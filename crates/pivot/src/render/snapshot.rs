@@ -40,7 +40,31 @@ pub struct RecoveryState {
     pub running_recovery: Option<i64>,
     pub automatic: bool,
     /// Former primaries pivot keeps read-only.
-    pub fenced: Vec<String>,
+    pub fenced: Vec<FormerPrimary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FormerPrimary {
+    pub instance: InstanceKey,
+    /// `pending` (not reached since the failover), `read_only`, `quarantined`.
+    pub status: String,
+    pub detail: String,
+}
+
+impl ClusterSnapshot {
+    /// Attach the recovery state, marking former primaries' rows as such.
+    pub fn with_recovery(mut self, recovery: RecoveryState) -> ClusterSnapshot {
+        for inst in &mut self.instances {
+            if inst.role != Role::Primary
+                && inst.role != Role::Replica
+                && recovery.fenced.iter().any(|f| f.instance == inst.instance)
+            {
+                inst.role = Role::FormerPrimary;
+            }
+        }
+        self.recovery = Some(recovery);
+        self
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -48,8 +72,10 @@ pub struct RecoveryState {
 pub enum Role {
     Primary,
     Replica,
-    /// Replicates from nobody and has no replicas (a fenced former primary...).
+    /// Replicates from nobody and has no replicas.
     Detached,
+    /// A primary pivot failed over, kept read-only.
+    FormerPrimary,
     /// Known but never answered.
     Unknown,
 }

@@ -22,7 +22,7 @@ pub fn cluster_text(s: &ClusterSnapshot) -> String {
             let _ = writeln!(out, "  automatic recovery is off for this cluster");
         }
         for f in &r.fenced {
-            let _ = writeln!(out, "  former primary {f}");
+            let _ = writeln!(out, "  former primary {}: {} ({})", f.instance, f.status, f.detail);
         }
     }
     let rows: Vec<[String; 7]> = s.instances.iter().enumerate().map(|(i, inst)| row(s, i, inst)).collect();
@@ -70,6 +70,7 @@ fn row(s: &ClusterSnapshot, i: usize, inst: &InstanceSnapshot) -> [String; 7] {
         Role::Primary => "primary",
         Role::Replica => "replica",
         Role::Detached => "detached",
+        Role::FormerPrimary => "former primary",
         Role::Unknown => "unknown",
     };
     let role = if inst.reachable { role.to_string() } else { format!("{role} (down)") };
