@@ -111,13 +111,7 @@ async fn hooks_veto_report_and_mha_script_runs_unchanged() {
     let out_file = rig.sb.dir.join("hooks.out");
     let old = rig.key("node1");
     rig.sb.kill("node1").unwrap();
-    let h = eventually(WAIT, "the vetoed attempt", || async {
-        let h = rig.history();
-        (last_recovery(&h)["status"] == "aborted")
-            .then_some(h.clone())
-            .ok_or(format!("{}", last_recovery(&h)["status"]))
-    })
-    .await;
+    let h = wait_recovery_status(&rig, "aborted").await;
     let summary = last_recovery(&h)["summary"].as_str().unwrap().to_string();
     assert!(summary.contains("hook_pre_failover: exit 1; output: maintenance window"), "{summary}");
     assert!(rig.writable_nodes().await.is_empty(), "a vetoed failover changes nothing");

@@ -94,13 +94,7 @@ async fn s11_killed_after_the_promotion_finishes_without_rerunning_anything() {
     assert_eq!(c["primary"], new);
     assert_ne!(new, old);
     assert_eq!(rig.writable_nodes().await, vec![new]);
-    let h = eventually(WAIT, "the recovery closed", || async {
-        let h = rig.history();
-        (last_recovery(&h)["status"] == "succeeded")
-            .then_some(h.clone())
-            .ok_or(format!("{}", last_recovery(&h)["status"]))
-    })
-    .await;
+    let h = wait_recovery_status(&rig, "succeeded").await;
     let s = steps(last_recovery(&h));
     assert!(s.contains(&"hook_mha_start=skipped".to_string()), "an interrupted hook is not run again: {s:?}");
     assert!(s.contains(&"promote=ok".to_string()) && s.contains(&"repoint=ok".to_string()), "{s:?}");

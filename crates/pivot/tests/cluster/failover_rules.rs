@@ -49,13 +49,7 @@ async fn s5_relay_log_that_does_not_apply_in_time_aborts_then_retries() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old = rig.key("node1");
     rig.sb.kill("node1").unwrap();
-    let h = eventually(WAIT, "the first attempt aborted", || async {
-        let h = rig.history();
-        (last_recovery(&h)["status"] == "aborted")
-            .then_some(h.clone())
-            .ok_or(format!("{}", last_recovery(&h)["status"]))
-    })
-    .await;
+    let h = wait_recovery_status(&rig, "aborted").await;
     let r = last_recovery(&h);
     assert!(r["summary"].as_str().unwrap().contains("did not apply"), "{r:#}");
     assert!(steps(r).contains(&"restore_replication=ok".to_string()), "{:?}", steps(r));
@@ -134,13 +128,7 @@ async fn s7_no_allowed_candidate_refuses_and_leaves_the_cluster_as_it_was() {
     })
     .await;
     rig.sb.kill("node1").unwrap();
-    let h = eventually(WAIT, "refused", || async {
-        let h = rig.history();
-        (last_recovery(&h)["status"] == "aborted")
-            .then_some(h.clone())
-            .ok_or(format!("{}", last_recovery(&h)["status"]))
-    })
-    .await;
+    let h = wait_recovery_status(&rig, "aborted").await;
     let summary = last_recovery(&h)["summary"].as_str().unwrap().to_string();
     assert!(
         summary.contains("refused: no replica can be promoted") && summary.contains("marked never_promote"),

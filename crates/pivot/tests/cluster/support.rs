@@ -246,6 +246,15 @@ pub async fn wait_step_running(rig: &Rig, name: &str) {
     .await;
 }
 
+/// Wait until the newest recovery has `status`; returns the history.
+pub async fn wait_recovery_status(rig: &Rig, status: &str) -> Value {
+    eventually(WAIT, &format!("a recovery {status}"), || async {
+        let h = rig.history();
+        (last_recovery(&h)["status"] == status).then_some(h.clone()).ok_or(format!("{}", last_recovery(&h)["status"]))
+    })
+    .await
+}
+
 /// Keys of the sandbox nodes as TOML strings: `"127.0.0.1:1234"`.
 pub fn toml_key(sb: &TestSandbox, node: &str) -> String {
     format!("\"{}\"", key_of(sb, node))
