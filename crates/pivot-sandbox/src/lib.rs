@@ -17,6 +17,7 @@ mod ports;
 mod process;
 mod secrets;
 mod setup;
+mod template;
 
 pub use binaries::Binaries;
 pub use manifest::{Manifest, NodeRecord};

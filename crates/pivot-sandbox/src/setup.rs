@@ -3,14 +3,13 @@
 use crate::binaries::Binaries;
 use crate::files::{self, Passwords};
 use crate::manifest::{Manifest, NodeRecord};
-use crate::{ports, process, secrets, SandboxError};
+use crate::{ports, process, secrets, template, SandboxError};
 use pivot_core::InstanceKey;
 use pivot_dialect::ChangeSource;
 use pivot_server::{actions, Credentials, Session};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 /// Where the nodes listen.
@@ -133,7 +132,7 @@ impl Sandbox {
             secrets::write_private(&secrets_dir.join(format!("{name}.password")), passwords.by_name(name))?;
         }
         let template = dir.join("template");
-        make_template(binaries, &template, &passwords)?;
+        template::make_template(binaries, &template, &passwords)?;
 
         let nodes: Vec<NodeRecord> = ports
             .iter()
@@ -162,7 +161,7 @@ impl Sandbox {
             let node_dir = dir.join(&node.name);
             mkdir(&node_dir)?;
             mkdir(&node_dir.join("tmp"))?;
-            copy_dir(&template, &node_dir.join("data"))?;
+            template::copy_dir(&template, &node_dir.join("data"))?;
             let cnf = files::my_cnf(node, &node_dir, i == 0, spec.semi_sync);
             std::fs::write(node_dir.join("my.cnf"), cnf).map_err(|e| SandboxError::file(node_dir.join("my.cnf"), e))?;
         }
@@ -526,83 +525,6 @@ fn prepare_dir(dir: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn mkdir(dir: &Path) -> Result<(), SandboxError> {
+pub(crate) fn mkdir(dir: &Path) -> Result<(), SandboxError> {
     std::fs::create_dir_all(dir).map_err(|e| SandboxError::file(dir, e))
-}
-
-/// One initialized datadir with the sandbox users, copied to every node.
-fn make_template(binaries: &Binaries, template: &Path, passwords: &Passwords) -> Result<(), SandboxError> {
-    let log = template.with_extension("log");
-    // A private tmpdir: bootstraps running side by side collide in /tmp.
-    let tmp = template.with_extension("tmp");
-    mkdir(&tmp)?;
-    let tmpdir = format!("--tmpdir={}", tmp.display());
-    let log_file = || std::fs::File::create(&log).map_err(|e| SandboxError::file(&log, e));
-    let user = if unsafe { libc::geteuid() } == 0 { Some("--user=root") } else { None };
-    let status = Command::new(&binaries.install_db)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", template.display()))
-        .args(user)
-        .arg("--auth-root-authentication-method=normal")
-        .arg("--skip-test-db")
-        .arg(&tmpdir)
-        .arg("--innodb-log-file-size=8M")
-        .stdout(log_file()?)
-        .stderr(log_file()?)
-        .status()
-        .map_err(|e| SandboxError::Setup(format!("cannot run {}: {e}", binaries.install_db.display())))?;
-    if !status.success() {
-        return Err(SandboxError::Setup(format!(
-            "{} failed; end of {}:\n{}",
-            binaries.install_db.display(),
-            log.display(),
-            process::log_tail(&log, 15)
-        )));
-    }
-    let mut child = Command::new(&binaries.server)
-        .arg("--no-defaults")
-        .arg("--bootstrap")
-        .arg(format!("--datadir={}", template.display()))
-        .arg(&tmpdir)
-        .args(user)
-        .arg("--innodb-log-file-size=8M")
-        .arg("--innodb-use-native-aio=OFF")
-        .stdin(Stdio::piped())
-        .stdout(log_file()?)
-        .stderr(log_file()?)
-        .spawn()
-        .map_err(|e| SandboxError::Setup(format!("cannot run {} --bootstrap: {e}", binaries.server.display())))?;
-    // Passwords go through stdin, never through arguments.
-    let sql = files::bootstrap_sql(passwords, binaries.at_least((10, 5, 9)));
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(sql.as_bytes())
-        .map_err(|e| SandboxError::Setup(format!("bootstrap: {e}")))?;
-    let status = child.wait().map_err(|e| SandboxError::Setup(format!("bootstrap: {e}")))?;
-    if !status.success() {
-        return Err(SandboxError::Setup(format!(
-            "creating the sandbox users failed; end of {}:\n{}",
-            log.display(),
-            process::log_tail(&log, 15)
-        )));
-    }
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), SandboxError> {
-    mkdir(to)?;
-    for entry in std::fs::read_dir(from).map_err(|e| SandboxError::file(from, e))? {
-        let entry = entry.map_err(|e| SandboxError::file(from, e))?;
-        let target = to.join(entry.file_name());
-        if entry.file_type().map_err(|e| SandboxError::file(entry.path(), e))?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(|e| SandboxError::file(&target, e))?;
-        }
-    }
-    Ok(())
 }
