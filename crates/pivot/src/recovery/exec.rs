@@ -219,7 +219,7 @@ impl<'a> Exec<'a> {
                         Err(e) => (Ended::Failed, format!("reachable but could not be fenced: {e}")),
                     },
                     Err(e) => (
-                        Ended::Ok,
+                        Ended::Skipped,
                         format!("unreachable ({e}); kept in the fence list: made read-only the moment it answers"),
                     ),
                 }

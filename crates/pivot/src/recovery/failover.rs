@@ -58,24 +58,28 @@ pub async fn run(
     let mut view = view.clone();
     let replicas: Vec<InstanceKey> = Topology::derive(&view).replicas(&failed).to_vec();
 
-    // A primary that still answers (manual failover with --force) is fenced first.
+    // A primary that still answers is fenced first (only a forced failover gets here).
     if view.get(&failed).is_some_and(|r| r.reachable()) {
-        let (how, message) = exec.run_recorded(seq, &Step::FenceOldPrimary { instance: failed.clone() }, false).await;
-        seq += 1;
-        if !how.succeeded() || message.starts_with("unreachable") {
-            let why = format!("the primary {failed} answers and could not be fenced: {message}");
-            return Ok(abort(&mut exec, &failed, &replicas, seq, &why).await);
+        if let Err(why) = fence_first(&mut exec, &failed, seq, trigger.force).await {
+            return Ok(abort(&mut exec, &failed, &replicas, seq + 1, &why).await);
         }
+        seq += 1;
     }
 
     let reachable: Vec<InstanceKey> =
         replicas.iter().filter(|r| view.get(r).is_some_and(|rec| rec.reachable())).cloned().collect();
-    exec.run_recorded(seq, &freeze_step(reachable), false).await;
+    let (frozen, message) = exec.run_recorded(seq, &freeze_step(reachable), false).await;
     seq += 1;
+    if !frozen.succeeded() {
+        return Ok(abort(&mut exec, &failed, &replicas, seq, &message).await);
+    }
     reobserve(env, &mut view, &replicas, &failed).await;
-    if trigger.automatic && view.get(&failed).is_some_and(|r| r.reachable()) {
-        let why = format!("the primary {failed} answers again: failover abandoned");
-        return Ok(abort(&mut exec, &failed, &replicas, seq, &why).await);
+    if view.get(&failed).is_some_and(|r| r.reachable()) {
+        // It answers again: abandon, unless forced (then it is fenced first).
+        if let Err(why) = fence_first(&mut exec, &failed, seq, trigger.force).await {
+            return Ok(abort(&mut exec, &failed, &replicas, seq + 1, &why).await);
+        }
+        seq += 1;
     }
     let topology = Topology::derive(&view);
     let rules = PromotionRules {
@@ -122,6 +126,20 @@ pub async fn run(
     tracing::info!(cluster = %cluster.name, recovery = id, "candidate {}{}", record.plan.candidate,
         record.plan.choice.catch_up_from.as_ref().map(|f| format!(", catching up from {f} first")).unwrap_or_default());
     Ok(finish_plan(&mut exec, &record, &[], &replicas).await)
+}
+
+/// Fence a primary that answers, as step `seq`. Without `force`, or if it
+/// cannot be fenced, the failover must not go on: the reason is returned.
+async fn fence_first(exec: &mut Exec<'_>, failed: &InstanceKey, seq: i64, force: bool) -> Result<(), String> {
+    if !force {
+        return Err(format!("the primary {failed} answers again: failover abandoned"));
+    }
+    let (how, message) = exec.run_recorded(seq, &Step::FenceOldPrimary { instance: failed.clone() }, false).await;
+    if how == Ended::Ok {
+        Ok(())
+    } else {
+        Err(format!("the primary {failed} answers and could not be fenced: {message}"))
+    }
 }
 
 /// Run a recorded plan (fresh, or resumed with `previous` steps) and close the recovery.
