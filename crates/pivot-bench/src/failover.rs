@@ -39,14 +39,25 @@ fn since(fault_ms: i64, t: Option<i64>) -> Option<Duration> {
     t.map(|t| Duration::from_millis((t - fault_ms).max(0) as u64))
 }
 
-pub async fn run(trials: usize, faults: &[Fault], resume_after: Duration, stonith: bool) -> anyhow::Result<()> {
+/// How a trial is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub resume_after: Duration,
+    /// `pivot sandbox stonith` as the fence hook.
+    pub stonith: bool,
+    pub semi_sync: bool,
+}
+
+pub async fn run(trials: usize, faults: &[Fault], setup: Setup) -> anyhow::Result<()> {
     let pivot = crate::pivot_binary()?;
     for &fault in faults {
-        let fence = if stonith { "; fence hook: `pivot sandbox stonith` (SIGKILL of the old primary)" } else { "" };
-        println!("\nfailover benchmark: {fault:?}, {trials} trial(s), 3-node MariaDB sandbox with semi-sync, pivot defaults (poll 250ms, probe timeout 1s, confirm window 1s){fence}");
+        let fence =
+            if setup.stonith { "; fence hook: `pivot sandbox stonith` (SIGKILL of the old primary)" } else { "" };
+        let replication = if setup.semi_sync { "semi-sync" } else { "asynchronous replication" };
+        println!("\nfailover benchmark: {fault:?}, {trials} trial(s), 3-node MariaDB sandbox with {replication}, pivot defaults (poll 250ms, probe timeout 1s, confirm window 1s){fence}");
         let mut results = Vec::new();
         for i in 1..=trials {
-            let t = trial(&pivot, fault, resume_after, stonith).await;
+            let t = trial(&pivot, fault, setup).await;
             print_trial(i, &t);
             results.push(t);
         }
@@ -55,20 +66,16 @@ pub async fn run(trials: usize, faults: &[Fault], resume_after: Duration, stonit
     Ok(())
 }
 
-async fn trial(pivot_bin: &std::path::Path, fault: Fault, resume_after: Duration, stonith: bool) -> Trial {
-    match trial_inner(pivot_bin, fault, resume_after, stonith).await {
+async fn trial(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) -> Trial {
+    match trial_inner(pivot_bin, fault, setup).await {
         Ok(t) => t,
         Err(e) => Trial { failed: Some(e.to_string()), ..Trial::default() },
     }
 }
 
-async fn trial_inner(
-    pivot_bin: &std::path::Path,
-    fault: Fault,
-    resume_after: Duration,
-    stonith: bool,
-) -> anyhow::Result<Trial> {
-    let mut sb = TestSandbox::up(3, true).await;
+async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) -> anyhow::Result<Trial> {
+    let Setup { resume_after, stonith, semi_sync } = setup;
+    let mut sb = TestSandbox::up(3, semi_sync).await;
     let mut admin = sb.admin("node1").await?;
     Writer::create_table(&mut admin).await;
     drop(admin);

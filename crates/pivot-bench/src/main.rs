@@ -32,6 +32,10 @@ enum Bench {
         /// primary is killed during the failover and never resumes.
         #[arg(long)]
         stonith: bool,
+        /// Asynchronous replication instead of semi-sync: acknowledged
+        /// writes a crash takes with it are counted as lost.
+        #[arg(long)]
+        r#async: bool,
     },
     Probe {
         /// Probes per node for the round-trip figures.
@@ -66,7 +70,7 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
-        Bench::Failover { trials, fault, resume_after, stonith } => {
+        Bench::Failover { trials, fault, resume_after, stonith, r#async } => {
             let faults = match fault.as_str() {
                 "kill" => vec![failover::Fault::Kill],
                 "stop" => vec![failover::Fault::Stop],
@@ -74,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("--fault {other}: use kill, stop or both"),
             };
             let resume_after = parse_duration(&resume_after)?;
-            failover::run(trials, &faults, resume_after, stonith).await
+            let setup = failover::Setup { resume_after, stonith, semi_sync: !r#async };
+            failover::run(trials, &faults, setup).await
         }
     }
 }
