@@ -68,7 +68,19 @@ fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    // On Ctrl-C or SIGTERM the benchmark future is dropped, and with it the
+    // sandboxes and pivot processes it started (their guards clean up).
+    tokio::select! {
+        r = bench(Cli::parse().command) => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: sandboxes stopped"),
+        _ = term.recv() => anyhow::bail!("terminated: sandboxes stopped"),
+    }
+}
+
+async fn bench(command: Bench) -> anyhow::Result<()> {
+    match command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
         Bench::Failover { trials, fault, resume_after, stonith, r#async } => {
             let faults = match fault.as_str() {
