@@ -157,3 +157,28 @@ async fn s8_all_replicas_down_too_means_no_failover_and_a_loud_alert() {
     assert_eq!(c["code"], "dead_primary_without_replicas");
     assert!(rig.pivot.log_text().contains("ERROR") && rig.pivot.log_text().contains("ALERT"), "logged loudly");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_promotion_aborts_and_leaves_the_cluster_as_it_was() {
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
+    // Replicated to every node: the promotion (RESET SLAVE ALL) will be refused.
+    exec(&rig.sb, "node1", &["REVOKE RELOAD ON *.* FROM 'pivot'@'%'"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let h = wait_recovery_status(&rig, "aborted").await;
+    let r = last_recovery(&h);
+    let s = steps(r);
+    assert!(s.contains(&"promote=failed".to_string()), "{s:?}");
+    assert!(
+        !s.iter().any(|x| x.starts_with("repoint") || x.starts_with("confirm")),
+        "nothing after a failed promotion: {s:?}"
+    );
+    assert!(s.contains(&"restore_replication=ok".to_string()), "{s:?}");
+    assert!(r["summary"].as_str().unwrap().contains("RELOAD"), "{r:#}");
+    assert!(rig.writable_nodes().await.is_empty(), "nobody writable");
+    let c = api_cluster(rig.addr).await.unwrap();
+    for n in ["node2", "node3"] {
+        assert_eq!(instance(&c, &rig.key(n)).unwrap()["source"], old, "{n} replicates from the old primary again");
+    }
+}
