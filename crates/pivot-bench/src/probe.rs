@@ -58,8 +58,7 @@ pub async fn run(probes: usize, seconds: u64, poll_interval: &str) -> anyhow::Re
         );
     }
     let (cpu1, elapsed) = (cpu_ticks(pid)?, t0.elapsed());
-    let ticks_per_s = unsafe_clock_ticks() as f64;
-    let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_s / elapsed.as_secs_f64() * 100.0;
+    let cpu_pct = (cpu1 - cpu0) as f64 / CLOCK_TICKS_PER_SECOND / elapsed.as_secs_f64() * 100.0;
     let (rss, hwm) = memory_kib(pid)?;
     let l = summarize(&latencies);
     println!(
@@ -77,9 +76,8 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
-fn unsafe_clock_ticks() -> i64 {
-    100
-}
+/// `USER_HZ`: the unit of utime/stime in /proc/PID/stat (100 on Linux).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

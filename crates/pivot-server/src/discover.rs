@@ -1,7 +1,7 @@
 //! Walking a topology from its seeds, once.
 
 use crate::credentials::Credentials;
-use crate::probe::Prober;
+use crate::probe::probe_all;
 use pivot_core::{ClusterView, InstanceKey, InstanceState, Millis};
 use std::time::Duration;
 
@@ -32,13 +32,7 @@ pub async fn discover(
         if pending.is_empty() {
             break;
         }
-        let probes = pending.into_iter().map(|key| {
-            let creds = creds.clone();
-            let at = now();
-            async move { Prober::new(key, creds, timeout).probe(at).await }
-        });
-        let observations = join_all(probes).await;
-        for obs in observations {
+        for obs in probe_all(&pending, creds, timeout, &now).await {
             let referenced = obs.state().map(referenced_instances).unwrap_or_default();
             view.apply(obs, lag_threshold_s);
             for key in referenced {
@@ -50,17 +44,4 @@ pub async fn discover(
         }
     }
     view
-}
-
-async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("probe task panicked"));
-    }
-    out
 }

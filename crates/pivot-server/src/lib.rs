@@ -21,5 +21,5 @@ mod session;
 pub use credentials::{Credentials, Secret};
 pub use discover::{discover, referenced_instances};
 pub use errors::{classify, SessionError};
-pub use probe::Prober;
+pub use probe::{probe_all, Prober};
 pub use session::Session;

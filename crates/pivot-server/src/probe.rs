@@ -100,3 +100,25 @@ async fn optional(s: &mut Session, sql: &Sql) -> Result<Vec<pivot_dialect::TextR
         Err(e) => Err(e),
     }
 }
+
+/// Probe every instance once, all at once (a task each), on new connections.
+/// Observations come back in the order of `keys`; `now` is read as each probe starts.
+pub async fn probe_all(
+    keys: &[InstanceKey],
+    creds: &Credentials,
+    timeout: Duration,
+    now: impl Fn() -> Millis,
+) -> Vec<Observation> {
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (key, creds, at) = (key.clone(), creds.clone(), now());
+            tokio::spawn(async move { Prober::new(key, creds, timeout).probe(at).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("probe task panicked"));
+    }
+    out
+}

@@ -140,17 +140,8 @@ pub async fn observe(c: &crate::config::ClusterConfig) -> (pivot_core::ClusterVi
     }
     tokio::time::sleep(std::time::Duration::from_millis(c.detection.confirm_window_ms + 100)).await;
     let keys: Vec<pivot_core::InstanceKey> = view.keys().cloned().collect();
-    let probes: Vec<_> = keys
-        .into_iter()
-        .map(|k| {
-            let (creds, timeout) = (c.credentials.clone(), c.probe_timeout);
-            tokio::spawn(async move { pivot_server::Prober::new(k, creds, timeout).probe(clock::now()).await })
-        })
-        .collect();
-    for p in probes {
-        if let Ok(obs) = p.await {
-            view.apply(obs, c.detection.lag_threshold_s);
-        }
+    for obs in pivot_server::probe_all(&keys, &c.credentials, c.probe_timeout, clock::now).await {
+        view.apply(obs, c.detection.lag_threshold_s);
     }
     let analysis = pivot_core::analyze(&view, &c.detection, clock::now());
     (view, analysis)

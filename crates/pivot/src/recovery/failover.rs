@@ -12,7 +12,7 @@ use pivot_core::candidate::{choose, ChoiceRequest, PromotionRules};
 use pivot_core::observation::IoThread;
 use pivot_core::plan::{failover_plan, freeze_step, FailoverPlan, HookPoint, HookSet, Step};
 use pivot_core::{ClusterAnalysis, ClusterView, InstanceKey, Topology};
-use pivot_server::{actions, Prober};
+use pivot_server::{actions, probe_all, Prober};
 use pivot_state::{NewRecovery, RecoveryStatus};
 use serde::{Deserialize, Serialize};
 
@@ -281,17 +281,12 @@ pub async fn restore_replication(
 /// by the time the replicas answered counts: a hung primary must not hold the
 /// failover for a whole probe timeout.
 pub async fn reobserve(env: &RecoveryEnv, view: &mut ClusterView, replicas: &[InstanceKey], failed: &InstanceKey) {
-    let probe = |k: &InstanceKey| {
-        let (k, creds, timeout) = (k.clone(), env.cluster.credentials.clone(), env.cluster.probe_timeout);
-        tokio::spawn(async move { Prober::new(k, creds, timeout).probe(clock::now()).await })
-    };
-    let primary = probe(failed);
-    let probes: Vec<_> = replicas.iter().map(probe).collect();
+    let (creds, timeout) = (env.cluster.credentials.clone(), env.cluster.probe_timeout);
+    let key = failed.clone();
+    let primary = tokio::spawn(async move { Prober::new(key, creds, timeout).probe(clock::now()).await });
     let lag = env.cluster.detection.lag_threshold_s;
-    for p in probes {
-        if let Ok(obs) = p.await {
-            view.apply(obs, lag);
-        }
+    for obs in probe_all(replicas, &env.cluster.credentials, timeout, clock::now).await {
+        view.apply(obs, lag);
     }
     // Still not answering: the abandoned probe is dropped.
     if let Ok(Ok(obs)) = tokio::time::timeout(std::time::Duration::from_millis(10), primary).await {
