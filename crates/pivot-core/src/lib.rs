@@ -11,7 +11,7 @@
 
 pub mod analysis;
 pub mod candidate;
-pub mod decide;
+pub mod control;
 pub mod fixture;
 pub mod gtid;
 pub mod instance;

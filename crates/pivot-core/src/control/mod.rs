@@ -1,0 +1,25 @@
+//! The control plane's decisions, as pure state machines.
+//!
+//! * [`recovery`]: runs a plan one step at a time (commands out, step results
+//!   in), abandons and undoes, parks when this process may not act, resumes
+//!   after a restart;
+//! * [`gate`]: the one gate every action passes (automatic recovery, resume,
+//!   fence enforcement, manual failover);
+//! * [`backoff`]: the retry backoff after aborted automatic attempts;
+//! * [`verdict`]: rejoin or quarantine for a former primary that answers.
+//!
+//! The daemon, the CLI and the simulator drive these same machines.
+
+pub mod backoff;
+mod ended;
+pub mod gate;
+pub mod recovery;
+pub mod verdict;
+
+pub use ended::Ended;
+pub use recovery::{
+    Command, FailoverRequest, FailoverSettings, Finish, RecordedStep, RecoveryMachine, SemiSyncPolicy, Status, StepEnd,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The recovery machine driven by a scripted shell: which steps run, in which
+//! order, and how the recovery ends, for each way a step can go.
+
+use super::*;
+use crate::candidate::PromotionRules;
+use crate::fixture::*;
+use crate::instance::InstanceKey;
+use crate::observation::{FailureKind, IoThread};
+use crate::plan::{HookPoint, HookSet, PlanDoc, Step};
+use crate::view::ClusterView;
+
+const P: &str = "10.0.0.1:3306";
+const C: &str = "10.0.0.2:3306";
+const R: &str = "10.0.0.3:3306";
+
+fn settings(hooks: HookSet) -> FailoverSettings {
+    FailoverSettings {
+        rules: PromotionRules { max_lag_s: 60, ..PromotionRules::default() },
+        semi_sync: SemiSyncPolicy::Off,
+        hooks,
+        lag_threshold_s: 10,
+    }
+}
+
+fn replica(id: u32, received: &str) -> StateBuilder {
+    state(id, received).replica_of(P, received).io(IoThread::Connecting)
+}
+
+/// A dead primary P with replicas C (most advanced) and R.
+fn dead_primary_view() -> ClusterView {
+    let mut v = ClusterView::default();
+    v.apply(down(P, 1_000, FailureKind::Refused), 10);
+    v.apply(up(C, 1_000, replica(2, "0-1-100")), 10);
+    v.apply(up(R, 1_000, replica(3, "0-1-99")), 10);
+    v
+}
+
+/// A healthy cluster: P answers, writable.
+fn live_primary_view() -> ClusterView {
+    let mut v = ClusterView::default();
+    v.apply(up(P, 1_000, state(1, "0-1-100")), 10);
+    v.apply(up(C, 1_000, replica(2, "0-1-100").io(IoThread::Running)), 10);
+    v.apply(up(R, 1_000, replica(3, "0-1-100").io(IoThread::Running)), 10);
+    v
+}
+
+/// What the scripted shell does for one step.
+type Script = dyn Fn(&Step) -> StepEnd;
+
+fn ok(_: &Step) -> StepEnd {
+    StepEnd::new(Ended::Ok, "")
+}
+
+/// Fresh readings for an observe step: the same dead-primary picture.
+fn observe_dead(step: &Step) -> StepEnd {
+    match step {
+        Step::Observe { .. } => StepEnd {
+            observations: vec![
+                down(P, 2_000, FailureKind::Refused),
+                up(C, 2_000, replica(2, "0-1-100").io(IoThread::Stopped)),
+                up(R, 2_000, replica(3, "0-1-99").io(IoThread::Stopped)),
+            ],
+            ..StepEnd::new(Ended::Ok, "")
+        },
+        _ => ok(step),
+    }
+}
+
+struct Run {
+    /// Step names in the order they ran; `record` for each plan record.
+    trace: Vec<String>,
+    finish: Option<Finish>,
+    parked: bool,
+}
+
+fn drive(mut m: RecoveryMachine, mut cmd: Command, script: &Script, record_fails: bool) -> (RecoveryMachine, Run) {
+    let mut run = Run { trace: vec![], finish: None, parked: false };
+    for _ in 0..200 {
+        cmd = match cmd {
+            Command::RecordPlan(doc) => {
+                assert_eq!(doc.check(), Ok(()), "every recorded plan keeps the rules");
+                run.trace.push("record".into());
+                m.plan_recorded(if record_fails { Err("disk full".into()) } else { Ok(()) })
+            }
+            Command::RunStep { seq, step, .. } => {
+                run.trace.push(step.name());
+                let end = script(&step);
+                m.step_ended(seq, end)
+            }
+            Command::Finish(f) => {
+                run.finish = Some(f);
+                return (m, run);
+            }
+            Command::Park { .. } => {
+                run.parked = true;
+                return (m, run);
+            }
+        };
+    }
+    panic!("the machine did not finish in 200 commands: {:?}", run.trace);
+}
+
+fn start(view: ClusterView, hooks: HookSet, request: FailoverRequest) -> (RecoveryMachine, Command) {
+    RecoveryMachine::start(key(P), view, settings(hooks), request)
+}
+
+fn automatic() -> FailoverRequest {
+    FailoverRequest { automatic: true, target: None, force: false }
+}
+
+fn steps_of(run: &Run) -> Vec<&str> {
+    run.trace.iter().filter(|s| *s != "record").map(String::as_str).collect()
+}
+
+#[test]
+fn a_dead_primary_is_failed_over_in_plan_order() {
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (m, run) = drive(m, cmd, &observe_dead, false);
+    assert_eq!(
+        run.trace,
+        [
+            "record",
+            "stop_replica_io",
+            "observe",
+            "record",
+            "wait_relay_applied",
+            "register_fence",
+            "promote",
+            "repoint",
+            "confirm_replicating",
+            "fence_old_primary"
+        ]
+    );
+    let f = run.finish.unwrap();
+    assert_eq!(f.status, Status::Succeeded);
+    assert_eq!(f.new_primary, Some(key(C)));
+    assert!(f.block, "a promotion starts the anti-flapping block");
+    assert!(!f.alert);
+    assert!(f.summary.contains(&format!("promoted {C} (was {P}); replicas following it: {R}")), "{}", f.summary);
+    assert!(m.promoted() && m.finished());
+}
+
+/// Each step before the promotion that declares a veto, failing, abandons
+/// the plan and undoes exactly what started.
+#[test]
+fn a_veto_before_the_promotion_undoes_what_started_and_runs_nothing_after() {
+    let hooks =
+        HookSet { pre_failover: true, fence: true, mha: false, post_failover: true, post_unsuccessful_failover: true };
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("hook_pre_failover", vec!["restore_replication", "hook_post_unsuccessful_failover"]),
+        ("hook_fence", vec!["restore_replication", "hook_post_unsuccessful_failover"]),
+        ("wait_relay_applied", vec!["restore_replication", "hook_post_unsuccessful_failover"]),
+        ("register_fence", vec!["restore_replication", "unregister_fence", "hook_post_unsuccessful_failover"]),
+        ("promote", vec!["restore_replication", "unregister_fence", "hook_post_unsuccessful_failover"]),
+    ];
+    for (failing, undo) in cases {
+        let script =
+            move |s: &Step| if s.name() == failing { StepEnd::new(Ended::Failed, "boom") } else { observe_dead(s) };
+        let (m, cmd) = start(dead_primary_view(), hooks, automatic());
+        let (m, run) = drive(m, cmd, &script, false);
+        let steps = steps_of(&run);
+        let at = steps.iter().position(|s| *s == failing).unwrap();
+        assert_eq!(steps[at + 1..], undo[..], "{failing}: {steps:?}");
+        let f = run.finish.unwrap();
+        assert_eq!(f.status, Status::Aborted, "{failing}");
+        assert!(f.summary.starts_with(&format!("{failing}: boom")), "{failing}: {}", f.summary);
+        assert!(f.alert && !f.block && f.new_primary.is_none(), "{failing}");
+        assert!(!m.promoted());
+        if failing == "promote" {
+            let restore = m.doc().steps.iter().find(|s| s.step.name() == "restore_replication").unwrap();
+            assert_eq!(
+                restore.step,
+                Step::RestoreReplication { replicas: vec![key(C), key(R)], source: key(P), candidate: Some(key(C)) },
+                "a failed promotion leaves the candidate read-only, replicating from the old primary"
+            );
+        }
+    }
+}
+
+#[test]
+fn failures_after_the_promotion_are_reported_not_undone() {
+    let script = |s: &Step| match s {
+        Step::Repoint { .. } => StepEnd {
+            lost: vec![(key(R), "cannot connect".into())],
+            ..StepEnd::new(Ended::Failed, "10.0.0.3:3306: cannot connect")
+        },
+        _ => observe_dead(s),
+    };
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (_, run) = drive(m, cmd, &script, false);
+    assert!(!run.trace.contains(&"restore_replication".to_string()));
+    let f = run.finish.unwrap();
+    assert_eq!(f.status, Status::SucceededWithErrors);
+    assert_eq!(f.lost, vec![key(R)]);
+    assert!(f.alert, "an operator must know a replica was lost");
+    assert!(f.summary.contains("replicas following it: none; lost 10.0.0.3:3306"), "{}", f.summary);
+}
+
+#[test]
+fn a_live_primary_is_refused_without_force_before_anything_changes() {
+    let (_, cmd) = start(live_primary_view(), HookSet::default(), FailoverRequest::default());
+    let Command::Finish(f) = cmd else { panic!("refused at once: {cmd:?}") };
+    assert_eq!(f.status, Status::Aborted);
+    assert!(f.summary.contains("answers") && f.summary.ends_with("nothing was changed"), "{}", f.summary);
+}
+
+/// The typo of issue 6: `--to` an instance that is not a replica, forced, on
+/// a healthy cluster: refused before the live primary is fenced.
+#[test]
+fn a_bad_target_is_refused_before_the_live_primary_is_fenced() {
+    let req = FailoverRequest { automatic: false, target: Some(key("127.0.0.1:9999")), force: true };
+    let (_, cmd) = start(live_primary_view(), HookSet::default(), req);
+    let Command::Finish(f) = cmd else { panic!("refused at once, nothing run: {cmd:?}") };
+    assert_eq!(f.status, Status::Aborted);
+    assert!(f.summary.contains("127.0.0.1:9999 is not a replica"), "{}", f.summary);
+}
+
+#[test]
+fn a_forced_failover_of_a_live_primary_fences_it_first_and_unfences_it_on_abort() {
+    let req = FailoverRequest { automatic: false, target: None, force: true };
+    let live_then_fail = |s: &Step| match s {
+        Step::Observe { .. } => StepEnd {
+            observations: vec![
+                up(P, 2_000, state(1, "0-1-100").read_only(true)),
+                up(C, 2_000, replica(2, "0-1-100").io(IoThread::Stopped)),
+                up(R, 2_000, replica(3, "0-1-100").io(IoThread::Stopped)),
+            ],
+            ..StepEnd::new(Ended::Ok, "")
+        },
+        Step::RegisterFence { .. } => StepEnd::new(Ended::Failed, "disk full"),
+        _ => ok(s),
+    };
+    let (m, cmd) = start(live_primary_view(), HookSet::default(), req);
+    let (_, run) = drive(m, cmd, &live_then_fail, false);
+    assert_eq!(
+        steps_of(&run),
+        [
+            "fence_live_primary",
+            "stop_replica_io",
+            "observe",
+            "wait_relay_applied",
+            "register_fence",
+            "restore_replication",
+            "unregister_fence",
+            "unfence"
+        ]
+    );
+    assert_eq!(run.finish.unwrap().status, Status::Aborted);
+}
+
+#[test]
+fn a_primary_that_answers_again_ends_an_unforced_failover() {
+    let answers = |s: &Step| match s {
+        Step::Observe { .. } => {
+            StepEnd { observations: vec![up(P, 2_000, state(1, "0-1-100"))], ..StepEnd::new(Ended::Ok, "") }
+        }
+        _ => ok(s),
+    };
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (_, run) = drive(m, cmd, &answers, false);
+    assert_eq!(steps_of(&run), ["stop_replica_io", "observe", "restore_replication"]);
+    assert!(run.finish.unwrap().summary.contains("answers again"));
+}
+
+#[test]
+fn an_unrecordable_plan_changes_nothing() {
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (_, run) = drive(m, cmd, &observe_dead, true);
+    assert_eq!(run.trace, ["record"]);
+    let f = run.finish.unwrap();
+    assert_eq!(f.status, Status::Aborted);
+    assert!(f.summary.contains("cannot record the plan") && f.alert, "{}", f.summary);
+}
+
+#[test]
+fn a_process_that_may_no_longer_act_parks_between_steps() {
+    let (mut m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let Command::RecordPlan(_) = cmd else { panic!() };
+    let Command::RunStep { seq, .. } = m.plan_recorded(Ok(())) else { panic!() };
+    m.set_may_act(false);
+    match m.step_ended(seq, StepEnd::new(Ended::Ok, "")) {
+        Command::Park { next_seq, .. } => assert_eq!(next_seq, 2),
+        other => panic!("parked, got {other:?}"),
+    }
+}
+
+// ---- resume -------------------------------------------------------------------
+
+/// The stored plan and step records of a run interrupted at `step`.
+fn interrupted_at(hooks: HookSet, step: &str) -> (String, Vec<RecordedStep>) {
+    let (mut m, mut cmd) = start(dead_primary_view(), hooks, automatic());
+    let mut records = Vec::new();
+    let mut stored = String::new();
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(doc) => {
+                stored = doc.to_json();
+                m.plan_recorded(Ok(()))
+            }
+            Command::RunStep { seq, step: s, .. } => {
+                if s.name() == step {
+                    records.push(RecordedStep { seq, ended: None });
+                    return (stored, records);
+                }
+                records.push(RecordedStep { seq, ended: Some(Ended::Ok) });
+                m.step_ended(seq, observe_dead(&s))
+            }
+            other => panic!("never reached {step}: {other:?}"),
+        }
+    }
+}
+
+fn resume(plan: &str, steps: &[RecordedStep], view: ClusterView, hooks: HookSet) -> (Option<RecoveryMachine>, Command) {
+    RecoveryMachine::resume(key(P), Some(plan), steps, view, settings(hooks), automatic())
+}
+
+#[test]
+fn an_interrupted_veto_hook_is_asked_again_and_its_failure_still_vetoes() {
+    for hook in ["hook_pre_failover", "hook_fence"] {
+        let hooks = HookSet { pre_failover: true, fence: true, ..HookSet::default() };
+        let (plan, steps) = interrupted_at(hooks, hook);
+        let (m, cmd) = resume(&plan, &steps, dead_primary_view(), hooks);
+        let Command::RunStep { step, .. } = &cmd else { panic!("{hook}: {cmd:?}") };
+        assert_eq!(step.name(), hook, "the interrupted hook runs again, it is not skipped");
+        let fails = move |s: &Step| if s.name() == hook { StepEnd::new(Ended::Failed, "exit 1") } else { ok(s) };
+        let (m, run) = drive(m.unwrap(), cmd, &fails, false);
+        assert!(!m.promoted(), "{hook}: never promote on a veto");
+        assert!(!run.trace.contains(&"promote".to_string()), "{hook}: {:?}", run.trace);
+        let f = run.finish.unwrap();
+        assert_eq!(f.status, Status::Aborted, "{hook}");
+        assert!(f.summary.starts_with("resumed after a pivot restart"), "{}", f.summary);
+    }
+}
+
+#[test]
+fn an_interrupted_promotion_is_checked_first_and_ended_steps_never_run_again() {
+    let (plan, steps) = interrupted_at(HookSet::default(), "promote");
+    let (m, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    let Command::RunStep { step, check_first, seq, .. } = &cmd else { panic!("{cmd:?}") };
+    assert_eq!((step.name().as_str(), *check_first), ("promote", true));
+    assert_eq!(*seq, steps.last().unwrap().seq);
+    let (_, run) = drive(m.unwrap(), cmd, &ok, false);
+    assert_eq!(steps_of(&run), ["promote", "repoint", "confirm_replicating", "fence_old_primary"]);
+    assert_eq!(run.finish.unwrap().status, Status::Succeeded);
+}
+
+#[test]
+fn resume_before_the_promotion_with_the_primary_back_undoes() {
+    let (plan, steps) = interrupted_at(HookSet::default(), "register_fence");
+    let (m, cmd) = resume(&plan, &steps, live_primary_view(), HookSet::default());
+    let (_, run) = drive(m.unwrap(), cmd, &ok, false);
+    assert_eq!(steps_of(&run), ["restore_replication", "unregister_fence"]);
+    let f = run.finish.unwrap();
+    assert!(f.summary.contains("answers again"), "{}", f.summary);
+}
+
+#[test]
+fn resume_after_the_promotion_goes_on_even_if_the_old_primary_answers() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "repoint");
+    steps.pop();
+    let (_, cmd) = resume(&plan, &steps, live_primary_view(), HookSet::default());
+    let Command::RunStep { step, check_first, .. } = cmd else { panic!("{cmd:?}") };
+    assert_eq!(step.name(), "repoint");
+    assert!(!check_first, "it never started");
+}
+
+#[test]
+fn a_stored_plan_that_cannot_be_read_is_left_for_an_operator() {
+    let (_, steps) = interrupted_at(HookSet::default(), "repoint");
+    for plan in [Some("{\"version\":1}"), Some("garbage"), None] {
+        let (m, cmd) = RecoveryMachine::resume(
+            key(P),
+            plan,
+            &steps,
+            dead_primary_view(),
+            settings(HookSet::default()),
+            automatic(),
+        );
+        assert!(m.is_none());
+        let Command::Finish(f) = cmd else { panic!("{cmd:?}") };
+        assert_eq!(f.status, Status::Interrupted);
+        assert!(f.summary.contains("changed nothing and left the cluster for an operator"), "{}", f.summary);
+        assert!(!f.summary.contains("as it was"), "never claim the cluster is as it was");
+        assert!(f.block && f.alert);
+    }
+    let (_, cmd) =
+        RecoveryMachine::resume(key(P), None, &[], dead_primary_view(), settings(HookSet::default()), automatic());
+    let Command::Finish(f) = cmd else { panic!() };
+    assert!(f.summary.contains("before the first step") && !f.block);
+}
+
+#[test]
+fn a_failure_recorded_just_before_the_restart_still_abandons() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "register_fence");
+    steps.last_mut().unwrap().ended = Some(Ended::Failed);
+    let (m, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    let (_, run) = drive(m.unwrap(), cmd, &ok, false);
+    assert_eq!(run.trace, ["record", "restore_replication", "unregister_fence"]);
+}
+
+#[test]
+fn observations_are_taken_again_when_the_choice_was_not_stored() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "wait_relay_applied");
+    // The plan as stored before the choice: only the prelude.
+    let prelude = {
+        let mut d = PlanDoc::from_json(&plan).unwrap();
+        d.steps.truncate(2);
+        d.choice = None;
+        d.to_json()
+    };
+    steps.truncate(2);
+    let (m, cmd) = resume(&prelude, &steps, dead_primary_view(), HookSet::default());
+    let Command::RunStep { step, .. } = &cmd else { panic!("{cmd:?}") };
+    assert_eq!(step.name(), "observe");
+    let (_, run) = drive(m.unwrap(), cmd, &observe_dead, false);
+    assert_eq!(run.finish.unwrap().status, Status::Succeeded);
+}
+
+#[test]
+fn hooks_are_recorded_in_the_plan_only_when_configured() {
+    let all =
+        HookSet { pre_failover: true, fence: true, mha: true, post_failover: true, post_unsuccessful_failover: true };
+    let (m, cmd) = start(dead_primary_view(), all, automatic());
+    let (m, _) = drive(m, cmd, &observe_dead, false);
+    let hooks: Vec<HookPoint> = m
+        .doc()
+        .steps
+        .iter()
+        .filter_map(|s| if let Step::Hook { point } = s.step { Some(point) } else { None })
+        .collect();
+    assert_eq!(
+        hooks,
+        [HookPoint::PreFailover, HookPoint::MhaStop, HookPoint::Fence, HookPoint::MhaStart, HookPoint::PostFailover]
+    );
+    let _: Vec<InstanceKey> = m.lost().cloned().collect();
+}

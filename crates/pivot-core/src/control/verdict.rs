@@ -1,0 +1,69 @@
+//! Rejoin or quarantine: what a fenced former primary may do next, judged by
+//! GTID-set inclusion (per domain and server, not sequence numbers alone).
+
+use crate::gtid::GtidSet;
+use crate::instance::InstanceKey;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything it holds is on the current primary: it can replicate from it.
+    CanRejoin { primary: InstanceKey },
+    /// It holds transactions the current primary lacks.
+    Quarantine { primary: InstanceKey, diverged: GtidSet },
+    /// No current primary to compare with.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn status(&self) -> &'static str {
+        match self {
+            Verdict::CanRejoin { .. } | Verdict::Unknown => "read_only",
+            Verdict::Quarantine { .. } => "quarantined",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Verdict::CanRejoin { primary } => format!("all its GTIDs are on {primary}: it can rejoin as a replica"),
+            Verdict::Quarantine { primary, diverged } => {
+                format!("diverged: {diverged} are not on {primary}: rebuild it or reconcile by hand before it rejoins")
+            }
+            Verdict::Unknown => "no current primary known to compare with".into(),
+        }
+    }
+}
+
+/// Judge a former primary holding `executed` against the current primary.
+pub fn judge(executed: &GtidSet, primary: Option<(&InstanceKey, &GtidSet)>) -> Verdict {
+    let Some((p, theirs)) = primary else { return Verdict::Unknown };
+    let diverged = executed.subtract(theirs);
+    if diverged.is_empty() {
+        Verdict::CanRejoin { primary: p.clone() }
+    } else {
+        Verdict::Quarantine { primary: p.clone(), diverged }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{key, maria};
+
+    #[test]
+    fn verdict_table() {
+        let p = key("10.0.0.2:3306");
+        let cases = [
+            ("same", "0-1-100", Some("0-1-100"), "read_only", "can rejoin"),
+            ("behind", "0-1-90", Some("0-1-100,0-2-5"), "read_only", "can rejoin"),
+            ("ahead in its own server id", "0-1-101", Some("0-1-100,0-2-5"), "quarantined", "0-1-101"),
+            ("another domain", "0-1-100,1-1-3", Some("0-1-100"), "quarantined", "1-1-3"),
+            ("nothing to compare", "0-1-100", None, "read_only", "no current primary"),
+        ];
+        for (name, mine, theirs, status, words) in cases {
+            let theirs = theirs.map(maria);
+            let v = judge(&maria(mine), theirs.as_ref().map(|t| (&p, t)));
+            assert_eq!(v.status(), status, "{name}: {v:?}");
+            assert!(v.describe().contains(words), "{name}: {}", v.describe());
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! One step of a plan and what it declares about itself: whether its failure
+//! vetoes the plan, what a restarted pivot does when it finds the step
+//! interrupted, and how its effect is undone.
+
+use crate::gtid::GtidSet;
+use crate::instance::InstanceKey;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    PreFailover,
+    /// MHA `master_ip_failover_script --command=stop`.
+    MhaStop,
+    /// STONITH: exit 0 means the old primary is fenced.
+    Fence,
+    /// MHA `master_ip_failover_script --command=start`.
+    MhaStart,
+    PostFailover,
+    PostUnsuccessfulFailover,
+    /// Not part of a plan: called with every alert.
+    Alert,
+}
+
+impl HookPoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPoint::PreFailover => "pre_failover",
+            HookPoint::MhaStop => "mha_stop",
+            HookPoint::Fence => "fence",
+            HookPoint::MhaStart => "mha_start",
+            HookPoint::PostFailover => "post_failover",
+            HookPoint::PostUnsuccessfulFailover => "post_unsuccessful_failover",
+            HookPoint::Alert => "alert",
+        }
+    }
+
+    /// Hooks whose exit status is a verdict: a failure stops the plan.
+    pub fn vetoes(self) -> bool {
+        matches!(self, HookPoint::PreFailover | HookPoint::MhaStop | HookPoint::Fence)
+    }
+
+    /// Only the MHA script is handed the account's password (MHA's
+    /// convention); no other hook ever sees it.
+    pub fn gets_password(self) -> bool {
+        matches!(self, HookPoint::MhaStart)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// A primary that still answers (forced failover) is made read-only and
+    /// its sessions ended before anything else.
+    FenceLivePrimary {
+        instance: InstanceKey,
+    },
+    StopReplicaIo {
+        instances: Vec<InstanceKey>,
+    },
+    /// Probe the replicas (and the failed primary) again: the candidate is
+    /// chosen on readings taken after they were frozen.
+    Observe {
+        instances: Vec<InstanceKey>,
+        primary: InstanceKey,
+    },
+    Hook {
+        point: HookPoint,
+    },
+    WaitRelayApplied {
+        instance: InstanceKey,
+    },
+    CatchUp {
+        instance: InstanceKey,
+        from: InstanceKey,
+        until: GtidSet,
+    },
+    RegisterFence {
+        instance: InstanceKey,
+    },
+    /// Stop the candidate's replication and switch its semi-sync primary side
+    /// on while it is still read-only, so replicas can attach before writes open.
+    PrepareCandidate {
+        instance: InstanceKey,
+    },
+    Promote {
+        instance: InstanceKey,
+        semi_sync: bool,
+    },
+    Repoint {
+        instances: Vec<InstanceKey>,
+        to: InstanceKey,
+    },
+    ConfirmReplicating {
+        instances: Vec<InstanceKey>,
+        source: InstanceKey,
+    },
+    FenceOldPrimary {
+        instance: InstanceKey,
+    },
+    // ---- undo steps: run, in reverse order, when a plan is abandoned ----------
+    /// Every replica replicates from `source` again; `candidate`, if it was
+    /// prepared, gets its semi-sync primary side off and stays read-only.
+    RestoreReplication {
+        replicas: Vec<InstanceKey>,
+        source: InstanceKey,
+        candidate: Option<InstanceKey>,
+    },
+    UnregisterFence {
+        instance: InstanceKey,
+    },
+    /// Make a primary fenced by [`Step::FenceLivePrimary`] writable again.
+    Unfence {
+        instance: InstanceKey,
+    },
+}
+
+/// What a restarted pivot does with a step it finds started but not ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnResume {
+    /// Run it again: it is idempotent (hooks must be, see the README). An
+    /// interrupted hook gave no verdict, so it is asked again, never skipped.
+    Rerun,
+    /// Check whether its effect is already in place; run it only if not.
+    CheckFirst,
+}
+
+impl Step {
+    pub fn name(&self) -> String {
+        match self {
+            Step::FenceLivePrimary { .. } => "fence_live_primary".into(),
+            Step::StopReplicaIo { .. } => "stop_replica_io".into(),
+            Step::Observe { .. } => "observe".into(),
+            Step::Hook { point } => format!("hook_{}", point.as_str()),
+            Step::WaitRelayApplied { .. } => "wait_relay_applied".into(),
+            Step::CatchUp { .. } => "catch_up".into(),
+            Step::RegisterFence { .. } => "register_fence".into(),
+            Step::PrepareCandidate { .. } => "prepare_candidate".into(),
+            Step::Promote { .. } => "promote".into(),
+            Step::Repoint { .. } => "repoint".into(),
+            Step::ConfirmReplicating { .. } => "confirm_replicating".into(),
+            Step::FenceOldPrimary { .. } => "fence_old_primary".into(),
+            Step::RestoreReplication { .. } => "restore_replication".into(),
+            Step::UnregisterFence { .. } => "unregister_fence".into(),
+            Step::Unfence { .. } => "unfence".into(),
+        }
+    }
+
+    /// The step in words, for the audit log.
+    pub fn detail(&self) -> String {
+        let list = |v: &[InstanceKey]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        match self {
+            Step::FenceLivePrimary { instance } => {
+                format!("make the answering primary {instance} read-only and end its sessions")
+            }
+            Step::StopReplicaIo { instances } => format!("stop the IO thread of {}", list(instances)),
+            Step::Observe { instances, primary } => {
+                format!("probe {} again (and {primary}), to choose on fresh readings", list(instances))
+            }
+            Step::Hook { point } => format!("run the {} hook", point.as_str()),
+            Step::WaitRelayApplied { instance } => format!("wait until {instance} applied its relay log"),
+            Step::CatchUp { instance, from, until } => {
+                format!("{instance} replicates from {from} until it has {until}")
+            }
+            Step::RegisterFence { instance } => format!("record {instance} as a former primary to keep read-only"),
+            Step::PrepareCandidate { instance } => {
+                format!("stop replication on {instance} and switch its semi-sync primary side on, still read-only")
+            }
+            Step::Promote { instance, semi_sync } => format!(
+                "promote {instance}: stop and reset replication{}, make it writable",
+                if *semi_sync { ", semi-sync primary side on" } else { "" }
+            ),
+            Step::Repoint { instances, to } => format!("repoint {} to {to}", list(instances)),
+            Step::ConfirmReplicating { instances, source } => {
+                format!("confirm {} replicate from {source}", list(instances))
+            }
+            Step::FenceOldPrimary { instance } => {
+                format!("make {instance} read-only and end its sessions if reachable")
+            }
+            Step::RestoreReplication { replicas, source, candidate } => format!(
+                "{} replicate from {source} again{}",
+                list(replicas),
+                candidate.as_ref().map(|c| format!("; {c} stays read-only")).unwrap_or_default()
+            ),
+            Step::UnregisterFence { instance } => format!("drop {instance} from the fence list"),
+            Step::Unfence { instance } => format!("make {instance} writable again: it stays the primary"),
+        }
+    }
+
+    /// Whether a failure of this step stops the plan (before the promotion:
+    /// abandon and undo). Replicas that cannot be repointed are lost, not a
+    /// reason to abandon; nothing after the promotion can stop it.
+    pub fn vetoes(&self) -> bool {
+        match self {
+            Step::Hook { point } => point.vetoes(),
+            Step::FenceLivePrimary { .. }
+            | Step::StopReplicaIo { .. }
+            | Step::Observe { .. }
+            | Step::WaitRelayApplied { .. }
+            | Step::CatchUp { .. }
+            | Step::RegisterFence { .. }
+            | Step::PrepareCandidate { .. }
+            | Step::Promote { .. } => true,
+            Step::Repoint { .. }
+            | Step::ConfirmReplicating { .. }
+            | Step::FenceOldPrimary { .. }
+            | Step::RestoreReplication { .. }
+            | Step::UnregisterFence { .. }
+            | Step::Unfence { .. } => false,
+        }
+    }
+
+    pub fn on_resume(&self) -> OnResume {
+        match self {
+            Step::CatchUp { .. } | Step::Promote { .. } | Step::Repoint { .. } => OnResume::CheckFirst,
+            _ => OnResume::Rerun,
+        }
+    }
+
+    /// Whether this step undoes another (runs only when a plan is abandoned).
+    pub fn is_undo(&self) -> bool {
+        matches!(self, Step::RestoreReplication { .. } | Step::UnregisterFence { .. } | Step::Unfence { .. })
+    }
+
+    /// The instance this step makes writable, if any.
+    pub fn makes_writable(&self) -> Option<&InstanceKey> {
+        match self {
+            Step::Promote { instance, .. } | Step::Unfence { instance } => Some(instance),
+            _ => None,
+        }
+    }
+}
