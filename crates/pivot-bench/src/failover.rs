@@ -121,7 +121,7 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) ->
         Fault::Kill => sb.kill("node1")?,
         Fault::Stop => sb.pause("node1")?,
     }
-    let state = StateStore::open(&sb.dir.join("pivot.db"))?;
+    let state = pivot_state::SqliteStore::open(&sb.dir.join("pivot.db"))?;
     let recovery = wait_until(Duration::from_secs(30), || async {
         state.recoveries(None, 1).ok()?.pop().filter(|r| r.ended_at.is_some())
     })

@@ -191,6 +191,25 @@ pub async fn promote(s: &mut Session, semi_sync: bool) -> Result<(), SessionErro
     Ok(())
 }
 
+/// Make the instance writable (undo of a fence, when a failover is abandoned).
+pub async fn make_writable(s: &mut Session) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    for sql in d.set_writable() {
+        s.exec(&sql).await?;
+    }
+    Ok(())
+}
+
+/// Make the instance read-only, without ending sessions (an instance with no
+/// clients, such as a candidate whose promotion is undone).
+pub async fn make_read_only(s: &mut Session) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    for sql in d.set_read_only() {
+        s.exec(&sql).await?;
+    }
+    Ok(())
+}
+
 /// Point a replica at a new source with GTID auto-positioning and start it.
 pub async fn repoint(s: &mut Session, to: &InstanceKey) -> Result<(), SessionError> {
     let d = s.dialect.clone();

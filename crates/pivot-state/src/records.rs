@@ -53,8 +53,11 @@ pub struct NewRecovery {
     pub failed_primary: Option<String>,
     /// The analysis that started it, in words.
     pub analysis: String,
-    /// Which process runs it (`pid 123 on host`), for "already running" errors.
+    /// Which process runs it (`pivot run, pid 123 on host, 5f3a`).
     pub owner: String,
+    /// The owner's lease: until then (wall milliseconds) no other process
+    /// takes the recovery over; the owner renews it while it runs.
+    pub lease_until: i64,
     pub at: i64,
     /// When pivot first saw the primary fail (its first failed probe ended).
     pub detected_at: Option<i64>,
@@ -90,6 +93,7 @@ pub struct RecoveryRecord {
     pub lost_replicas: Vec<String>,
     pub summary: Option<String>,
     pub owner: String,
+    pub lease_until: Option<i64>,
     pub steps: Vec<StepRecord>,
 }
 

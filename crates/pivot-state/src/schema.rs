@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS recoveries (
     plan TEXT,
     lost_replicas TEXT,
     summary TEXT,
-    owner TEXT NOT NULL
+    owner TEXT NOT NULL,
+    lease_until INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_recovery_per_cluster ON recoveries(cluster) WHERE status = 'running';
 CREATE TABLE IF NOT EXISTS recovery_steps (
@@ -53,3 +54,8 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 ";
+
+/// Columns added after the first release: (table, column, DDL), applied to
+/// older state files when they are opened.
+pub const MIGRATIONS: &[(&str, &str, &str)] =
+    &[("recoveries", "lease_until", "ALTER TABLE recoveries ADD COLUMN lease_until INTEGER;")];

@@ -1,10 +1,11 @@
 //! `pivot history` and `pivot ack`.
 
+use super::out::emit;
 use super::{EXIT_ATTENTION, EXIT_OK};
 use crate::clock;
 use crate::config::Config;
 use crate::render::time_text;
-use pivot_state::{RecoveryRecord, StateStore};
+use pivot_state::RecoveryRecord;
 use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,26 +15,31 @@ pub fn history(config_path: &Path, cluster: Option<&str>, json: bool, limit: usi
     if let Some(c) = cluster {
         super::cluster_of(&config, c)?;
     }
-    let state = StateStore::open(&config.pivot.state)?;
-    let recoveries = state.recoveries(cluster, limit)?;
-    let events = state.events(cluster, limit)?;
+    let (recoveries, events) = match pivot_state::open_existing(&config.pivot.state) {
+        Ok(state) => (state.recoveries(cluster, limit)?, state.events(cluster, limit)?),
+        // Nothing recorded yet: say so, create nothing.
+        Err(pivot_state::StateError::Missing { .. }) => (vec![], vec![]),
+        Err(e) => return Err(e.into()),
+    };
     if json {
         let v = serde_json::json!({ "recoveries": recoveries, "events": events });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
         return Ok(ExitCode::from(EXIT_OK));
     }
+    let mut text = String::new();
     if recoveries.is_empty() {
-        println!("no recoveries recorded in {}", config.pivot.state.display());
+        let _ = writeln!(text, "no recoveries recorded in {}", config.pivot.state.display());
     }
     for r in &recoveries {
-        print!("{}", recovery_text(r));
+        text.push_str(&recovery_text(r));
     }
     if !events.is_empty() {
-        println!("recent alerts and events:");
+        let _ = writeln!(text, "recent alerts and events:");
         for e in events.iter().rev() {
-            println!("  {}  {}  {:<5}  {}", time_text(e.at), e.cluster, e.level, e.message);
+            let _ = writeln!(text, "  {}  {}  {:<5}  {}", time_text(e.at), e.cluster, e.level, e.message);
         }
     }
+    emit(&text)?;
     Ok(ExitCode::from(EXIT_OK))
 }
 
@@ -83,17 +89,17 @@ fn recovery_text(r: &RecoveryRecord) -> String {
 pub fn ack(config_path: &Path, cluster: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     super::cluster_of(&config, cluster)?;
-    let state = StateStore::open(&config.pivot.state)?;
+    let state = pivot_state::open_existing(&config.pivot.state)?;
     let by = format!(
         "{} ({})",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
         crate::recovery::owner::this_process("pivot ack")
     );
-    match state.ack(cluster, &by, clock::now().0 as i64)? {
+    match state.ack(cluster, &by, clock::wall_ms())? {
         Some(block) => {
             let _ = state.event(
                 cluster,
-                clock::now().0 as i64,
+                clock::wall_ms(),
                 "info",
                 &format!("acknowledged by {by}: automatic recovery allowed again"),
             );

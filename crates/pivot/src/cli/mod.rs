@@ -4,6 +4,7 @@
 
 mod failover;
 mod history;
+mod out;
 mod sandbox;
 mod status;
 
@@ -73,8 +74,9 @@ pub enum Command {
         cluster: Option<String>,
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// How many recoveries and events (at least 1).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
     },
     /// Acknowledge the last recovery: allow automatic recovery again before
     /// the block period ends.
@@ -112,7 +114,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { config, cluster, json } => status::run(&config.config, cluster.as_deref(), json).await,
         Command::Failover { config, cluster, to, force } => failover::run(&config.config, &cluster, to, force).await,
         Command::History { config, cluster, json, limit } => {
-            history::history(&config.config, cluster.as_deref(), json, limit)
+            history::history(&config.config, cluster.as_deref(), json, limit as usize)
         }
         Command::Ack { config, cluster } => history::ack(&config.config, &cluster),
         Command::Sandbox(cmd) => sandbox::run(cmd).await,

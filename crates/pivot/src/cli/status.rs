@@ -1,5 +1,6 @@
 //! `pivot status`: discover and probe every cluster once, print it.
 
+use super::out::emit;
 use super::{EXIT_ATTENTION, EXIT_OK};
 use crate::clock;
 use crate::config::ClusterConfig;
@@ -18,29 +19,31 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
         None => config.clusters.iter().collect(),
     };
     // Recovery state, if pivot has run here before.
-    let state = config.pivot.state.exists().then(|| pivot_state::StateStore::open(&config.pivot.state)).transpose()?;
+    let state = match pivot_state::open_existing(&config.pivot.state) {
+        Ok(s) => Some(s),
+        Err(pivot_state::StateError::Missing { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut snapshots: Vec<ClusterSnapshot> = Vec::new();
     for c in clusters {
         let (view, analysis) = super::observe(c).await;
         let mut snap = snapshot(&c.name, &view, &analysis);
         if let Some(st) = &state {
-            snap = snap.with_recovery(recovery_state(st, c)?);
+            snap = snap.with_recovery(recovery_state(st.as_ref(), c)?);
         }
         snapshots.push(snap);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&snapshots)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&snapshots)?))?;
     } else {
-        for s in &snapshots {
-            print!("{}", cluster_text(s));
-        }
+        emit(&snapshots.iter().map(cluster_text).collect::<String>())?;
     }
     let all_healthy = snapshots.iter().all(|s| s.code == Code::Healthy && s.problems.is_empty());
     Ok(ExitCode::from(if all_healthy { EXIT_OK } else { EXIT_ATTENTION }))
 }
 
-fn recovery_state(state: &StateStore, c: &ClusterConfig) -> anyhow::Result<RecoveryState> {
-    let now = clock::now().0 as i64;
+fn recovery_state(state: &dyn StateStore, c: &ClusterConfig) -> anyhow::Result<RecoveryState> {
+    let now = clock::wall_ms();
     Ok(RecoveryState {
         blocked_until: state.block_of(&c.name)?.filter(|b| b.active(now)).map(|b| b.blocked_until),
         running_recovery: state.running_recovery(&c.name)?.map(|r| r.id),
@@ -52,5 +55,7 @@ fn recovery_state(state: &StateStore, c: &ClusterConfig) -> anyhow::Result<Recov
                 Some(FormerPrimary { instance: f.instance.parse().ok()?, status: f.status, detail: f.detail })
             })
             .collect(),
+        discovery_limit: None,
+        control_problems: Vec::new(),
     })
 }

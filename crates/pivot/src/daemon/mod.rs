@@ -1,6 +1,7 @@
 //! `pivot run`: watch every configured cluster, serve HTTP, act on failures.
 
 mod alerts;
+mod discovery;
 mod monitor;
 mod prober;
 
@@ -8,7 +9,6 @@ use crate::config::Config;
 use crate::http::{self, ClusterHandle};
 use crate::recovery::{owner, RecoveryEnv};
 use monitor::Monitor;
-use pivot_state::StateStore;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
@@ -17,10 +17,8 @@ const MAX_CONCURRENT_PROBES: usize = 256;
 
 /// Run until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let state = Arc::new(
-        StateStore::open(&config.pivot.state)
-            .map_err(|e| anyhow::anyhow!("{e} (the `state` setting in [pivot] of {})", config.path.display()))?,
-    );
+    let state = pivot_state::open(&config.pivot.state)
+        .map_err(|e| anyhow::anyhow!("{e} (the `state` setting in [pivot] of {})", config.path.display()))?;
     let owner = owner::this_process("pivot run");
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -54,11 +52,18 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    let mut unfinished = Vec::new();
     for t in tasks {
-        let _ = t.await;
+        match t.await {
+            Ok(exit) => unfinished.extend(exit.unfinished),
+            Err(e) => unfinished.push(format!("a cluster monitor failed: {e}")),
+        }
     }
     if let Some(s) = server {
         let _ = s.await;
+    }
+    if !unfinished.is_empty() {
+        anyhow::bail!("stopped with work unfinished: {}", unfinished.join("; "));
     }
     Ok(())
 }

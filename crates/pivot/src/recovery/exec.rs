@@ -1,46 +1,35 @@
-//! Executing plan steps against the servers.
-//!
-//! Each step is recorded before and after it runs. When a restarted pivot
-//! resumes a recovery, steps that had ended are not run again; a step that was
-//! running when pivot stopped is checked first (is its effect already in
-//! place?) and only then run, and a hook that was running is not run again.
+//! Performing one plan step against the servers, hooks or the state store.
+//! What to perform, and what a result means, is the recovery machine's
+//! business (`pivot_core::control`); this only does it.
 
-use super::audit::{Audit, Ended};
 use super::fanout::{failures, on_each};
 use super::hooks::{self, HookData};
-use super::RecoveryEnv;
-use pivot_core::plan::{FailoverPlan, HookPoint, Step};
+use super::{blocking, RecoveryEnv};
+use crate::clock;
+use pivot_core::control::{Ended, StepEnd};
+use pivot_core::observation::IoThread;
+use pivot_core::plan::{HookPoint, Step};
 use pivot_core::InstanceKey;
-use pivot_server::{actions, Session};
-use pivot_state::{FencedInstance, StepRecord};
+use pivot_server::{actions, probe_all, Prober, Session};
+use pivot_state::FencedInstance;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// What running a plan came to.
-#[derive(Debug, Default)]
-pub struct PlanResult {
-    /// The candidate was promoted (now or before a restart).
-    pub promoted: bool,
-    /// A step before the promotion failed: the failover must be abandoned.
-    pub vetoed: Option<String>,
-    /// Failures after the promotion, in words.
-    pub errors: Vec<String>,
-    /// Replicas that could not be made to follow the new primary.
-    pub lost: Vec<(InstanceKey, String)>,
-}
-
-pub struct Exec<'a> {
-    pub env: &'a RecoveryEnv,
-    pub audit: Audit<'a>,
+pub struct Performer {
+    pub env: RecoveryEnv,
+    pub id: i64,
     pub force: bool,
     pub data: HookData,
     sessions: HashMap<InstanceKey, Session>,
-    lost: Vec<(InstanceKey, String)>,
 }
 
-impl<'a> Exec<'a> {
-    pub fn new(env: &'a RecoveryEnv, audit: Audit<'a>, force: bool, data: HookData) -> Exec<'a> {
-        Exec { env, audit, force, data, sessions: HashMap::new(), lost: Vec::new() }
+fn end(how: Ended, message: impl Into<String>) -> StepEnd {
+    StepEnd::new(how, message)
+}
+
+impl Performer {
+    pub fn new(env: RecoveryEnv, id: i64, force: bool, data: HookData) -> Performer {
+        Performer { env, id, force, data, sessions: HashMap::new() }
     }
 
     fn step_timeout(&self) -> Duration {
@@ -57,35 +46,20 @@ impl<'a> Exec<'a> {
         Ok(self.sessions.get_mut(key).expect("just inserted"))
     }
 
-    /// Run one step with its audit records. `interrupted` says the step was
-    /// running when a previous pivot stopped.
-    pub async fn run_recorded(&mut self, seq: i64, step: &Step, interrupted: bool) -> (Ended, String) {
-        if let Err(e) = self.audit.started(seq, &step.name(), &step.detail()) {
-            // Without the record a restart could not resume safely: do not act.
-            return (Ended::Failed, format!("cannot record the step in the state file: {e}"));
-        }
-        let (how, message) = if interrupted && matches!(step, Step::Hook { .. }) {
-            (Ended::Skipped, "interrupted by a pivot restart; a hook is not run twice".to_string())
-        } else {
-            self.run(step, interrupted).await
-        };
-        if let Err(e) = self.audit.ended(seq, how, &message) {
-            tracing::error!(recovery = self.audit.id, "cannot record the end of step {seq}: {e}");
-        }
-        let (cluster, id, name) = (&self.env.cluster.name, self.audit.id, step.name());
-        if how.succeeded() {
-            tracing::info!(%cluster, recovery = id, step = seq, "{name}: {} ({message})", how.as_str());
-        } else {
-            tracing::warn!(%cluster, recovery = id, step = seq, "{name}: {} ({message})", how.as_str());
-        }
-        (how, message)
-    }
-
-    async fn run(&mut self, step: &Step, resuming: bool) -> (Ended, String) {
+    /// Perform `step`. `check_first`: it was interrupted by a restart; see
+    /// whether its effect is already in place before doing it again.
+    pub async fn perform(&mut self, step: &Step, check_first: bool) -> StepEnd {
         let creds = self.env.cluster.credentials.clone();
         let timeout = self.step_timeout();
         let relay_timeout = self.env.cluster.failover.relay_apply_timeout;
         match step {
+            Step::FenceLivePrimary { instance } => match Session::connect(instance, &creds, timeout).await {
+                Ok(mut s) => match actions::fence(&mut s, &creds).await {
+                    Ok(killed) => end(Ended::Ok, format!("made read-only, {killed} client session(s) ended")),
+                    Err(e) => end(Ended::Failed, format!("could not be fenced: {e}")),
+                },
+                Err(e) => end(Ended::Failed, format!("cannot connect: {e}")),
+            },
             Step::StopReplicaIo { instances } => {
                 let results = on_each(instances, &creds, timeout, |mut s| async move {
                     let t = std::time::Instant::now();
@@ -97,12 +71,13 @@ impl<'a> Exec<'a> {
                 let failed = failures(&results);
                 if failed.is_empty() {
                     let each: Vec<String> = results.iter().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect();
-                    (Ended::Ok, format!("stopped: {}", each.join(", ")))
+                    end(Ended::Ok, format!("stopped: {}", each.join(", ")))
                 } else {
-                    // Not a veto: an instance that cannot be reached cannot receive either.
-                    (Ended::Ok, format!("not stopped (treated as unreachable): {}", list(&failed)))
+                    // Not a failure: an instance that cannot be reached cannot receive either.
+                    end(Ended::Ok, format!("not stopped (treated as unreachable): {}", list(&failed)))
                 }
             }
+            Step::Observe { instances, primary } => self.observe(instances, primary).await,
             Step::Hook { point } => self.hook(*point).await,
             Step::WaitRelayApplied { instance } => {
                 let r = match self.session(instance).await {
@@ -110,72 +85,68 @@ impl<'a> Exec<'a> {
                     Err(e) => Err(e),
                 };
                 match r {
-                    Ok(applied) => (Ended::Ok, format!("applied everything it received ({applied})")),
-                    Err(e) if self.force => (Ended::Ok, format!("forced past: {e}")),
-                    Err(e) => (Ended::Failed, format!("{e} (pivot failover --force goes on anyway)")),
+                    Ok(applied) => end(Ended::Ok, format!("applied everything it received ({applied})")),
+                    Err(e) if self.force => end(Ended::Ok, format!("forced past: {e}")),
+                    Err(e) => end(Ended::Failed, format!("{e} (pivot failover --force goes on anyway)")),
                 }
             }
             Step::CatchUp { instance, from, until } => {
                 let force = self.force;
                 let s = match self.session(instance).await {
                     Ok(s) => s,
-                    Err(e) => return (Ended::Failed, e),
+                    Err(e) => return end(Ended::Failed, e),
                 };
-                if resuming {
+                if check_first {
                     if let Ok((executed, _)) = actions::executed_and_writable(s).await {
                         if executed.reaches(until) {
                             let stop = s.dialect.stop_replica();
                             let _ = s.exec(&stop).await;
-                            return (Ended::AlreadyDone, format!("already has {until}"));
+                            return end(Ended::AlreadyDone, format!("already has {until}"));
                         }
                     }
                 }
                 match actions::catch_up(s, from, until, relay_timeout).await {
-                    Ok(()) => (Ended::Ok, format!("caught up from {from} to {until}")),
-                    Err(e) if force => (Ended::Ok, format!("forced past: {e}")),
-                    Err(e) => (Ended::Failed, e.to_string()),
+                    Ok(()) => end(Ended::Ok, format!("caught up from {from} to {until}")),
+                    Err(e) if force => end(Ended::Ok, format!("forced past: {e}")),
+                    Err(e) => end(Ended::Failed, e.to_string()),
                 }
             }
             Step::RegisterFence { instance } => {
                 let f = FencedInstance {
                     cluster: self.env.cluster.name.clone(),
                     instance: instance.to_string(),
-                    recovery_id: Some(self.audit.id),
-                    since: crate::clock::now().0 as i64,
+                    recovery_id: Some(self.id),
+                    since: clock::wall_ms(),
                     status: "pending".into(),
-                    detail: format!(
-                        "failed primary of recovery {}: made read-only the moment it answers",
-                        self.audit.id
-                    ),
+                    detail: format!("failed primary of recovery {}: made read-only the moment it answers", self.id),
                 };
-                match self.env.state.fence_register(&f) {
-                    Ok(()) => (Ended::Ok, String::new()),
-                    Err(e) => (Ended::Failed, e.to_string()),
+                match blocking(&self.env, move |s| s.fence_register(&f)).await {
+                    Ok(()) => end(Ended::Ok, ""),
+                    Err(e) => end(Ended::Failed, e),
                 }
             }
             Step::PrepareCandidate { instance } => match self.session(instance).await {
                 Ok(s) => match actions::prepare_candidate(s).await {
-                    Ok(()) => (Ended::Ok, "replication stopped, semi-sync primary side on, still read-only".into()),
-                    Err(e) => (Ended::Failed, e.to_string()),
+                    Ok(()) => end(Ended::Ok, "replication stopped, semi-sync primary side on, still read-only"),
+                    Err(e) => end(Ended::Failed, e.to_string()),
                 },
-                Err(e) => (Ended::Failed, e),
+                Err(e) => end(Ended::Failed, e),
             },
             Step::Promote { instance, semi_sync } => {
-                self.data.new_primary = Some(instance.clone());
                 let s = match self.session(instance).await {
                     Ok(s) => s,
-                    Err(e) => return (Ended::Failed, e),
+                    Err(e) => return end(Ended::Failed, e),
                 };
-                if resuming {
+                if check_first {
                     let replicating = actions::replication_status(s).await.map(|r| r.is_some());
                     let writable = actions::executed_and_writable(s).await.map(|(_, w)| w);
                     if let (Ok(false), Ok(true)) = (replicating, writable) {
-                        return (Ended::AlreadyDone, "already writable without replication".into());
+                        return end(Ended::AlreadyDone, "already writable without replication");
                     }
                 }
                 match actions::promote(s, *semi_sync).await {
-                    Ok(()) => (Ended::Ok, format!("{instance} is the primary and writable")),
-                    Err(e) => (Ended::Failed, e.to_string()),
+                    Ok(()) => end(Ended::Ok, format!("{instance} is the primary and writable")),
+                    Err(e) => end(Ended::Failed, e.to_string()),
                 }
             }
             Step::Repoint { instances, to } => {
@@ -183,14 +154,14 @@ impl<'a> Exec<'a> {
                 let results = on_each(instances, &creds, timeout, move |mut s| {
                     let to = to2.clone();
                     async move {
-                        if resuming && actions::replication_status(&mut s).await?.is_some_and(|r| r.source == to) {
+                        if check_first && actions::replication_status(&mut s).await?.is_some_and(|r| r.source == to) {
                             return Ok("already replicating from it".to_string());
                         }
                         actions::repoint(&mut s, &to).await.map(|_| String::new())
                     }
                 })
                 .await;
-                self.note_lost(&results, &format!("could not be repointed to {to}"))
+                lost(&results, &format!("could not be repointed to {to}"))
             }
             Step::ConfirmReplicating { instances, source } => {
                 let source2 = source.clone();
@@ -199,100 +170,127 @@ impl<'a> Exec<'a> {
                     async move { actions::confirm_replicating(&mut s, &source, timeout).await.map(|_| String::new()) }
                 })
                 .await;
-                self.note_lost(&results, &format!("does not replicate from {source}"))
+                lost(&results, &format!("does not replicate from {source}"))
             }
-            Step::FenceOldPrimary { instance } => {
-                // Brief: the fence watcher takes over as soon as the recovery ends.
-                let quick = self.env.cluster.probe_timeout.min(Duration::from_millis(250));
-                match Session::connect(instance, &creds, quick).await {
-                    Ok(mut s) => match actions::fence(&mut s, &creds).await {
-                        Ok(killed) => {
-                            let detail = format!("made read-only, {killed} client session(s) ended");
-                            let _ = self.env.state.fence_update(
-                                &self.env.cluster.name,
-                                &instance.to_string(),
-                                "read_only",
-                                &detail,
-                            );
-                            (Ended::Ok, detail)
-                        }
-                        Err(e) => (Ended::Failed, format!("reachable but could not be fenced: {e}")),
-                    },
-                    Err(e) => (
-                        Ended::Skipped,
-                        format!("unreachable ({e}); kept in the fence list: made read-only the moment it answers"),
-                    ),
+            Step::FenceOldPrimary { instance } => self.fence_old_primary(instance).await,
+            Step::RestoreReplication { replicas, source, candidate } => {
+                let problems = restore_replication(&self.env, replicas, source, candidate.as_ref()).await;
+                if problems.is_empty() {
+                    end(Ended::Ok, format!("{} replica(s) replicate from {source} again", replicas.len()))
+                } else {
+                    end(Ended::Failed, problems.join("; "))
                 }
             }
-        }
-    }
-
-    fn note_lost(&mut self, results: &[(InstanceKey, Result<String, String>)], what: &str) -> (Ended, String) {
-        let failed = failures(results);
-        if failed.is_empty() {
-            return (Ended::Ok, format!("{} replica(s)", results.len()));
-        }
-        for (k, e) in &failed {
-            if !self.data.lost_replicas.contains(k) {
-                self.data.lost_replicas.push(k.clone());
+            Step::UnregisterFence { instance } => {
+                let (cluster, key) = (self.env.cluster.name.clone(), instance.to_string());
+                match blocking(&self.env, move |s| s.fence_remove(&cluster, &key)).await {
+                    Ok(()) => end(Ended::Ok, ""),
+                    Err(e) => end(Ended::Failed, e),
+                }
             }
-            if !self.lost_contains(k) {
-                self.lost.push((k.clone(), format!("{what}: {e}")));
-            }
+            Step::Unfence { instance } => match self.session(instance).await {
+                Ok(s) => match actions::make_writable(s).await {
+                    Ok(()) => end(Ended::Ok, format!("{instance} is writable again")),
+                    Err(e) => end(Ended::Failed, e.to_string()),
+                },
+                Err(e) => end(Ended::Failed, e),
+            },
         }
-        (Ended::Failed, list(&failed))
     }
 
-    fn lost_contains(&self, k: &InstanceKey) -> bool {
-        self.lost.iter().any(|(l, _)| l == k)
+    /// Probe the replicas again (in parallel). The failed primary is probed
+    /// alongside, but only an answer that arrives by the time the replicas
+    /// answered counts: a hung primary must not hold the failover for a
+    /// whole probe timeout.
+    async fn observe(&mut self, replicas: &[InstanceKey], primary: &InstanceKey) -> StepEnd {
+        let (creds, timeout) = (self.env.cluster.credentials.clone(), self.env.cluster.probe_timeout);
+        let key = primary.clone();
+        let primary_probe = tokio::spawn(async move { Prober::new(key, creds, timeout).probe(clock::now()).await });
+        let mut observations = probe_all(replicas, &self.env.cluster.credentials, timeout, clock::now).await;
+        let answered = observations.iter().filter(|o| o.state().is_some()).count();
+        let mut message = format!("{answered} of {} replica(s) answered", replicas.len());
+        if let Ok(Ok(obs)) = tokio::time::timeout(Duration::from_millis(10), primary_probe).await {
+            if obs.state().is_some() {
+                message.push_str(&format!("; {primary} answers"));
+            }
+            observations.push(obs);
+        }
+        StepEnd { observations, ..end(Ended::Ok, message) }
     }
 
-    async fn hook(&mut self, point: HookPoint) -> (Ended, String) {
+    async fn fence_old_primary(&mut self, instance: &InstanceKey) -> StepEnd {
+        let creds = self.env.cluster.credentials.clone();
+        // Brief: the fence watcher takes over as soon as the recovery ends.
+        let quick = self.env.cluster.probe_timeout.min(Duration::from_millis(250));
+        match Session::connect(instance, &creds, quick).await {
+            Ok(mut s) => match actions::fence(&mut s, &creds).await {
+                Ok(killed) => {
+                    let detail = format!("made read-only, {killed} client session(s) ended");
+                    let (cluster, key, d) = (self.env.cluster.name.clone(), instance.to_string(), detail.clone());
+                    let _ = blocking(&self.env, move |s| s.fence_update(&cluster, &key, "read_only", &d)).await;
+                    end(Ended::Ok, detail)
+                }
+                Err(e) => end(Ended::Failed, format!("reachable but could not be fenced: {e}")),
+            },
+            Err(e) => end(
+                Ended::Skipped,
+                format!("unreachable ({e}); kept in the fence list: made read-only the moment it answers"),
+            ),
+        }
+    }
+
+    async fn hook(&mut self, point: HookPoint) -> StepEnd {
         let Some(argv) = hooks::command_for(&self.env.cluster.hooks, point, &self.data) else {
-            return (Ended::Skipped, "not configured".into());
+            return end(Ended::Skipped, "not configured");
         };
         let result = hooks::run(&argv, point, &self.data, self.env.cluster.hooks.timeout).await;
         let how = if result.ok() { Ended::Ok } else { Ended::Failed };
-        (how, result.describe())
+        end(how, result.describe())
     }
+}
 
-    /// Run the plan's steps numbered from `first_seq`. With `previous` (the
-    /// steps a stopped pivot recorded), steps that had ended are not run again.
-    pub async fn run_plan(&mut self, plan: &FailoverPlan, first_seq: i64, previous: &[StepRecord]) -> PlanResult {
-        let mut out = PlanResult::default();
-        let promote_at = plan.promote_index();
-        for (i, step) in plan.steps.iter().enumerate() {
-            let seq = first_seq + i as i64;
-            let recorded = previous.iter().find(|r| r.seq == seq).map(|r| r.outcome.clone());
-            let (how, message) = match recorded {
-                Some(Some(done)) => {
-                    tracing::info!(
-                        recovery = self.audit.id,
-                        step = seq,
-                        "{}: {done} before the restart, not run again",
-                        step.name()
-                    );
-                    let how = if done == "failed" { Ended::Failed } else { Ended::Ok };
-                    (how, format!("{done} before pivot restarted"))
+/// Point every reachable replica back at `source` and start replication; a
+/// prepared or half-promoted `candidate` gets its semi-sync primary side off
+/// and is made read-only first. Returns the problems met.
+pub async fn restore_replication(
+    env: &RecoveryEnv,
+    replicas: &[InstanceKey],
+    source: &InstanceKey,
+    candidate: Option<&InstanceKey>,
+) -> Vec<String> {
+    let source2 = source.clone();
+    let candidate = candidate.cloned();
+    let results = on_each(replicas, &env.cluster.credentials, env.cluster.failover.step_timeout, move |mut s| {
+        let source = source2.clone();
+        let candidate = candidate.clone();
+        async move {
+            if candidate.as_ref() == Some(&s.key) {
+                actions::make_read_only(&mut s).await?;
+                let off = s.dialect.set_semi_sync_primary(false);
+                s.exec(&off).await?;
+            }
+            match actions::replication_status(&mut s).await? {
+                Some(r) if r.source == source && r.io_thread != IoThread::Stopped && r.sql_running => {
+                    return Ok("replicating".into())
                 }
-                Some(None) => self.run_recorded(seq, step, true).await,
-                None => self.run_recorded(seq, step, false).await,
-            };
-            // A failure up to and including the promotion abandons the failover.
-            if !how.succeeded() && i <= promote_at && step.vetoes() {
-                out.vetoed = Some(format!("{}: {message}", step.name()));
-                return out;
+                Some(r) if r.source != source => actions::repoint(&mut s, &source).await?,
+                Some(_) => actions::start_replica(&mut s).await?,
+                None => actions::repoint(&mut s, &source).await?,
             }
-            if !how.succeeded() {
-                out.errors.push(format!("{}: {message}", step.name()));
-            }
-            if i == promote_at {
-                out.promoted = true;
-            }
+            Ok("restarted".into())
         }
-        out.lost.append(&mut self.lost);
-        out
+    })
+    .await;
+    results.into_iter().filter_map(|(k, r)| r.err().map(|e| format!("{k}: {e}"))).collect()
+}
+
+fn lost(results: &[(InstanceKey, Result<String, String>)], what: &str) -> StepEnd {
+    let failed = failures(results);
+    if failed.is_empty() {
+        return end(Ended::Ok, format!("{} replica(s)", results.len()));
     }
+    let lost = failed.iter().map(|(k, e)| (k.clone(), format!("{what}: {e}"))).collect();
+    StepEnd { lost, ..end(Ended::Failed, list(&failed)) }
 }
 
 fn list(items: &[(InstanceKey, String)]) -> String {

@@ -28,7 +28,9 @@ pub struct HookData {
     pub outcome: String,
     /// For MHA `--command=start`: the account the script may use on the new primary.
     pub new_primary_user: Option<String>,
-    /// Passed in the environment only (`PIVOT_NEW_MASTER_PASSWORD`), never as an argument.
+    /// Passed to the MHA script (`--command=start`) in its environment only
+    /// (`PIVOT_NEW_MASTER_PASSWORD`), never as an argument, never to other
+    /// hooks. Every hook's output is scrubbed of it before it is stored.
     pub new_primary_password: Option<Secret>,
 }
 
@@ -152,8 +154,12 @@ fn environment(point: HookPoint, d: &HookData) -> Vec<(String, String)> {
         ("PIVOT_SIGNAL", d.signal.clone()),
         ("PIVOT_OUTCOME", d.outcome.clone()),
     ];
-    if let Some(p) = &d.new_primary_password {
-        env.push(("PIVOT_NEW_MASTER_PASSWORD", p.expose().to_string()));
+    // MHA's convention hands the script the account's password; no other
+    // hook ever gets it.
+    if point.gets_password() {
+        if let Some(p) = &d.new_primary_password {
+            env.push(("PIVOT_NEW_MASTER_PASSWORD", p.expose().to_string()));
+        }
     }
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -192,12 +198,21 @@ pub async fn run(argv: &[String], point: HookPoint, data: &HookData, timeout: Du
         }
         let _ = child.wait().await;
     }
-    let output = collect(read_out, read_err).await;
+    let output = scrub(&collect(read_out, read_err).await, data.new_primary_password.as_ref());
     match status {
         Err(_) => HookResult::TimedOut { after_ms: started.elapsed().as_millis() as u64, output },
         Ok(Err(e)) => HookResult::NotStarted { error: e.to_string() },
         Ok(Ok(s)) if s.success() => HookResult::Succeeded { output },
         Ok(Ok(s)) => HookResult::Failed { code: s.code(), output },
+    }
+}
+
+/// Hook output goes to the audit log, `pivot history` and the log: known
+/// secrets are replaced before it is kept.
+pub fn scrub(output: &str, secret: Option<&Secret>) -> String {
+    match secret.map(Secret::expose).filter(|p| !p.is_empty()) {
+        Some(p) => output.replace(p, "<redacted>"),
+        None => output.to_string(),
     }
 }
 

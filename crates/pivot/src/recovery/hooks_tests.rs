@@ -106,3 +106,40 @@ async fn failures_timeouts_and_missing_programs_are_reported() {
     let r = run(&["/nonexistent/hook".into()], HookPoint::PostFailover, &data(), Duration::from_secs(1)).await;
     assert!(matches!(r, HookResult::NotStarted { .. }), "{r:?}");
 }
+
+/// Issue 6, item 8: a hook that prints its environment must not put the
+/// password in the audit log. Only the MHA `start` call gets it, and every
+/// hook's output is scrubbed of it.
+#[tokio::test]
+async fn only_the_mha_start_call_gets_the_password_and_no_output_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let leak = script(dir.path(), "leak", "env; echo \"from config: s3cret\"");
+    let hooks = HooksConfig {
+        pre_failover: Some(vec![leak.clone()]),
+        post_failover: Some(vec![leak.clone()]),
+        post_unsuccessful_failover: Some(vec![leak.clone()]),
+        fence: Some(vec![leak.clone()]),
+        alert: Some(vec![leak.clone()]),
+        mha_master_ip_failover: Some(leak),
+        ..HooksConfig::default()
+    };
+    for point in [
+        HookPoint::PreFailover,
+        HookPoint::PostFailover,
+        HookPoint::PostUnsuccessfulFailover,
+        HookPoint::Fence,
+        HookPoint::Alert,
+        HookPoint::MhaStop,
+        HookPoint::MhaStart,
+    ] {
+        let argv = command_for(&hooks, point, &data()).unwrap();
+        let r = run(&argv, point, &data(), Duration::from_secs(5)).await;
+        let HookResult::Succeeded { output } = &r else { panic!("{point:?}: {r:?}") };
+        assert!(!output.contains("s3cret"), "{point:?} output keeps the password: {output}");
+        assert!(output.contains("from config: <redacted>"), "{point:?}: {output}");
+        let has_env = output.contains("PIVOT_NEW_MASTER_PASSWORD=");
+        assert_eq!(has_env, point == HookPoint::MhaStart, "{point:?}: {output}");
+    }
+    assert_eq!(scrub("a s3cret b", Some(&Secret::new("s3cret"))), "a <redacted> b");
+    assert_eq!(scrub("a b", Some(&Secret::new(""))), "a b");
+}

@@ -41,6 +41,12 @@ pub struct RecoveryState {
     pub automatic: bool,
     /// Former primaries pivot keeps read-only.
     pub fenced: Vec<FormerPrimary>,
+    /// `max_instances` was reached: some instances are not watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_limit: Option<String>,
+    /// Something keeps pivot from acting safely on this cluster (state file
+    /// unwritable or replaced, a recovery task that failed): operators must look.
+    pub control_problems: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,7 +128,7 @@ pub fn snapshot(cluster: &str, view: &ClusterView, analysis: &ClusterAnalysis) -
                 source: topo.source_of.get(&key).cloned(),
                 reachable: rec.is_some_and(|r| r.reachable()),
                 failure: rec.and_then(|r| r.latest.failure().cloned()),
-                observed_at: rec.map(|r| r.latest.at),
+                observed_at: rec.map(|r| Millis(crate::clock::wall_of(r.latest.at).max(0) as u64)),
                 probe_latency_ms: rec.map(|r| r.latest.latency_us as f64 / 1000.0),
                 consecutive_failures: rec.map_or(0, |r| r.consecutive_failures),
                 state_is_last_known: rec.is_some_and(|r| !r.reachable()) && state.is_some(),
@@ -136,7 +142,7 @@ pub fn snapshot(cluster: &str, view: &ClusterView, analysis: &ClusterAnalysis) -
         .collect();
     ClusterSnapshot {
         cluster: cluster.to_string(),
-        at: analysis.at,
+        at: Millis(crate::clock::wall_of(analysis.at).max(0) as u64),
         code: analysis.code,
         alerting: analysis.code.alerting(),
         primary: analysis.primary.clone(),

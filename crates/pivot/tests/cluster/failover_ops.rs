@@ -85,7 +85,7 @@ async fn manual_failover_refuses_a_live_primary_unless_forced_then_fences_it() {
     let missing = missing_writes(&mut rig.sb.admin("node3").await.unwrap(), &acks).await;
     assert!(missing.is_empty());
     let h = rig.history();
-    assert_eq!(steps(last_recovery(&h))[0], "fence_old_primary=ok");
+    assert_eq!(steps(last_recovery(&h))[0], "fence_live_primary=ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,18 +47,19 @@ async fn s11_killed_before_the_promotion_resumes_and_promotes_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn s11_killed_after_the_promotion_finishes_without_rerunning_anything() {
+async fn s11_killed_after_the_promotion_finishes_and_asks_the_interrupted_hook_again() {
     let mut rig = Rig::start(3, false, |sb| {
         let calls = sb.dir.join("mha.calls");
-        // `start` hangs long enough for pivot to be killed in the middle of it.
+        // The first `start` hangs long enough for pivot to be killed in the
+        // middle of it; hooks are idempotent, so the second one just works.
         let pid = sb.dir.join("mha.pid");
         let mha = script(
             sb,
             "master_ip_failover",
             &format!(
-                "echo \"$1\" >> {}; [ \"$1\" = --command=start ] && {{ echo $$ > {}; sleep 30; }}; exit 0",
-                calls.display(),
-                pid.display()
+                "echo \"$1\" >> {c}; [ \"$1\" = --command=start ] && [ ! -e {p} ] && {{ echo $$ > {p}; sleep 30; }}; exit 0",
+                c = calls.display(),
+                p = pid.display()
             ),
         );
         format!("[cluster.hooks]\nmha_master_ip_failover = \"{}\"\ntimeout = \"60s\"\n", mha.display())
@@ -96,8 +97,12 @@ async fn s11_killed_after_the_promotion_finishes_without_rerunning_anything() {
     assert_eq!(rig.writable_nodes().await, vec![new]);
     let h = wait_recovery_status(&rig, "succeeded").await;
     let s = steps(last_recovery(&h));
-    assert!(s.contains(&"hook_mha_start=skipped".to_string()), "an interrupted hook is not run again: {s:?}");
+    assert!(s.contains(&"hook_mha_start=ok".to_string()), "an interrupted hook is asked again: {s:?}");
     assert!(s.contains(&"promote=ok".to_string()) && s.contains(&"repoint=ok".to_string()), "{s:?}");
     let calls = std::fs::read_to_string(rig.sb.dir.join("mha.calls")).unwrap();
-    assert_eq!(calls.lines().collect::<Vec<_>>(), vec!["--command=stop", "--command=start"], "each MHA command once");
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        vec!["--command=stop", "--command=start", "--command=start"],
+        "stop once (it ended), start again (it was interrupted)"
+    );
 }

@@ -1,0 +1,518 @@
+//! The embedded default: one SQLite file.
+
+use crate::records::*;
+use crate::schema::{MIGRATIONS, SCHEMA};
+use crate::store::{StateError, StateStore};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    /// (device, inode) of the file when it was opened.
+    identity: (u64, u64),
+}
+
+/// Create `path` with mode 0600 if it does not exist.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+impl SqliteStore {
+    /// Open the state file, creating it (mode 0600: it holds hook output
+    /// and recovery details) if it does not exist.
+    pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
+        SqliteStore::open_with(path, true)
+    }
+
+    /// Open a state file that must exist already (for commands that only
+    /// read it): a missing file is [`StateError::Missing`], nothing is created.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StateError> {
+        if !path.exists() {
+            return Err(StateError::Missing { path: path.to_path_buf() });
+        }
+        SqliteStore::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<SqliteStore, StateError> {
+        let err = |source| StateError::Sqlite { path: path.to_path_buf(), source };
+        let io = |e: std::io::Error| StateError::Io { path: path.to_path_buf(), source: e };
+        if create {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            create_private(path).map_err(io)?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        for (table, column, ddl) in MIGRATIONS {
+            let has: bool = conn
+                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"))
+                .and_then(|mut s| s.exists([]))
+                .map_err(err)?;
+            if !has {
+                conn.execute_batch(ddl).map_err(err)?;
+            }
+        }
+        let identity = file_identity(path).map_err(io)?;
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn), identity })
+    }
+}
+
+impl SqliteStore {
+    fn recoveries_where(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+        limit: usize,
+    ) -> Result<Vec<RecoveryRecord>, StateError> {
+        let sql = format!(
+            "SELECT id, cluster, kind, status, started_at, ended_at, failed_primary, new_primary, analysis, plan, \
+             lost_replicas, summary, owner, detected_at, lease_until FROM recoveries WHERE {filter} ORDER BY id DESC LIMIT {limit}"
+        );
+        let mut records = self.with(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(args, |r| {
+                let lost: Option<String> = r.get(10)?;
+                Ok(RecoveryRecord {
+                    id: r.get(0)?,
+                    cluster: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: RecoveryStatus::parse(&r.get::<_, String>(3)?),
+                    started_at: r.get(4)?,
+                    ended_at: r.get(5)?,
+                    failed_primary: r.get(6)?,
+                    new_primary: r.get(7)?,
+                    analysis: r.get(8)?,
+                    plan: r.get(9)?,
+                    lost_replicas: lost.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default(),
+                    summary: r.get(11)?,
+                    owner: r.get(12)?,
+                    detected_at: r.get(13)?,
+                    lease_until: r.get(14)?,
+                    steps: Vec::new(),
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        for rec in &mut records {
+            rec.steps = self.steps(rec.id)?;
+        }
+        Ok(records)
+    }
+
+    fn steps(&self, id: RecoveryId) -> Result<Vec<StepRecord>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, name, detail, started_at, ended_at, outcome, message FROM recovery_steps \
+                 WHERE recovery_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok(StepRecord {
+                    seq: r.get(0)?,
+                    name: r.get(1)?,
+                    detail: r.get(2)?,
+                    started_at: r.get(3)?,
+                    ended_at: r.get(4)?,
+                    outcome: r.get(5)?,
+                    message: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|source| StateError::Sqlite { path: self.path.clone(), source })
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_file(&self) -> Result<(), String> {
+        match file_identity(&self.path) {
+            Ok(id) if id == self.identity => Ok(()),
+            Ok(_) => Err(format!("state file {} was replaced while pivot runs", self.path.display())),
+            Err(e) => Err(format!("state file {}: {e}", self.path.display())),
+        }
+    }
+
+    // ---- recoveries ------------------------------------------------------------
+
+    /// Start a recovery, or fail if one of this cluster is already running.
+    fn begin_recovery(&self, r: &NewRecovery) -> Result<RecoveryId, StateError> {
+        let inserted = self.with(|c| {
+            c.execute(
+                "INSERT INTO recoveries (cluster, kind, status, started_at, detected_at, failed_primary, analysis, owner, \
+                 lease_until) VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![r.cluster, r.kind, r.at, r.detected_at, r.failed_primary, r.analysis, r.owner, r.lease_until],
+            )
+            .map(|_| c.last_insert_rowid())
+        });
+        match inserted {
+            Ok(id) => Ok(id),
+            Err(StateError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. })
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let running = self.running_recovery(&r.cluster)?;
+                let (id, owner) = running.map(|x| (x.id, x.owner)).unwrap_or((0, "unknown".into()));
+                Err(StateError::AlreadyRunning { cluster: r.cluster.clone(), id, owner })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_plan(&self, id: RecoveryId, new_primary: &str, plan_json: &str) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recoveries SET new_primary = ?2, plan = ?3 WHERE id = ?1",
+                params![id, new_primary, plan_json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn adopt(&self, id: RecoveryId, owner: &str, now: i64, until: i64) -> Result<bool, StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recoveries SET owner = ?2, lease_until = ?4 WHERE id = ?1 AND status = 'running' \
+                 AND (owner = ?2 OR lease_until IS NULL OR lease_until <= ?3)",
+                params![id, owner, now, until],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    fn renew_lease(&self, id: RecoveryId, owner: &str, until: i64) -> Result<bool, StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recoveries SET lease_until = ?3 WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                params![id, owner, until],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Record that a step starts. A step restarted after a pivot restart
+    /// keeps its row, with the new start and a note.
+    fn step_started(&self, id: RecoveryId, seq: i64, name: &str, detail: &str, at: i64) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO recovery_steps (recovery_id, seq, name, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(recovery_id, seq) DO UPDATE SET started_at = ?5, ended_at = NULL, outcome = NULL, \
+                 message = 'interrupted by a pivot restart; resumed'",
+                params![id, seq, name, detail, at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn step_finished(&self, id: RecoveryId, seq: i64, outcome: &str, message: &str, at: i64) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recovery_steps SET ended_at = ?3, outcome = ?4, \
+                 message = CASE WHEN message IS NULL OR message = '' THEN ?5 ELSE message || '; ' || ?5 END \
+                 WHERE recovery_id = ?1 AND seq = ?2",
+                params![id, seq, at, outcome, message],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn finish_recovery(
+        &self,
+        id: RecoveryId,
+        status: RecoveryStatus,
+        summary: &str,
+        lost: &[String],
+        at: i64,
+    ) -> Result<(), StateError> {
+        let lost = serde_json::to_string(lost).expect("strings serialize");
+        self.with(|c| {
+            c.execute(
+                "UPDATE recoveries SET status = ?2, summary = ?3, lost_replicas = ?4, ended_at = ?5 WHERE id = ?1",
+                params![id, status.as_str(), summary, lost, at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn recovery(&self, id: RecoveryId) -> Result<RecoveryRecord, StateError> {
+        self.recoveries_where("id = ?1", params![id], 1)?.pop().ok_or(StateError::NoSuchRecovery(id))
+    }
+
+    fn running_recovery(&self, cluster: &str) -> Result<Option<RecoveryRecord>, StateError> {
+        Ok(self.recoveries_where("cluster = ?1 AND status = 'running'", params![cluster], 1)?.pop())
+    }
+
+    fn running_recoveries(&self) -> Result<Vec<RecoveryRecord>, StateError> {
+        self.recoveries_where("status = 'running'", params![], 1000)
+    }
+
+    /// The newest recoveries first, of one cluster or all.
+    fn recoveries(&self, cluster: Option<&str>, limit: usize) -> Result<Vec<RecoveryRecord>, StateError> {
+        match cluster {
+            Some(c) => self.recoveries_where("cluster = ?1", params![c], limit),
+            None => self.recoveries_where("1 = 1", params![], limit),
+        }
+    }
+
+    // ---- anti-flapping -----------------------------------------------------------
+
+    fn block(&self, cluster: &str, recovery_id: RecoveryId, until: i64) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO blocks (cluster, recovery_id, blocked_until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(cluster) DO UPDATE SET recovery_id = ?2, blocked_until = ?3, acked_at = NULL, acked_by = NULL",
+                params![cluster, recovery_id, until],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn block_of(&self, cluster: &str) -> Result<Option<Block>, StateError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT cluster, recovery_id, blocked_until, acked_at, acked_by FROM blocks WHERE cluster = ?1",
+                params![cluster],
+                |r| {
+                    Ok(Block {
+                        cluster: r.get(0)?,
+                        recovery_id: r.get(1)?,
+                        blocked_until: r.get(2)?,
+                        acked_at: r.get(3)?,
+                        acked_by: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Acknowledge the last recovery of `cluster`: automatic recovery is
+    /// allowed again. Returns the block that was lifted, if one was active.
+    fn ack(&self, cluster: &str, by: &str, at: i64) -> Result<Option<Block>, StateError> {
+        let block = self.block_of(cluster)?.filter(|b| b.active(at));
+        if block.is_some() {
+            self.with(|c| {
+                c.execute("UPDATE blocks SET acked_at = ?2, acked_by = ?3 WHERE cluster = ?1", params![cluster, at, by])
+                    .map(|_| ())
+            })?;
+        }
+        Ok(block)
+    }
+
+    // ---- fencing -------------------------------------------------------------------
+
+    fn fence_register(&self, f: &FencedInstance) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO fenced (cluster, instance, recovery_id, since, status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT(cluster, instance) DO UPDATE SET recovery_id = ?3, since = ?4, status = ?5, detail = ?6",
+                params![f.cluster, f.instance, f.recovery_id, f.since, f.status, f.detail],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn fence_update(&self, cluster: &str, instance: &str, status: &str, detail: &str) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE fenced SET status = ?3, detail = ?4 WHERE cluster = ?1 AND instance = ?2",
+                params![cluster, instance, status, detail],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn fence_remove(&self, cluster: &str, instance: &str) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute("DELETE FROM fenced WHERE cluster = ?1 AND instance = ?2", params![cluster, instance]).map(|_| ())
+        })
+    }
+
+    fn fenced(&self, cluster: &str) -> Result<Vec<FencedInstance>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT cluster, instance, recovery_id, since, status, detail FROM fenced WHERE cluster = ?1 ORDER BY instance",
+            )?;
+            let rows = stmt.query_map(params![cluster], |r| {
+                Ok(FencedInstance {
+                    cluster: r.get(0)?,
+                    instance: r.get(1)?,
+                    recovery_id: r.get(2)?,
+                    since: r.get(3)?,
+                    status: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    // ---- events --------------------------------------------------------------------
+
+    fn event(&self, cluster: &str, at: i64, level: &str, message: &str) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO events (cluster, at, level, message) VALUES (?1, ?2, ?3, ?4)",
+                params![cluster, at, level, message],
+            )?;
+            // Bounded: keep the newest 10,000 events.
+            c.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) - 10000 FROM events)", [])?;
+            Ok(())
+        })
+    }
+
+    fn events(&self, cluster: Option<&str>, limit: usize) -> Result<Vec<Event>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT id, cluster, at, level, message FROM events WHERE (?1 IS NULL OR cluster = ?1) \
+                 ORDER BY id DESC LIMIT {limit}"
+            ))?;
+            let rows = stmt.query_map(params![cluster], |r| {
+                Ok(Event { id: r.get(0)?, cluster: r.get(1)?, at: r.get(2)?, level: r.get(3)?, message: r.get(4)? })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StateStore;
+
+    fn recovery(cluster: &str) -> NewRecovery {
+        NewRecovery {
+            cluster: cluster.into(),
+            kind: "automatic_failover".into(),
+            failed_primary: Some("db1:3306".into()),
+            analysis: "dead_primary".into(),
+            owner: "test".into(),
+            lease_until: 5000,
+            at: 1000,
+            detected_at: Some(900),
+        }
+    }
+
+    #[test]
+    fn one_running_recovery_per_cluster_even_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        let id = a.begin_recovery(&recovery("main")).unwrap();
+        let err = b.begin_recovery(&recovery("main")).unwrap_err();
+        assert!(matches!(err, StateError::AlreadyRunning { id: running, .. } if running == id), "{err}");
+        b.begin_recovery(&recovery("other")).expect("another cluster is independent");
+        a.finish_recovery(id, RecoveryStatus::Succeeded, "done", &["db3:3306".into()], 2000).unwrap();
+        let again = b.begin_recovery(&recovery("main")).expect("allowed once the first ended");
+        assert_ne!(again, id);
+        let r = a.recovery(id).unwrap();
+        assert_eq!((r.status, r.lost_replicas.clone()), (RecoveryStatus::Succeeded, vec!["db3:3306".to_string()]));
+    }
+
+    #[test]
+    fn steps_record_start_and_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let id = s.begin_recovery(&recovery("main")).unwrap();
+        s.step_started(id, 1, "stop_io", "db2:3306", 10).unwrap();
+        s.step_finished(id, 1, "ok", "", 11).unwrap();
+        s.step_started(id, 2, "promote", "db2:3306", 12).unwrap();
+        let r = s.running_recovery("main").unwrap().unwrap();
+        assert_eq!(r.steps.len(), 2);
+        assert_eq!(r.steps[0].outcome.as_deref(), Some("ok"));
+        assert_eq!(r.steps[1].outcome, None, "an unfinished step stays visible as such");
+    }
+
+    #[test]
+    fn blocks_and_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        assert!(s.ack("main", "ops", 0).unwrap().is_none(), "nothing to acknowledge");
+        s.block("main", 7, 5000).unwrap();
+        assert!(s.block_of("main").unwrap().unwrap().active(4999));
+        assert!(!s.block_of("main").unwrap().unwrap().active(5000));
+        let lifted = s.ack("main", "ops", 100).unwrap().unwrap();
+        assert_eq!(lifted.recovery_id, Some(7));
+        assert!(!s.block_of("main").unwrap().unwrap().active(200));
+        s.block("main", 8, 9000).unwrap();
+        assert!(s.block_of("main").unwrap().unwrap().active(200), "a new recovery blocks again");
+    }
+
+    #[test]
+    fn fenced_instances_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let f = FencedInstance {
+            cluster: "main".into(),
+            instance: "db1:3306".into(),
+            recovery_id: Some(1),
+            since: 10,
+            status: "pending".into(),
+            detail: "unreachable at failover".into(),
+        };
+        s.fence_register(&f).unwrap();
+        s.fence_update("main", "db1:3306", "read_only", "made read-only").unwrap();
+        assert_eq!(s.fenced("main").unwrap()[0].status, "read_only");
+        s.event("main", 5, "error", "all replicas down").unwrap();
+        assert_eq!(s.events(Some("main"), 10).unwrap()[0].message, "all replicas down");
+        assert!(s.events(Some("other"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn leases_decide_who_may_take_a_recovery_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let id = s.begin_recovery(&recovery("main")).unwrap();
+        assert!(!s.adopt(id, "other", 4_999, 9_000).unwrap(), "the lease runs until 5000");
+        assert!(s.renew_lease(id, "test", 8_000).unwrap());
+        assert!(!s.adopt(id, "other", 7_999, 9_000).unwrap(), "renewed");
+        assert!(s.adopt(id, "other", 8_000, 12_000).unwrap(), "expired: taken over");
+        assert!(!s.renew_lease(id, "test", 20_000).unwrap(), "the old owner lost it");
+        assert!(s.adopt(id, "other", 0, 13_000).unwrap(), "an owner may always re-adopt its own");
+        s.finish_recovery(id, RecoveryStatus::Aborted, "x", &[], 9).unwrap();
+        assert!(!s.adopt(id, "third", 99_999, 100_000).unwrap(), "an ended recovery is not adopted");
+    }
+
+    #[test]
+    fn the_file_is_private_never_created_by_readers_and_its_replacement_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/s.db");
+        let err = SqliteStore::open_existing(&path).err().unwrap();
+        assert!(err.to_string().contains("nothing has been recorded yet"), "{err}");
+        assert!(!path.exists(), "a reader creates nothing");
+        let s = SqliteStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        s.event("main", 1, "info", "x").unwrap();
+        assert_eq!(s.check_file(), Ok(()));
+        std::fs::remove_file(&path).unwrap();
+        assert!(s.check_file().unwrap_err().contains("No such file"));
+        std::fs::write(&path, b"").unwrap();
+        assert!(s.check_file().unwrap_err().contains("replaced"));
+    }
+}
