@@ -9,8 +9,14 @@ pub struct PivotProcess {
 
 impl PivotProcess {
     pub fn start(binary: &Path, config: &Path, log: &Path) -> PivotProcess {
+        PivotProcess::start_with_env(binary, config, log, &[])
+    }
+
+    /// As [`PivotProcess::start`], with extra environment variables.
+    pub fn start_with_env(binary: &Path, config: &Path, log: &Path, env: &[(&str, &str)]) -> PivotProcess {
         let out = std::fs::File::create(log).expect("log file");
         let child = Command::new(binary)
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,pivot=debug,mysql_async=warn")
@@ -41,6 +47,23 @@ impl PivotProcess {
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM, then wait up to `bound` for the exit status (killed past it).
+    pub fn terminate(&mut self, bound: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        let start = std::time::Instant::now();
+        while start.elapsed() < bound {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     pub fn log_text(&self) -> String {

@@ -77,10 +77,11 @@ impl Discovery {
         steps
     }
 
-    /// Give waiting seeds the places of instances that never answered.
-    pub fn rotate(&mut self, view: &ClusterView) -> Vec<Step> {
+    /// Give waiting seeds the places of instances that never answered, until
+    /// a primary is `found` (from then on, discovery follows replication).
+    pub fn rotate(&mut self, view: &ClusterView, found: bool) -> Vec<Step> {
         let mut steps = Vec::new();
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() || found {
             return steps;
         }
         let stale: Vec<InstanceKey> = view
@@ -163,10 +164,11 @@ mod tests {
             for k in view.keys().cloned().collect::<Vec<_>>() {
                 view.apply(down(&k.to_string(), rounds * 10, FailureKind::Refused), 10);
             }
-            let steps = d.rotate(&view);
+            let steps = d.rotate(&view, false);
             apply(&mut view, &steps);
         }
         view.apply(up("10.0.0.1:3306", 1_000, state(1, "0-1-5")), 10);
+        assert_eq!(d.rotate(&view, true), vec![], "once a primary is found, waiting seeds stay waiting");
         // A replica it names gets a place at once, at a bogus seed's expense.
         let steps = d.offer(&view, key("10.0.0.2:3306"), true, &[]);
         said += steps.iter().filter(|s| matches!(s, Step::LimitReached(_))).count();

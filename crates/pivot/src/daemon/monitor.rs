@@ -276,7 +276,8 @@ impl Monitor {
         for key in referenced {
             self.learn(key, true);
         }
-        for step in self.discovery.rotate(&self.view) {
+        let found = pivot_core::Topology::derive(&self.view).primary.is_some();
+        for step in self.discovery.rotate(&self.view, found) {
             self.apply_discovery(step);
         }
         let analysis = analyze(&self.view, &self.cfg.detection, clock::now());
@@ -479,8 +480,18 @@ impl Monitor {
 
     fn retry_unrecorded(&mut self) {
         let Some(o) = self.unrecorded.clone() else { return };
-        let lost: Vec<String> = o.lost.iter().map(ToString::to_string).collect();
-        match self.store(|s| s.finish_recovery(o.id, o.status, &o.summary, &lost, clock::wall_ms())) {
+        let env = self.env.clone();
+        let written = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(recovery::driver::record_end(
+                &env,
+                o.id,
+                o.status,
+                &o.summary,
+                &o.lost,
+                o.block_until,
+            ))
+        });
+        match written {
             Ok(()) => {
                 tracing::info!(cluster = %self.cfg.name, recovery = o.id, "the end of recovery {} is recorded now", o.id);
                 self.unrecorded = None;

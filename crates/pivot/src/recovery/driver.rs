@@ -58,6 +58,9 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
                 if let Some(why) = m.abandoned() {
                     perf.data.outcome = format!("aborted: {why}");
                 }
+                if crate::failpoint::fires(&format!("panic_before_step:{}", step.name())) {
+                    panic!("failpoint panic_before_step:{} (PIVOT_FAILPOINTS)", step.name());
+                }
                 let end = run_recorded(&mut perf, seq, &step, check_first, needs_record).await;
                 m.set_may_act(may_act());
                 m.step_ended(seq, end)
@@ -127,18 +130,10 @@ pub fn status_of(s: Status) -> RecoveryStatus {
 pub async fn finish(env: &RecoveryEnv, id: i64, failed: &pivot_core::InstanceKey, f: Finish) -> Outcome {
     let cluster = &env.cluster.name;
     let status = status_of(f.status);
-    if f.block {
-        let until = clock::wall_ms() + env.cluster.failover.block_period.as_millis() as i64;
-        let c = cluster.clone();
-        if let Err(e) = blocking(env, move |s| s.block(&c, id, until)).await {
-            tracing::error!(%cluster, recovery = id, "cannot record the anti-flapping block: {e}");
-        }
-    }
-    let lost: Vec<String> = f.lost.iter().map(ToString::to_string).collect();
+    let block_until = f.block.then(|| clock::wall_ms() + env.cluster.failover.block_period.as_millis() as i64);
     let mut unrecorded = None;
     for attempt in 1..=FINISH_ATTEMPTS {
-        let (summary, lost, at) = (f.summary.clone(), lost.clone(), clock::wall_ms());
-        match blocking(env, move |s| s.finish_recovery(id, status, &summary, &lost, at)).await {
+        match record_end(env, id, status, &f.summary, &f.lost, block_until).await {
             Ok(()) => {
                 unrecorded = None;
                 break;
@@ -163,9 +158,32 @@ pub async fn finish(env: &RecoveryEnv, id: i64, failed: &pivot_core::InstanceKey
         lost: f.lost,
         summary: f.summary,
         alert: f.alert,
+        block_until,
         unrecorded,
         parked: false,
     }
+}
+
+/// Write the end of a recovery: the anti-flapping block first, then the
+/// status (so a recovery never looks ended without its block).
+pub async fn record_end(
+    env: &RecoveryEnv,
+    id: i64,
+    status: RecoveryStatus,
+    summary: &str,
+    lost: &[pivot_core::InstanceKey],
+    block_until: Option<i64>,
+) -> Result<(), String> {
+    let cluster = env.cluster.name.clone();
+    let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
+    let summary = summary.to_string();
+    blocking(env, move |s| {
+        if let Some(until) = block_until {
+            s.block(&cluster, id, until)?;
+        }
+        s.finish_recovery(id, status, &summary, &lost, clock::wall_ms())
+    })
+    .await
 }
 
 async fn park(
@@ -196,6 +214,7 @@ async fn park(
         lost: vec![],
         summary,
         alert: true,
+        block_until: None,
         unrecorded: None,
         parked: true,
     }

@@ -78,6 +78,8 @@ pub struct Outcome {
     pub summary: String,
     /// Operators must be told.
     pub alert: bool,
+    /// The anti-flapping block it started (wall ms), if any.
+    pub block_until: Option<i64>,
     /// The end could not be written to the state file (why).
     pub unrecorded: Option<String>,
     /// Stopped at a step boundary; still `running` in the state file.

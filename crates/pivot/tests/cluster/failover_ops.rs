@@ -5,12 +5,6 @@ use crate::support::*;
 use pivot_drill::{eventually, missing_writes};
 use std::time::Duration;
 
-fn cli(rig: &Rig, args: &[&str]) -> std::process::Output {
-    let mut all = args.to_vec();
-    all.extend(["--config", rig.config.to_str().unwrap()]);
-    run_pivot(&all)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn s10_second_failure_in_the_block_period_waits_for_an_operator() {
     let mut rig = Rig::start(4, false, |_| String::new()).await;

@@ -11,4 +11,5 @@ mod failover_network;
 mod failover_ops;
 mod failover_restart;
 mod failover_rules;
+mod hostile;
 mod monitoring;

@@ -220,6 +220,13 @@ pub async fn read_only(sb: &TestSandbox, node: &str) -> Option<bool> {
 }
 
 /// The first recovery in a history document (the newest).
+/// Run a pivot command on the rig's configuration.
+pub fn cli(rig: &Rig, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--config", rig.config.to_str().unwrap()]);
+    run_pivot(&all)
+}
+
 /// Start a fresh daemon on the same configuration (after the old one died).
 pub fn restart_daemon(rig: &mut Rig) {
     rig.pivot = start_daemon(&rig.sb, &rig.config);

@@ -1,0 +1,22 @@
+//! Failure injection for the chaos tests: `PIVOT_FAILPOINTS` names points
+//! where a running pivot fails on purpose, each at most once per process.
+//! Unset (always, in production) nothing happens.
+//!
+//! * `panic_before_step:NAME`: the recovery task panics before it runs the
+//!   first step called NAME (e.g. `promote`), as a bug would.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+fn armed() -> &'static Mutex<HashSet<String>> {
+    static ARMED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        let spec = std::env::var("PIVOT_FAILPOINTS").unwrap_or_default();
+        Mutex::new(spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    })
+}
+
+/// Whether the failpoint `name` fires now (it is disarmed as it fires).
+pub fn fires(name: &str) -> bool {
+    armed().lock().unwrap_or_else(|p| p.into_inner()).remove(name)
+}

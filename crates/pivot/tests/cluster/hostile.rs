@@ -1,0 +1,273 @@
+//! What a hostile tester found (issue 6), each on real servers: interrupted
+//! veto hooks, a typo'd forced target, a panicking recovery, a disk that
+//! fills under the state file, SIGTERM mid-recovery, bogus seeds.
+
+use crate::support::*;
+use pivot_drill::{eventually, missing_writes, PivotProcess};
+use std::time::Duration;
+
+/// Issue 6, item 1: a fence (STONITH) hook that sleeps, then fails, is
+/// running when pivot is SIGKILLed. On restart it is asked again (its verdict
+/// was never given): its failure vetoes, nothing is promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_fence_hook_is_asked_again_and_its_failure_still_vetoes() {
+    let mut rig = Rig::start(3, false, |sb| {
+        let (calls, pid) = (sb.dir.join("fence.calls"), sb.dir.join("fence.pid"));
+        // The first call hangs (pivot is killed meanwhile); every call fails.
+        let fence = script(
+            sb,
+            "fence",
+            &format!(
+                "echo call >> {c}; [ ! -e {p} ] && {{ echo $$ > {p}; sleep 30; }}; echo 'STONITH failed' >&2; exit 1",
+                c = calls.display(),
+                p = pid.display()
+            ),
+        );
+        format!("[cluster.hooks]\nfence = [\"{}\"]\ntimeout = \"60s\"\n", fence.display())
+    })
+    .await;
+    rig.sb.kill("node1").unwrap();
+    wait_step_running(&rig, "hook_fence").await;
+    rig.pivot.kill();
+    let hook_pid: i32 = eventually(WAIT, "hook pid", || async {
+        std::fs::read_to_string(rig.sb.dir.join("fence.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    // SAFETY: the process group of the hook this test's pivot started.
+    unsafe { libc::kill(-hook_pid, libc::SIGKILL) };
+    restart_daemon(&mut rig);
+    let h = wait_recovery_status(&rig, "aborted").await;
+    let r = last_recovery(&h);
+    let s = steps(r);
+    assert!(s.contains(&"hook_fence=failed".to_string()), "the hook was asked again and failed: {s:?}");
+    assert!(!s.iter().any(|s| s.starts_with("promote")), "never promoted on a veto: {s:?}");
+    assert!(r["summary"].as_str().unwrap().contains("STONITH failed"), "{r:#}");
+    assert!(rig.writable_nodes().await.is_empty(), "nothing was made writable");
+    let calls = std::fs::read_to_string(rig.sb.dir.join("fence.calls")).unwrap();
+    assert!(calls.lines().count() >= 2, "asked again after the restart: {calls}");
+}
+
+/// Issue 6, items 1 and 6: SIGTERM while a pre-failover hook runs. The stop
+/// is graceful: the running recovery finishes (here the hook vetoes), pivot
+/// exits 0, and the veto holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_veto_hook_lets_the_recovery_finish_and_the_veto_holds() {
+    let mut rig = Rig::start(3, false, |sb| {
+        let started = sb.dir.join("pre.started");
+        let pre = script(sb, "pre", &format!("touch {}; sleep 2; echo 'not now' >&2; exit 1", started.display()));
+        format!("[cluster.hooks]\npre_failover = [\"{}\"]\n", pre.display())
+    })
+    .await;
+    rig.sb.kill("node1").unwrap();
+    wait_step_running(&rig, "hook_pre_failover").await;
+    let status = rig.pivot.terminate(Duration::from_secs(60)).expect("pivot exits within its grace period");
+    assert_eq!(status.code(), Some(0), "the recovery finished before pivot stopped");
+    let h = rig.history();
+    let r = last_recovery(&h);
+    assert_eq!(r["status"], "aborted", "{r:#}");
+    assert!(steps(r).contains(&"hook_pre_failover=failed".to_string()), "{:?}", steps(r));
+    assert!(rig.writable_nodes().await.is_empty(), "the veto held");
+    // The replicas were given back to the old primary, not left frozen.
+    for node in ["node2", "node3"] {
+        let mut s = rig.sb.admin(node).await.unwrap();
+        let st = pivot_server::actions::replication_status(&mut s).await.unwrap().unwrap();
+        assert_eq!(st.source.to_string(), rig.key("node1"), "{node}");
+        assert_ne!(st.io_thread, pivot_core::observation::IoThread::Stopped, "{node}: IO thread restarted");
+    }
+}
+
+/// Issue 6, item 6: SIGTERM in the middle of a recovery that can finish:
+/// pivot finishes it, then exits 0 with the replicas following the new primary.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_recovery_finishes_it_before_exiting() {
+    let mut rig = Rig::start(3, false, |sb| {
+        let pre = script(sb, "pre", "sleep 1; exit 0");
+        format!("[cluster.hooks]\npre_failover = [\"{}\"]\n", pre.display())
+    })
+    .await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    wait_step_running(&rig, "hook_pre_failover").await;
+    let status = rig.pivot.terminate(Duration::from_secs(60)).expect("pivot exits within its grace period");
+    assert_eq!(status.code(), Some(0));
+    let h = rig.history();
+    let r = last_recovery(&h);
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    let new = r["new_primary"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(rig.writable_nodes().await, vec![new.clone()]);
+    let other = ["node2", "node3"].into_iter().find(|n| rig.key(n) != new).unwrap();
+    let mut s = rig.sb.admin(other).await.unwrap();
+    let st = pivot_server::actions::replication_status(&mut s).await.unwrap().unwrap();
+    assert_eq!(st.source.to_string(), new, "the other replica follows the new primary");
+}
+
+/// Issue 6, item 2: a typo'd target, forced, on a healthy cluster. Refused
+/// before anything changes: the primary stays writable and takes writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_failover_to_a_typo_changes_nothing() {
+    let rig = Rig::start(3, false, |_| "[cluster.failover]\nautomatic = false\n".into()).await;
+    let out = cli(&rig, &["failover", "--cluster", "sandbox", "--to", "127.0.0.1:9999", "--force"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:9999 is not a replica"), "{err}");
+    assert_eq!(rig.writable_nodes().await, vec![rig.key("node1")], "the live primary was not fenced");
+    let writer = rig.writer(7);
+    eventually(WAIT, "writes acknowledged by the primary", || async {
+        let n = writer.acks().len();
+        (n > 20).then_some(()).ok_or(format!("{n} acknowledged"))
+    })
+    .await;
+    let acks = writer.stop().await;
+    let missing = missing_writes(&mut rig.sb.admin("node1").await.unwrap(), &acks).await;
+    assert!(missing.is_empty());
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    let r = last_recovery(&rig.history()).clone();
+    assert_eq!(steps(&r), Vec::<String>::new(), "no step ran: {r:#}");
+}
+
+/// Issue 6, item 3: a recovery task that panics (a bug) does not leave
+/// failover silently off: the control loop resumes the recovery from the
+/// state file, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_recovery_is_resumed_from_the_state_file() {
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
+    rig.pivot.kill();
+    let log = rig.sb.dir.join("pivot-failpoint.log");
+    rig.pivot = PivotProcess::start_with_env(
+        pivot_bin(),
+        &rig.config,
+        &log,
+        &[("PIVOT_FAILPOINTS", "panic_before_step:promote")],
+    );
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    assert_eq!(rig.writable_nodes().await, vec![new]);
+    let h = wait_recovery_status(&rig, "succeeded").await;
+    let all = h["recoveries"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "the same recovery, resumed: {h:#}");
+    let s = steps(&all[0]);
+    assert_eq!(s.iter().filter(|s| s.starts_with("promote=")).count(), 1, "{s:?}");
+    let events = h["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["message"].as_str().unwrap_or("").contains("the recovery task failed")),
+        "an alert says so: {events:?}"
+    );
+}
+
+/// Issue 6, item 3: the disk under the state file fills up during a
+/// recovery (a post-failover hook fills it), so its end cannot be written.
+/// pivot alerts, shows it in status, writes the end once there is room, and
+/// the next failure is failed over: failover was never silently off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_the_state_file_is_alerted_and_failover_stays_on() {
+    let rig = Rig::start(3, false, |_| String::new()).await;
+    let small = TinyDisk::mount(&rig.sb.dir.join("small"));
+    let alerts = rig.sb.dir.join("alerts.out");
+    let alert = script(&rig.sb, "alert", &format!("echo \"$PIVOT_OUTCOME\" >> {}", alerts.display()));
+    let filler = small.dir.join("filler");
+    let fill = script(&rig.sb, "fill", &format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; exit 0", filler.display()));
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let text = text.replace(
+        &format!("state = \"{}/test-pivot.db\"", rig.sb.dir.display()),
+        &format!("state = \"{}/state.db\"", small.dir.display()),
+    ) + &format!(
+        "[cluster.hooks]\npost_failover = [\"{}\"]\nalert = [\"{}\"]\n[cluster.failover]\nblock_period = \"1h\"\n",
+        fill.display(),
+        alert.display()
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    let mut rig = rig;
+    rig.pivot.kill();
+    restart_daemon(&mut rig);
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    eventually(WAIT, "the unwritable end is shown in status", || async {
+        let c = api_cluster(rig.addr).await?;
+        let problems = c["recovery"]["control_problems"].to_string();
+        problems.contains("cannot be written").then_some(()).ok_or(problems)
+    })
+    .await;
+    eventually(WAIT, "an alert", || async {
+        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+        text.contains("cannot be written").then_some(()).ok_or(text)
+    })
+    .await;
+    std::fs::remove_file(&filler).unwrap();
+    let h = wait_recovery_status(&rig, "succeeded").await;
+    assert_eq!(last_recovery(&h)["new_primary"], new.as_str());
+    eventually(WAIT, "the problem cleared", || async {
+        let c = api_cluster(rig.addr).await?;
+        let problems = c["recovery"]["control_problems"].as_array().map_or(0, Vec::len);
+        (problems == 0).then_some(()).ok_or(c["recovery"].to_string())
+    })
+    .await;
+    // The block was written too; acknowledged, the next failure is failed over.
+    let out = cli(&rig, &["ack", "--cluster", "sandbox"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let new_node = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().name.clone();
+    rig.sb.kill(&new_node).unwrap();
+    let third = rig.wait_new_primary(&new).await;
+    assert_ne!(third, old);
+    drop(small);
+}
+
+/// Issue 6, item 7: 300 seeds that refuse connections, plus the real
+/// primary, with the default max_instances (256). The instances that answer
+/// win; the limit is said once; a dead primary is failed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn bogus_seeds_do_not_starve_discovery() {
+    let rig = Rig::start(3, false, |_| String::new()).await;
+    let mut seeds: Vec<String> = (0..300).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    seeds.push(rig.key("node1"));
+    let (config, addr) = write_config(&rig.sb, ConfigOptions { seeds, ..Default::default() });
+    let mut rig = rig;
+    rig.pivot.kill();
+    rig.config = config;
+    rig.addr = addr;
+    restart_daemon(&mut rig);
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    let c = eventually(WAIT, "both replicas watched", || async {
+        let c = api_cluster(rig.addr).await?;
+        let ok = ["node2", "node3"].iter().all(|n| instance(&c, &rig.key(n)).is_some_and(|i| i["reachable"] == true));
+        ok.then(|| c.clone()).ok_or(c["signal"].to_string())
+    })
+    .await;
+    assert!(c["recovery"]["discovery_limit"].as_str().unwrap().contains("max_instances 256 reached"), "{c:#}");
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    rig.wait_new_primary(&old).await;
+    let said = rig.pivot.log_text().matches("max_instances (256) reached").count();
+    assert_eq!(said, 1, "the limit is said once");
+}
+
+/// A 1 MiB tmpfs mounted for one test (root only), unmounted on drop.
+struct TinyDisk {
+    dir: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path) -> TinyDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
+        TinyDisk { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
