@@ -6,7 +6,8 @@
 //! * [`gate`]: the one gate every action passes (automatic recovery, resume,
 //!   fence enforcement, manual failover);
 //! * [`backoff`]: the retry backoff after aborted automatic attempts;
-//! * [`verdict`]: rejoin or quarantine for a former primary that answers.
+//! * [`verdict`]: rejoin or quarantine for a former primary that answers;
+//! * [`split_brain`]: which writer to make read-only when two are writable.
 //!
 //! The daemon, the CLI and the simulator drive these same machines.
 
@@ -14,6 +15,7 @@ pub mod backoff;
 mod ended;
 pub mod gate;
 pub mod recovery;
+pub mod split_brain;
 pub mod verdict;
 
 pub use ended::Ended;

@@ -19,6 +19,7 @@ use crate::recovery::{self, owner, Outcome, RecoveryEnv, RecoveryError, Trigger}
 use crate::render::{snapshot, ClusterSnapshot, FormerPrimary, RecoveryState};
 use pivot_core::control::backoff::Backoff;
 use pivot_core::control::gate::{decide, Decision, Gate};
+use pivot_core::control::split_brain::{self, Resolution};
 use pivot_core::control::verdict;
 use pivot_core::view::Change;
 use pivot_core::{analyze, ClusterAnalysis, ClusterView, Code, InstanceKey, Millis, Observation};
@@ -288,6 +289,9 @@ impl Monitor {
         if writable {
             self.enforce_fence(&observed);
         }
+        if let Some(Resolution::Fence { intruders, reason, .. }) = split_brain::resolve(&self.view, &analysis) {
+            self.fence_intruders(intruders, &reason);
+        }
         self.log_analysis(&analysis);
         self.steer_probes(&analysis, &observed);
         if self.pending_resume.is_some() && self.recovery.is_none() && self.view.complete() {
@@ -533,6 +537,37 @@ impl Monitor {
                 self.fence_tasks.insert(key.clone(), task);
             }
             self.learn(key, true);
+        }
+    }
+
+    /// Writable instances nobody follows while the replicas follow another:
+    /// recorded in the fence list (kept in memory if the file cannot be
+    /// written), made read-only at once, alerted.
+    fn fence_intruders(&mut self, intruders: Vec<InstanceKey>, reason: &str) {
+        for key in intruders {
+            if self.fence_tasks.get(&key).is_some_and(|t| !t.is_finished()) {
+                continue;
+            }
+            let entry = FencedInstance {
+                cluster: self.cfg.name.clone(),
+                instance: key.to_string(),
+                recovery_id: None,
+                since: clock::wall_ms(),
+                status: "pending".into(),
+                detail: reason.to_string(),
+            };
+            if let Err(e) = self.store(|s| s.fence_register(&entry)) {
+                self.control_problem("fence_list", format!("cannot record {key} in the fence list: {e}"));
+            }
+            self.fenced.insert(key.clone(), entry);
+            self.alerts.raise_text(&format!("split_brain:{key}"), reason);
+            let task = fence_watch::fence_now(
+                key.clone(),
+                self.cfg.credentials.clone(),
+                self.cfg.probe_timeout,
+                self.fence_tx.clone(),
+            );
+            self.fence_tasks.insert(key, task);
         }
     }
 

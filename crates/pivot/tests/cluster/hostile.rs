@@ -271,3 +271,54 @@ impl Drop for TinyDisk {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+/// Issue 6, item 4: a split brain is resolved, not only logged. A replica
+/// made writable and detached (nobody follows it, the others follow the
+/// primary) is made read-only, recorded in the fence list, and alerted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writable_instance_nobody_follows_is_made_read_only() {
+    let rig = Rig::start(3, false, |_| String::new()).await;
+    exec(&rig.sb, "node3", &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"]).await;
+    let node3 = rig.key("node3");
+    eventually(WAIT, "node3 made read-only and recorded", || async {
+        let c = api_cluster(rig.addr).await?;
+        let fenced = c["recovery"]["fenced"].as_array().is_some_and(|f| f.iter().any(|f| f["instance"] == node3));
+        (fenced && read_only(&rig.sb, "node3").await == Some(true)).then_some(()).ok_or(c["recovery"].to_string())
+    })
+    .await;
+    assert_eq!(rig.writable_nodes().await, vec![rig.key("node1")], "the primary kept writing");
+    let h = rig.history();
+    let events = h["events"].to_string();
+    assert!(events.contains("split brain") && events.contains(&node3), "{events}");
+}
+
+/// Issue 6, item 4: the state file deleted while pivot runs is noticed
+/// (status and alert), and after a restart with no fence list the former
+/// primary, back writable, is fenced as a split brain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_state_file_is_noticed_and_the_returning_primary_is_still_fenced() {
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    rig.wait_new_primary(&old).await;
+    let state = rig.sb.dir.join("test-pivot.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
+    }
+    eventually(WAIT, "the missing state file in status", || async {
+        let c = api_cluster(rig.addr).await?;
+        let p = c["recovery"]["control_problems"].to_string();
+        p.contains("test-pivot.db").then_some(()).ok_or(p)
+    })
+    .await;
+    rig.pivot.kill();
+    rig.sb.start("node1").await.unwrap();
+    exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
+    restart_daemon(&mut rig);
+    eventually(WAIT, "the former primary fenced again", || async {
+        let ro = read_only(&rig.sb, "node1").await;
+        (ro == Some(true)).then_some(()).ok_or(format!("read_only {ro:?}"))
+    })
+    .await;
+    assert_eq!(rig.writable_nodes().await.len(), 1);
+}
