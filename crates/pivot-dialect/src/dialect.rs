@@ -1,5 +1,7 @@
 //! The statements pivot sends, worded for one server flavour and version.
 
+use crate::privileges::{self, PrivilegeNeed, PrivilegeReport};
+use crate::rows::TextRow;
 use crate::sql::{quote, Sql};
 use pivot_core::version::{Flavor, ServerVersion};
 use pivot_core::{GtidSet, InstanceKey};
@@ -16,6 +18,22 @@ pub struct Dialect {
     new_variable_names: bool,
     /// MariaDB 10.3.3+: semi-sync is built in, its variables always exist.
     builtin_semi_sync: bool,
+    /// Which privileges allow what (see [`Dialect::privilege_needs`]).
+    privileges: PrivilegeModel,
+}
+
+/// The server's privilege system, as far as pivot's statements are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrivilegeModel {
+    /// MySQL 5.7 and MariaDB before 10.5.2: `SUPER` does the administration.
+    Super,
+    /// MariaDB 10.5.2+: `SUPER` split into fine-grained privileges. Replica
+    /// status needs `SLAVE MONITOR` from 10.5.9 (`REPLICATION SLAVE ADMIN`
+    /// before); `read_only` needs `READ_ONLY ADMIN`, which `SUPER` no longer
+    /// includes from 10.11.
+    MariaDbSplit { slave_monitor: bool, read_only_admin_only: bool },
+    /// MySQL 8.0+: dynamic privileges, `SUPER` deprecated but still honoured.
+    MySqlDynamic,
 }
 
 /// Where a replica should replicate from. Unset fields keep the replica's
@@ -38,7 +56,27 @@ impl Dialect {
             source_words: mysql && version.at_least(8, 0, 23),
             new_variable_names: mysql && version.at_least(8, 0, 26),
             builtin_semi_sync: !mysql && version.at_least(10, 3, 3),
+            privileges: if mysql {
+                if version.at_least(8, 0, 0) {
+                    PrivilegeModel::MySqlDynamic
+                } else {
+                    PrivilegeModel::Super
+                }
+            } else if version.at_least(10, 5, 2) {
+                PrivilegeModel::MariaDbSplit {
+                    slave_monitor: version.at_least(10, 5, 9),
+                    read_only_admin_only: version.at_least(10, 11, 0),
+                }
+            } else {
+                PrivilegeModel::Super
+            },
         }
+    }
+
+    /// The server's version, asked before the dialect is known (columns
+    /// `version` and `version_comment`; see [`crate::parse_version`]).
+    pub fn version_query() -> Sql {
+        Sql::plain("SELECT @@version AS version, @@version_comment AS version_comment")
     }
 
     fn replica_word(&self) -> &'static str {
@@ -246,6 +284,72 @@ impl Dialect {
         Sql::plain(format!("KILL CONNECTION {id}"))
     }
 
+    // ---- privileges ---------------------------------------------------------------
+
+    /// The current account's grants (one column, one `GRANT` per row).
+    pub fn grants_query(&self) -> Sql {
+        Sql::plain("SHOW GRANTS")
+    }
+
+    /// The global privileges pivot's statements need on this server, each
+    /// with what pivot uses it for.
+    pub fn privilege_needs(&self) -> Vec<PrivilegeNeed> {
+        use PrivilegeModel::*;
+        let need = |any_of: Vec<&'static str>, purpose: String| PrivilegeNeed { any_of, purpose };
+        let w = self.replica_word();
+        let status = self.replica_status_query();
+        let hosts = self.replica_hosts_query();
+        let change = if self.source_words { "CHANGE REPLICATION SOURCE" } else { "CHANGE MASTER" };
+        let read_only = match self.flavor {
+            Flavor::MariaDb => "SET GLOBAL read_only",
+            Flavor::MySql => "SET GLOBAL read_only and super_read_only",
+        };
+        let semi_sync = format!("SET GLOBAL {}", self.semi_sync_primary_var());
+        let (status_privs, hosts_privs, control, ro, kill, semi) = match self.privileges {
+            Super => (
+                vec!["REPLICATION CLIENT", "SUPER"],
+                vec!["REPLICATION SLAVE"],
+                vec!["SUPER"],
+                vec!["SUPER"],
+                vec!["SUPER"],
+                vec!["SUPER"],
+            ),
+            MariaDbSplit { slave_monitor, read_only_admin_only } => (
+                if slave_monitor { vec!["SLAVE MONITOR", "SUPER"] } else { vec!["REPLICATION SLAVE ADMIN", "SUPER"] },
+                vec!["REPLICATION MASTER ADMIN"],
+                vec!["REPLICATION SLAVE ADMIN", "SUPER"],
+                if read_only_admin_only { vec!["READ_ONLY ADMIN"] } else { vec!["READ_ONLY ADMIN", "SUPER"] },
+                vec!["CONNECTION ADMIN", "SUPER"],
+                vec!["REPLICATION MASTER ADMIN", "SUPER"],
+            ),
+            MySqlDynamic => (
+                vec!["REPLICATION CLIENT", "SUPER"],
+                vec!["REPLICATION SLAVE"],
+                vec!["REPLICATION_SLAVE_ADMIN", "SUPER"],
+                vec!["SYSTEM_VARIABLES_ADMIN", "SUPER"],
+                vec!["CONNECTION_ADMIN", "SUPER"],
+                vec!["SYSTEM_VARIABLES_ADMIN", "SUPER"],
+            ),
+        };
+        vec![
+            need(status_privs, format!("{status}: reading replication state")),
+            need(hosts_privs, format!("{hosts}: discovering replicas")),
+            need(vec!["PROCESS"], "the process list: replication threads, sessions to end when fencing".into()),
+            need(control, format!("STOP/START {w}, {change}: freezing, catching up, repointing")),
+            need(vec!["RELOAD"], format!("{}: promoting a replica", self.reset_replica_all())),
+            need(ro, format!("{read_only}: fencing, promoting")),
+            need(kill, "KILL: ending sessions when fencing, unblocking a stuck IO thread".into()),
+            need(semi, format!("{semi_sync}: semi-sync on a new primary")),
+        ]
+    }
+
+    /// What the account lacks, from the rows of [`Dialect::grants_query`].
+    pub fn missing_privileges(&self, grants: &[TextRow]) -> PrivilegeReport {
+        // MariaDB lists the grants of the active role (and the roles it was
+        // granted); MySQL lists role grants without their privileges.
+        privileges::check(&self.privilege_needs(), grants, self.flavor == Flavor::MariaDb)
+    }
+
     // ---- semi-sync --------------------------------------------------------------
 
     fn semi_sync_primary_var(&self) -> &'static str {
@@ -270,6 +374,14 @@ impl Dialect {
 
     pub fn set_semi_sync_replica(&self, on: bool) -> Sql {
         Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_replica_var(), on_off(on)))
+    }
+
+    /// A statement that waits `seconds` on the server. pivot keeps one
+    /// running on the primary: when the server dies, the kernel closes the
+    /// connection at once and the wait ends with an error, long before the
+    /// next probe would have noticed.
+    pub fn wait_on_server(&self, seconds: u32) -> Sql {
+        Sql::plain(format!("SELECT SLEEP({seconds})"))
     }
 }
 

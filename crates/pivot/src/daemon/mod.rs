@@ -1,6 +1,7 @@
 //! `pivot run`: watch every configured cluster, serve HTTP, act on failures.
 
 mod alerts;
+mod crash_watch;
 mod discovery;
 mod monitor;
 mod prober;

@@ -82,6 +82,10 @@ pub struct Monitor {
     fence_tasks: BTreeMap<InstanceKey, JoinHandle<()>>,
     fence_tx: mpsc::Sender<Fenced>,
     fence_rx: mpsc::Receiver<Fenced>,
+    /// The connection kept waiting on the primary (see `crash_watch`).
+    watch: Option<(InstanceKey, JoinHandle<()>, Instant)>,
+    watch_tx: mpsc::Sender<InstanceKey>,
+    watch_rx: mpsc::Receiver<InstanceKey>,
 }
 
 impl Monitor {
@@ -89,6 +93,7 @@ impl Monitor {
         let cfg = env.cluster.clone();
         let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
         let (fence_tx, fence_rx) = mpsc::channel(64);
+        let (watch_tx, watch_rx) = mpsc::channel(8);
         let view = ClusterView::default();
         let first = snapshot(&cfg.name, &view, &analyze(&view, &cfg.detection, clock::now()));
         let (published, subscriber) = watch::channel(Arc::new(first));
@@ -121,6 +126,9 @@ impl Monitor {
             fence_tasks: BTreeMap::new(),
             fence_tx,
             fence_rx,
+            watch: None,
+            watch_tx,
+            watch_rx,
         };
         (monitor, subscriber)
     }
@@ -200,6 +208,7 @@ impl Monitor {
             tokio::select! {
                 Some(obs) = self.rx.recv() => self.on_observation(obs),
                 Some(f) = self.fence_rx.recv() => self.on_fenced(f),
+                Some(k) = self.watch_rx.recv() => self.on_watch_ended(k),
                 done = wait(&mut self.recovery) => self.on_recovery_done(done),
                 _ = tick.tick() => self.on_tick(),
                 _ = shutdown.changed() => break,
@@ -211,6 +220,9 @@ impl Monitor {
     /// Let a running recovery finish (bounded), else park it (bounded).
     async fn shut_down(mut self) -> MonitorExit {
         let cluster = self.cfg.name.clone();
+        if let Some((_, task, _)) = self.watch.take() {
+            task.abort();
+        }
         let Some(mut task) = self.recovery.take() else {
             tracing::info!(%cluster, "stopped watching cluster");
             return MonitorExit::default();
@@ -294,6 +306,7 @@ impl Monitor {
         }
         self.log_analysis(&analysis);
         self.steer_probes(&analysis, &observed);
+        self.keep_watching(&analysis);
         if self.pending_resume.is_some() && self.recovery.is_none() && self.view.complete() {
             self.start_resume();
         } else {
@@ -643,6 +656,37 @@ impl Monitor {
             tracing::warn!(cluster = %self.cfg.name, analysis = %a.code, "{}", a.signal);
         } else {
             tracing::info!(cluster = %self.cfg.name, analysis = %a.code, "{}", a.signal);
+        }
+    }
+
+    /// Keep a connection waiting on the answering primary, restarted at most
+    /// once a second.
+    fn keep_watching(&mut self, a: &ClusterAnalysis) {
+        let Some(primary) = a.primary.as_ref().filter(|p| self.view.get(p).is_some_and(|r| r.reachable())) else {
+            return;
+        };
+        let current = self.watch.as_ref().is_some_and(|(k, t, _)| k == primary && !t.is_finished());
+        let recent = self.watch.as_ref().is_some_and(|(_, _, at)| at.elapsed() < REFRESH);
+        if current || recent {
+            return;
+        }
+        if let Some((_, old, _)) = self.watch.take() {
+            old.abort();
+        }
+        let task = super::crash_watch::spawn(
+            primary.clone(),
+            self.cfg.credentials.clone(),
+            self.cfg.probe_timeout,
+            self.watch_tx.clone(),
+        );
+        self.watch = Some((primary.clone(), task, Instant::now()));
+    }
+
+    /// The primary's watch connection ended: probe it now.
+    fn on_watch_ended(&mut self, key: InstanceKey) {
+        if let Some(p) = self.probers.get(&key) {
+            tracing::debug!(cluster = %self.cfg.name, instance = %key, "watch connection ended: probing now");
+            p.wake();
         }
     }
 
