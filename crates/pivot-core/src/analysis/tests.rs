@@ -431,3 +431,30 @@ fn only_dead_primary_codes_are_failover_worthy() {
     let worthy: Vec<Code> = all.into_iter().filter(|c| c.failover_worthy()).collect();
     assert_eq!(worthy, vec![DeadPrimary, DeadPrimaryAndSomeReplicas]);
 }
+
+/// Every verdict but "fine" and "not sure yet" must reach an operator; a
+/// dead primary above all (the monitor only consults the gate for alerting
+/// verdicts, so a dead primary that stopped alerting would stop failing over).
+#[test]
+fn every_problem_verdict_alerts() {
+    use Code::*;
+    let quiet = [Incomplete, Healthy, PrimaryUnreachableUnconfirmed];
+    let loud = [
+        NoPrimary,
+        SplitBrain,
+        NoWritablePrimary,
+        SemiSyncPrimaryStuck,
+        AllReplicasNotReplicating,
+        PrimaryProbeError,
+        PrimaryUnreachableReplicasReplicating,
+        DeadPrimary,
+        DeadPrimaryAndSomeReplicas,
+        DeadPrimaryWithoutReplicas,
+    ];
+    for c in quiet {
+        assert!(!c.alerting(), "{c} alerts");
+    }
+    for c in loud {
+        assert!(c.alerting(), "{c} does not alert");
+    }
+}
