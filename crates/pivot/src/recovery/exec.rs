@@ -240,7 +240,10 @@ impl Performer {
     }
 
     async fn hook(&mut self, point: HookPoint) -> StepEnd {
-        let Some(argv) = hooks::command_for(&self.env.cluster.hooks, point, &self.data) else {
+        // Building the MHA arguments resolves host names: off the runtime's threads.
+        let (cfg, data) = (self.env.cluster.hooks.clone(), self.data.clone());
+        let argv = tokio::task::spawn_blocking(move || hooks::command_for(&cfg, point, &data)).await.ok().flatten();
+        let Some(argv) = argv else {
             return end(Ended::Skipped, "not configured");
         };
         let result = hooks::run(&argv, point, &self.data, self.env.cluster.hooks.timeout).await;
