@@ -3,7 +3,7 @@
 # Usage: source scripts/deps.sh; ensure_deps
 set -euo pipefail
 
-PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2)
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime)
 
 ensure_deps() {
     local missing=()

@@ -322,3 +322,42 @@ async fn a_deleted_state_file_is_noticed_and_the_returning_primary_is_still_fenc
     .await;
     assert_eq!(rig.writable_nodes().await.len(), 1);
 }
+
+/// Issue 6, time: the wall clock stepped back an hour (libfaketime, the
+/// monotonic clock untouched, as when an operator or NTP steps the clock)
+/// changes no detection: windows and the order of observations run on the
+/// monotonic clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn stepping_the_wall_clock_back_an_hour_changes_no_detection() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(std::path::Path::new(lib).exists(), "libfaketime is installed by scripts/deps.sh");
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
+    let offset = rig.sb.dir.join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    rig.pivot.kill();
+    let log = rig.sb.dir.join("pivot-faketime.log");
+    let offset_text = offset.display().to_string();
+    rig.pivot = PivotProcess::start_with_env(
+        pivot_bin(),
+        &rig.config,
+        &log,
+        &[
+            ("LD_PRELOAD", lib),
+            ("FAKETIME_TIMESTAMP_FILE", &offset_text),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let before = rig.wait_healthy_with_primary(&rig.key("node1")).await["at"].as_u64().unwrap();
+    std::fs::write(&offset, "-3600\n").unwrap();
+    eventually(WAIT, "the daemon's wall clock an hour back", || async {
+        let c = api_cluster(rig.addr).await?;
+        let at = c["at"].as_u64().unwrap_or(u64::MAX);
+        (at + 1_800_000 < before).then_some(()).ok_or(format!("at {at}, before {before}"))
+    })
+    .await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    assert_eq!(rig.writable_nodes().await, vec![new]);
+}
