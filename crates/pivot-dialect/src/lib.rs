@@ -13,10 +13,12 @@
 
 mod dialect;
 mod parse;
+mod privileges;
 mod rows;
 mod sql;
 
 pub use dialect::{ChangeSource, Dialect};
-pub use parse::{ParseError, ProbeRows};
+pub use parse::{parse_version, ParseError, ProbeRows};
+pub use privileges::{MissingPrivilege, PrivilegeNeed, PrivilegeReport};
 pub use rows::TextRow;
 pub use sql::{quote, Sql};

@@ -1,7 +1,7 @@
 //! Walking a topology from its seeds, once.
 
 use crate::credentials::Credentials;
-use crate::probe::probe_all;
+use crate::probe::probe_all_with;
 use pivot_core::{ClusterView, InstanceKey, InstanceState, Millis};
 use std::time::Duration;
 
@@ -15,7 +15,9 @@ pub fn referenced_instances(state: &InstanceState) -> Vec<InstanceKey> {
 
 /// Probe the seeds, then everything they reference, until nothing new turns
 /// up or `max_instances` are known. Instances of one round are probed
-/// concurrently. `now` reads the caller's clock.
+/// concurrently. `now` reads the caller's clock. A port that accepts but
+/// never greets is reported as possibly not a MySQL server
+/// ([`crate::Prober::explaining_silence`]).
 pub async fn discover(
     seeds: &[InstanceKey],
     creds: &Credentials,
@@ -32,7 +34,8 @@ pub async fn discover(
         if pending.is_empty() {
             break;
         }
-        for obs in probe_all(&pending, creds, timeout, &now).await {
+        // Not on a recovery's path: a silent port is looked into.
+        for obs in probe_all_with(&pending, creds, timeout, &now, true).await {
             let referenced = obs.state().map(referenced_instances).unwrap_or_default();
             view.apply(obs, lag_threshold_s);
             for key in referenced {

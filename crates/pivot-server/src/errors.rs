@@ -12,6 +12,13 @@ pub enum SessionError {
     Driver(#[from] mysql_async::Error),
     #[error("{0}")]
     Unexpected(String),
+    /// Something other than a MySQL server answered (see [`crate::greeting`]).
+    #[error("{0}")]
+    NotMySql(String),
+    /// The connection was accepted but no greeting came: a hung server, or
+    /// not a MySQL server.
+    #[error("{0}")]
+    NoGreeting(String),
 }
 
 impl SessionError {
@@ -39,6 +46,9 @@ pub fn classify(err: &SessionError) -> ProbeFailure {
     let kind = match err {
         SessionError::Timeout(_) => FailureKind::Timeout,
         SessionError::Unexpected(_) => FailureKind::Query,
+        // As the driver's protocol errors and timeouts these replace were.
+        SessionError::NotMySql(_) => FailureKind::Network,
+        SessionError::NoGreeting(_) => FailureKind::Timeout,
         SessionError::Driver(e) => match e {
             mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match io.kind() {
                 ErrorKind::ConnectionRefused => FailureKind::Refused,

@@ -15,11 +15,14 @@ pub mod actions;
 mod credentials;
 mod discover;
 mod errors;
+mod greeting;
+mod privileges;
 mod probe;
 mod session;
 
 pub use credentials::{Credentials, Secret};
 pub use discover::{discover, referenced_instances};
 pub use errors::{classify, SessionError};
+pub use privileges::{check_privileges, missing_privileges};
 pub use probe::{probe_all, Prober};
 pub use session::Session;

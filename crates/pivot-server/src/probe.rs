@@ -2,6 +2,7 @@
 
 use crate::credentials::Credentials;
 use crate::errors::{classify, SessionError};
+use crate::greeting;
 use crate::session::Session;
 use pivot_core::observation::{FailureKind, ProbeFailure, ProbeOutcome};
 use pivot_core::{InstanceKey, InstanceState, Millis, Observation};
@@ -15,6 +16,14 @@ pub struct Prober {
     creds: Credentials,
     timeout: Duration,
     session: Option<Session>,
+    /// Look into a connect that timed out before the instance ever greeted
+    /// this prober: a port that accepts and stays silent, or sends half a
+    /// packet, may not be a MySQL server. Costs up to [`greeting::PEEK`] more
+    /// on such a probe, so the recovery's probes do not do it.
+    explain_silence: bool,
+    /// The instance has greeted this prober as a MySQL server once: a later
+    /// silence is a hang, not a wrong port, and is not looked into.
+    greeted: bool,
     probes: u64,
     /// Binlog dump threads change rarely and listing them costs a temporary
     /// table; they are re-read every [`DUMP_THREADS_EVERY`] probes.
@@ -26,7 +35,23 @@ const DUMP_THREADS_EVERY: u64 = 10;
 impl Prober {
     /// `timeout` bounds a whole probe, connect included.
     pub fn new(key: InstanceKey, creds: Credentials, timeout: Duration) -> Prober {
-        Prober { key, creds, timeout, session: None, probes: 0, dump_threads: Vec::new() }
+        Prober {
+            key,
+            creds,
+            timeout,
+            session: None,
+            explain_silence: false,
+            greeted: false,
+            probes: 0,
+            dump_threads: Vec::new(),
+        }
+    }
+
+    /// A prober that says "no MySQL greeting" rather than "no answer" when the
+    /// instance has never greeted it (for `pivot status` and discovery).
+    pub fn explaining_silence(mut self) -> Prober {
+        self.explain_silence = true;
+        self
     }
 
     pub fn key(&self) -> &InstanceKey {
@@ -36,17 +61,32 @@ impl Prober {
     /// Probe once. `at` is the caller's clock reading at the start.
     pub async fn probe(&mut self, at: Millis) -> Observation {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.timeout, self.read_state()).await {
-            Ok(Ok(state)) => ProbeOutcome::Reachable { state: Box::new(state) },
-            Ok(Err(e)) => {
+        let result = match tokio::time::timeout(self.timeout, self.read_state()).await {
+            Ok(result) => result,
+            // The in-flight call was abandoned.
+            Err(_) => Err(SessionError::Timeout(self.timeout.as_millis() as u64)),
+        };
+        let outcome = match result {
+            Ok(state) => ProbeOutcome::Reachable { state: Box::new(state) },
+            Err(e) => {
+                // No session: it was the connect that failed.
+                let connecting = self.session.is_none();
+                // After an error or a timeout the connection is unusable.
                 self.session = None;
-                ProbeOutcome::Unreachable { failure: classify(&e) }
-            }
-            Err(_) => {
-                // The in-flight query was abandoned: the connection is unusable.
-                self.session = None;
-                let message = format!("no answer within {} ms", self.timeout.as_millis());
-                ProbeOutcome::Unreachable { failure: ProbeFailure { kind: FailureKind::Timeout, message } }
+                let e = match e {
+                    // Never greeted: is it a MySQL server at all?
+                    SessionError::Timeout(_) if connecting && self.explain_silence && !self.greeted => {
+                        greeting::explain(&self.key, e, Some(self.timeout)).await
+                    }
+                    e => e,
+                };
+                let failure = match e {
+                    SessionError::Timeout(ms) => {
+                        ProbeFailure { kind: FailureKind::Timeout, message: format!("no answer within {ms} ms") }
+                    }
+                    e => classify(&e),
+                };
+                ProbeOutcome::Unreachable { failure }
             }
         };
         Observation { instance: self.key.clone(), at, latency_us: started.elapsed().as_micros() as u64, outcome }
@@ -54,7 +94,9 @@ impl Prober {
 
     async fn read_state(&mut self) -> Result<InstanceState, SessionError> {
         if !self.session.as_ref().is_some_and(Session::is_usable) {
+            self.session = None;
             self.session = Some(Session::connect(&self.key, &self.creds, self.timeout).await?);
+            self.greeted = true;
         }
         let s = self.session.as_mut().expect("session just ensured");
         let d = s.dialect.clone();
@@ -109,11 +151,24 @@ pub async fn probe_all(
     timeout: Duration,
     now: impl Fn() -> Millis,
 ) -> Vec<Observation> {
+    probe_all_with(keys, creds, timeout, now, false).await
+}
+
+/// [`probe_all`], with [`Prober::explaining_silence`] if `explain_silence`.
+pub(crate) async fn probe_all_with(
+    keys: &[InstanceKey],
+    creds: &Credentials,
+    timeout: Duration,
+    now: impl Fn() -> Millis,
+    explain_silence: bool,
+) -> Vec<Observation> {
     let tasks: Vec<_> = keys
         .iter()
         .map(|key| {
             let (key, creds, at) = (key.clone(), creds.clone(), now());
-            tokio::spawn(async move { Prober::new(key, creds, timeout).probe(at).await })
+            let prober = Prober::new(key, creds, timeout);
+            let mut prober = if explain_silence { prober.explaining_silence() } else { prober };
+            tokio::spawn(async move { prober.probe(at).await })
         })
         .collect();
     let mut out = Vec::with_capacity(tasks.len());

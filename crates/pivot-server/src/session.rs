@@ -2,6 +2,7 @@
 
 use crate::credentials::Credentials;
 use crate::errors::SessionError;
+use crate::greeting;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 use pivot_core::{InstanceKey, ServerVersion};
@@ -33,19 +34,21 @@ impl Session {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .tcp_nodelay(true);
-        let mut conn = bounded(timeout, Conn::new(opts)).await?;
-        let version_query = "SELECT @@version AS version, @@version_comment AS version_comment";
-        let row = match bounded(timeout, conn.query_first::<Row, _>(version_query)).await {
+        let mut conn = match bounded(timeout, Conn::new(opts)).await {
+            Ok(conn) => conn,
+            Err(e) if greeting::worth_a_look(&e) => return Err(greeting::explain(key, e, None).await),
+            Err(e) => return Err(e),
+        };
+        let version_query = Dialect::version_query();
+        let row = match bounded(timeout, conn.query_first::<Row, _>(version_query.text())).await {
             Ok(Some(row)) => to_text_row(row),
-            Ok(None) => return Err(SessionError::Unexpected("SELECT @@version returned no row".into())),
+            Ok(None) => return Err(SessionError::Unexpected(format!("{version_query} returned no row"))),
             Err(e) => {
                 discard(conn);
                 return Err(e);
             }
         };
-        let get = |c: &str| row.get(c).cloned().flatten().unwrap_or_default();
-        let version = ServerVersion::parse(&get("version"), &get("version_comment"))
-            .map_err(|e| SessionError::Unexpected(e.to_string()))?;
+        let version = pivot_dialect::parse_version(&row).map_err(|e| SessionError::Unexpected(e.to_string()))?;
         let dialect = Dialect::for_version(&version);
         Ok(Session { conn: Some(conn), key: key.clone(), version, dialect, timeout })
     }

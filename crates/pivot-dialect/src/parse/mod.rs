@@ -23,12 +23,18 @@ pub struct ProbeRows {
 #[error("unexpected probe result: {0}")]
 pub struct ParseError(pub String);
 
+/// The version from the row of [`crate::Dialect::version_query`] (or of the
+/// variables query, which has the same columns).
+pub fn parse_version(row: &TextRow) -> Result<ServerVersion, ParseError> {
+    let version_text = text(row, &["version"]).ok_or_else(|| ParseError("no @@version".into()))?;
+    ServerVersion::parse(version_text, text(row, &["version_comment"]).unwrap_or_default())
+        .map_err(|e| ParseError(e.to_string()))
+}
+
 impl ProbeRows {
     pub fn into_state(self) -> Result<InstanceState, ParseError> {
         let v = &self.variables;
-        let version_text = text(v, &["version"]).ok_or_else(|| ParseError("no @@version".into()))?;
-        let version = ServerVersion::parse(version_text, text(v, &["version_comment"]).unwrap_or_default())
-            .map_err(|e| ParseError(e.to_string()))?;
+        let version = parse_version(v)?;
         let flavor = version.flavor;
         let gtid = |name: &str| -> Result<GtidSet, ParseError> {
             GtidSet::parse(flavor, text(v, &[name]).unwrap_or_default())
@@ -93,7 +99,8 @@ fn replication(
     executed: &GtidSet,
 ) -> Result<Option<ReplicationStatus>, ParseError> {
     // The default channel (MariaDB connection '' / MySQL channel '') first.
-    let channel_of = |r: &TextRow| text_or_empty(r, &["Connection_name", "Channel_Name"]);
+    // MySQL 5.7's manual spells the column `Channel_name`, 8.0's `Channel_Name`.
+    let channel_of = |r: &TextRow| text_or_empty(r, &["Connection_name", "Channel_Name", "Channel_name"]);
     let Some(row) = rows.iter().find(|r| channel_of(r).is_empty()).or_else(|| rows.first()) else {
         return Ok(None);
     };

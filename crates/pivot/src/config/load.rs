@@ -204,6 +204,7 @@ fn credentials_of(src: &Source, raw: &Spanned<RawCredentials>, table: &str) -> R
                 ),
             )
         })?;
+        check_private(src, f, &path)?;
         text.trim_end_matches(['\n', '\r']).to_string()
     } else {
         let var = c.password_env.as_ref().expect("one source is set");
@@ -214,6 +215,31 @@ fn credentials_of(src: &Source, raw: &Spanned<RawCredentials>, table: &str) -> R
         return Err(src.err(&c.user, format!("[{table}] user is empty")));
     }
     Ok(Credentials { user: c.user.get_ref().clone(), password: Secret::new(password) })
+}
+
+/// Like ssh with a private key: a password file others can read (or write)
+/// is refused.
+fn check_private(src: &Source, at: &Spanned<String>, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| src.err(at, format!("password_file `{}` cannot be read: {e}", path.display())))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let open_to = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "readable",
+        (false, true) => "writable",
+        (true, true) => "readable and writable",
+    };
+    Err(src.err(
+        at,
+        format!(
+            "password_file `{p}` has mode {mode:04o}, {open_to} by group or others: run `chmod 600 {p}` \
+             (only its owner may have access)",
+            p = path.display()
+        ),
+    ))
 }
 
 fn failover(src: &Source, raw: &RawFailover) -> Result<FailoverConfig, ConfigError> {

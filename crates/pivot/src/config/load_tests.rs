@@ -99,10 +99,43 @@ fn password_sources() {
     assert!(e.contains("`PIVOT_TEST_SURELY_UNSET_VAR` is not set"), "{e}");
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+    write_private(&dir.path().join("pw"), "from-file\n");
     let text = GOOD.replace("password = \"inline-secret\"", "password_file = \"pw\"");
     let c = Config::parse(&dir.path().join("pivot.toml"), &text).unwrap();
     assert_eq!(c.clusters[0].credentials.password.expose(), "from-file", "relative path, newline trimmed");
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn password_files_others_can_read_or_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    let text = GOOD.replace("password = \"inline-secret\"", "password_file = \"pw\"");
+    for (mode, open_to) in [
+        (0o644, "readable by group or others"),
+        (0o640, "readable by group or others"),
+        (0o604, "readable by group or others"),
+        (0o620, "writable by group or others"),
+        (0o666, "readable and writable by group or others"),
+    ] {
+        write_private(&pw, "secret\n");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = Config::parse(&dir.path().join("pivot.toml"), &text).expect_err("refused").to_string();
+        assert!(e.contains(":13:"), "{e}");
+        assert!(e.contains(&format!("password_file `{}` has mode {mode:04o}, {open_to}", pw.display())), "{e}");
+        assert!(e.contains(&format!("run `chmod 600 {}`", pw.display())), "{e}");
+        assert!(!e.contains("secret"), "the password never shows: {e}");
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        Config::parse(&dir.path().join("pivot.toml"), &text).unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+    }
 }
 
 #[test]

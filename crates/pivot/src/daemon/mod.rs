@@ -31,6 +31,10 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         handles.push(ClusterHandle { name: cluster.name.clone(), snapshots });
         tasks.push(tokio::spawn(monitor.run(stop_rx.clone())));
     }
+    // Start-up check, off the monitors' path: a missing privilege is logged
+    // now rather than met in the middle of a failover.
+    let privilege_checks: Vec<_> =
+        config.clusters.iter().map(|c| tokio::spawn(log_missing_privileges(Arc::new(c.clone())))).collect();
     let server = match config.pivot.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -52,6 +56,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     };
     shutdown.await;
     tracing::info!("shutting down");
+    privilege_checks.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = stop_tx.send(true);
     let mut unfinished = Vec::new();
     for t in tasks {
@@ -67,4 +72,30 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         anyhow::bail!("stopped with work unfinished: {}", unfinished.join("; "));
     }
     Ok(())
+}
+
+/// Discover the cluster once and log an error for each instance where
+/// pivot's account lacks a privilege a failover needs.
+async fn log_missing_privileges(c: Arc<crate::config::ClusterConfig>) {
+    let view = pivot_server::discover(
+        &c.seeds,
+        &c.credentials,
+        c.probe_timeout,
+        c.max_instances,
+        c.detection.lag_threshold_s,
+        crate::clock::now,
+    )
+    .await;
+    // Reachable, or failing a query (perhaps for want of a privilege).
+    let logged_in = |r: &pivot_core::view::InstanceRecord| {
+        r.reachable() || r.latest.failure().is_some_and(|f| f.kind == pivot_core::observation::FailureKind::Query)
+    };
+    let keys: Vec<_> = view.keys().filter(|k| view.get(k).is_some_and(logged_in)).cloned().collect();
+    for key in keys {
+        match pivot_server::check_privileges(&key, &c.credentials, c.probe_timeout).await {
+            Ok(report) if report.is_complete() => tracing::debug!(cluster = %c.name, "{key}: privileges complete"),
+            Ok(report) => tracing::error!(cluster = %c.name, "{key}: user {}: {report}", c.credentials.user),
+            Err(e) => tracing::warn!(cluster = %c.name, "{key}: could not check privileges: {e}"),
+        }
+    }
 }

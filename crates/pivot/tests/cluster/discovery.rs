@@ -72,6 +72,10 @@ async fn wrong_credentials_and_unreachable_hosts_are_explained() {
 
     let wrong = sb.dir.join("wrong.password");
     std::fs::write(&wrong, "not-the-password").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace(&format!("{}/secrets/pivot.password", sb.dir.display()), &wrong.display().to_string());
