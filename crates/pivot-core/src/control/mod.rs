@@ -1,5 +1,8 @@
 //! The control plane's decisions, as pure state machines.
 //!
+//! * [`cluster`]: the cluster state machine the daemon's monitor performs:
+//!   discovery, probe speed, the gate, resumes, fencing, split brain, alerts;
+//! * [`discovery`]: who is watched within `max_instances`;
 //! * [`recovery`]: runs a plan one step at a time (commands out, step results
 //!   in), abandons and undoes, parks when this process may not act, resumes
 //!   after a restart;
@@ -12,6 +15,8 @@
 //! The daemon, the CLI and the simulator drive these same machines.
 
 pub mod backoff;
+pub mod cluster;
+pub mod discovery;
 mod ended;
 pub mod gate;
 pub mod recovery;

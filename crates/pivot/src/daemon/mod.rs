@@ -2,7 +2,6 @@
 
 mod alerts;
 mod crash_watch;
-mod discovery;
 mod monitor;
 mod prober;
 

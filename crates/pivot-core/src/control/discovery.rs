@@ -7,7 +7,8 @@
 //! of instances that failed [`GIVE_UP_AFTER`] probes without ever answering.
 //! The limit is reported once (log) and kept in status and metrics.
 
-use pivot_core::{ClusterView, InstanceKey};
+use crate::instance::InstanceKey;
+use crate::view::ClusterView;
 use std::collections::VecDeque;
 
 /// Failed probes, with no answer ever, after which a waiting seed takes the place.
@@ -21,7 +22,7 @@ pub enum Step {
     LimitReached(String),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Discovery {
     max: usize,
     waiting: VecDeque<InstanceKey>,
@@ -128,8 +129,8 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pivot_core::fixture::{down, key, state, up};
-    use pivot_core::observation::FailureKind;
+    use crate::fixture::{down, key, state, up};
+    use crate::observation::FailureKind;
 
     fn apply(view: &mut ClusterView, steps: &[Step]) {
         for s in steps {

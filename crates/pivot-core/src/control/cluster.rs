@@ -1,0 +1,710 @@
+//! The cluster state machine: everything a cluster's monitor decides.
+//!
+//! Events in ([`Event`]: an observation, a recovery that ended or whose task
+//! failed, what the state store says, a fence that was applied, the primary's
+//! watch connection ending, a timer, "may act" granted or withdrawn);
+//! commands out ([`Command`]: watch or drop an instance, probe now, switch
+//! probe speed, start or resume a recovery, fence, record, alert, log). The
+//! daemon's monitor only performs the commands and feeds back the results;
+//! the simulator drives this same machine against modelled servers.
+//!
+//! What it decides: discovery within `max_instances`; probe speed while the
+//! primary is suspect; the gate for automatic recovery (with the retry
+//! backoff, the anti-flapping block, the freshness rule, the lease); resuming
+//! a recovery left running by a stopped, killed or failed owner; keeping
+//! former primaries read-only (and judging rejoin or quarantine); resolving a
+//! split brain; which alerts are raised, once each.
+
+use super::backoff::Backoff;
+use super::discovery::{self, Discovery};
+use super::gate::{decide, Decision, Gate};
+use super::split_brain::{self, Resolution};
+use super::verdict;
+use crate::analysis::{analyze, ClusterAnalysis, Code, DetectionSettings};
+use crate::gtid::GtidSet;
+use crate::instance::InstanceKey;
+use crate::observation::Observation;
+use crate::time::Millis;
+use crate::topology::Topology;
+use crate::view::{Change, ClusterView};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How old what the machine knows of the state store may be when it decides
+/// to start a recovery; older, it asks for a fresh read first.
+pub const STORE_FRESH_MS: u64 = 100;
+/// The primary's watch connection is asked for at most this often.
+pub const WATCH_RETRY_MS: u64 = 1_000;
+/// Distinct alerts remembered, so each is raised once.
+const ALERTS_REMEMBERED: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub seeds: Vec<InstanceKey>,
+    pub detection: DetectionSettings,
+    pub automatic: bool,
+    pub max_instances: usize,
+}
+
+/// A recovery the state store says is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningRecovery {
+    pub id: i64,
+    pub owner: String,
+    /// This process owns it.
+    pub ours: bool,
+    /// Its owner's lease has expired, or its process is certainly gone.
+    pub owner_gone: bool,
+}
+
+/// The anti-flapping block, in this process's monotonic time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub until: Millis,
+    /// The same moment in wall time, for display.
+    pub until_wall: i64,
+    pub recovery_id: Option<i64>,
+}
+
+/// One entry of the fence list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceEntry {
+    pub instance: InstanceKey,
+    /// `pending`, `read_only`, `quarantined`.
+    pub status: String,
+    pub detail: String,
+}
+
+/// What the shell read from the state store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreView {
+    pub running: Option<RunningRecovery>,
+    pub block: Option<BlockInfo>,
+    pub fenced: Vec<FenceEntry>,
+    /// The store cannot be read, or its file was deleted or replaced.
+    pub problem: Option<String>,
+    /// The file is the one opened (not deleted or replaced): the fence list
+    /// read from it is the truth; otherwise the list in memory is kept.
+    pub file_ok: bool,
+}
+
+/// How a recovery task ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryEnd {
+    /// It ended (or parked); `promoted`: a new primary is in place.
+    Ended { id: i64, promoted: bool, parked: bool, alert: Option<String>, unrecorded: Option<String> },
+    /// Another process holds the recovery's lease.
+    HeldElsewhere,
+    /// It could not start (the store refused, e.g. another recovery runs).
+    NotStarted { reason: String },
+    /// The task failed (a panic): resume from the store.
+    TaskFailed { reason: String },
+}
+
+/// What fencing an instance came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceResult {
+    pub instance: InstanceKey,
+    pub result: Result<Fenced, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fenced {
+    pub sessions_ended: usize,
+    pub executed: GtidSet,
+    pub took_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Observed(Observation),
+    Store(StoreView),
+    RecoveryEnded(RecoveryEnd),
+    Fence(FenceResult),
+    /// The connection kept waiting on `instance` ended.
+    WatchEnded(InstanceKey),
+    /// The periodic timer (about once a second).
+    Tick,
+    MayAct(bool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start probing an instance.
+    Watch(InstanceKey),
+    /// Stop probing it.
+    Unwatch(InstanceKey),
+    ProbeNow(InstanceKey),
+    /// Probe every instance at the fast interval (primary suspect), or not.
+    SetFast(bool),
+    /// Keep a connection waiting on the primary (see the shell's crash watch).
+    WatchPrimary(InstanceKey),
+    /// Read the state store and report it ([`Event::Store`]).
+    ReadStore,
+    /// Start an automatic failover of the analysis' primary, on this view.
+    StartRecovery {
+        analysis: Box<ClusterAnalysis>,
+        view: Box<ClusterView>,
+    },
+    /// Take over the running recovery `id` (resume it from the store).
+    ResumeRecovery {
+        id: i64,
+        view: Box<ClusterView>,
+    },
+    /// Write the end of a recovery again (it could not be written).
+    RetryUnrecorded,
+    /// Keep trying to connect to a former primary; fence it when it answers.
+    WatchFormerPrimary(InstanceKey),
+    /// Fence an instance that answers now.
+    FenceNow(InstanceKey),
+    /// Add (or replace) an entry of the fence list.
+    RecordFence(FenceEntry),
+    /// Raise an alert (logged, recorded, the alert hook).
+    Alert {
+        text: String,
+        code: Option<Code>,
+        primary: Option<InstanceKey>,
+    },
+    Log {
+        level: Level,
+        text: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RecoveryTask {
+    Idle,
+    /// Asked for; the task runs (`id` once known).
+    Running {
+        id: Option<i64>,
+    },
+}
+
+/// The cluster state machine. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct ClusterMachine {
+    settings: ClusterSettings,
+    view: ClusterView,
+    discovery: Discovery,
+    analysis: ClusterAnalysis,
+    last_code: Option<Code>,
+    fast: bool,
+    watching_primary: Option<InstanceKey>,
+    watch_asked_at: Option<Millis>,
+    task: RecoveryTask,
+    /// A recovery to resume once every instance has been observed.
+    pending_resume: Option<i64>,
+    /// The last recovery task's end could not be written: retried each tick.
+    unrecorded: Option<i64>,
+    recovered_at: Millis,
+    backoff: Backoff,
+    store: StoreView,
+    store_read_at: Option<Millis>,
+    /// A decision to recover waits for a fresh read of the store.
+    wants_fresh_store: bool,
+    fenced: BTreeMap<InstanceKey, FenceEntry>,
+    /// Fences in flight (a watcher or a fence now).
+    fencing: BTreeSet<InstanceKey>,
+    problems: BTreeMap<&'static str, String>,
+    /// The analysis alert last raised; cleared when the cluster is fine.
+    last_alert: Option<String>,
+    raised: VecDeque<String>,
+    may_act: bool,
+    now: Millis,
+}
+
+impl ClusterMachine {
+    /// A machine for one cluster; the first commands watch the seeds and read the store.
+    pub fn new(settings: ClusterSettings, now: Millis) -> (ClusterMachine, Vec<Command>) {
+        let view = ClusterView::default();
+        let analysis = analyze(&view, &settings.detection, now);
+        let mut m = ClusterMachine {
+            discovery: Discovery::new(settings.max_instances),
+            settings,
+            view,
+            analysis,
+            last_code: None,
+            fast: false,
+            watching_primary: None,
+            watch_asked_at: None,
+            task: RecoveryTask::Idle,
+            pending_resume: None,
+            unrecorded: None,
+            recovered_at: Millis(0),
+            backoff: Backoff::default(),
+            store: StoreView { file_ok: true, ..StoreView::default() },
+            store_read_at: None,
+            wants_fresh_store: false,
+            fenced: BTreeMap::new(),
+            fencing: BTreeSet::new(),
+            problems: BTreeMap::new(),
+            last_alert: None,
+            raised: VecDeque::new(),
+            may_act: true,
+            now,
+        };
+        let mut out = vec![Command::ReadStore];
+        for seed in m.settings.seeds.clone() {
+            m.offer(seed, false, &mut out);
+        }
+        (m, out)
+    }
+
+    // ---- what the shell shows --------------------------------------------------
+
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    pub fn analysis(&self) -> &ClusterAnalysis {
+        &self.analysis
+    }
+
+    pub fn fenced(&self) -> impl Iterator<Item = &FenceEntry> {
+        self.fenced.values()
+    }
+
+    /// Problems that keep pivot from acting safely on this cluster.
+    pub fn problems(&self) -> impl Iterator<Item = &String> {
+        self.problems.values()
+    }
+
+    pub fn discovery_limit(&self) -> Option<String> {
+        self.discovery.limit_text()
+    }
+
+    /// The recovery running or waiting to be resumed, if known.
+    pub fn running_recovery(&self) -> Option<i64> {
+        match self.task {
+            RecoveryTask::Running { id } => id.or(self.pending_resume),
+            RecoveryTask::Idle => self.pending_resume,
+        }
+    }
+
+    pub fn recovery_task_running(&self) -> bool {
+        self.task != RecoveryTask::Idle
+    }
+
+    pub fn blocked_until(&self) -> Option<&BlockInfo> {
+        self.store.block.as_ref().filter(|b| b.until > self.now)
+    }
+
+    // ---- events -----------------------------------------------------------------
+
+    /// Handle one event at monotonic time `now`.
+    pub fn handle(&mut self, event: Event, now: Millis) -> Vec<Command> {
+        self.now = self.now.max(now);
+        let mut out = Vec::new();
+        match event {
+            Event::Observed(obs) => self.on_observation(obs, &mut out),
+            Event::Store(store) => self.on_store(store, &mut out),
+            Event::RecoveryEnded(end) => self.on_recovery_end(end, &mut out),
+            Event::Fence(f) => self.on_fence(f, &mut out),
+            Event::WatchEnded(key) => {
+                if self.watching_primary.as_ref() == Some(&key) {
+                    self.watching_primary = None;
+                    out.push(Command::ProbeNow(key));
+                }
+            }
+            Event::Tick => {
+                out.push(Command::ReadStore);
+                if self.unrecorded.is_some() {
+                    out.push(Command::RetryUnrecorded);
+                }
+                // A primary whose watch connection could not be set up is tried again.
+                self.keep_watching_primary(&mut out);
+            }
+            Event::MayAct(may) => self.may_act = may,
+        }
+        out
+    }
+
+    /// The shell wrote the end of recovery `id` after all.
+    pub fn unrecorded_written(&mut self, id: i64) {
+        if self.unrecorded == Some(id) {
+            self.unrecorded = None;
+            self.problems.remove("unrecorded");
+        }
+    }
+
+    fn on_observation(&mut self, obs: Observation, out: &mut Vec<Command>) {
+        let observed = obs.instance.clone();
+        if self.view.get(&observed).is_none() && !self.view.pending.contains(&observed) {
+            return; // dropped meanwhile
+        }
+        let referenced: Vec<InstanceKey> = obs
+            .state()
+            .map(|s| s.replication.iter().map(|r| r.source.clone()).chain(s.registered_replicas.clone()).collect())
+            .unwrap_or_default();
+        let writable = obs.state().is_some_and(|s| s.writable());
+        for change in self.view.apply(obs, self.settings.detection.lag_threshold_s) {
+            let bad = match &change {
+                Change::Unreachable { .. } | Change::LagAbove { .. } => true,
+                Change::IoThread { to, .. } => *to != crate::observation::IoThread::Running,
+                Change::SqlThread { running, .. } => !running,
+                _ => false,
+            };
+            out.push(Command::Log { level: if bad { Level::Warn } else { Level::Info }, text: change.to_string() });
+        }
+        for key in referenced {
+            self.offer(key, true, out);
+        }
+        let found = Topology::derive(&self.view).primary.is_some();
+        for step in self.discovery.rotate(&self.view, found) {
+            self.apply_discovery(step, out);
+        }
+        self.analysis = analyze(&self.view, &self.settings.detection, self.now);
+        if writable && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
+            out.push(Command::Log {
+                level: Level::Error,
+                text: format!("former primary {observed} is writable: making it read-only"),
+            });
+            self.fencing.insert(observed.clone());
+            out.push(Command::FenceNow(observed.clone()));
+        }
+        if let Some(Resolution::Fence { intruders, reason, .. }) = split_brain::resolve(&self.view, &self.analysis) {
+            self.fence_intruders(intruders, &reason, out);
+        }
+        self.log_analysis(out);
+        self.steer_probes(&observed, out);
+        self.keep_watching_primary(out);
+        self.consider(out);
+    }
+
+    fn on_store(&mut self, store: StoreView, out: &mut Vec<Command>) {
+        self.store_read_at = Some(self.now);
+        match &store.problem {
+            Some(p) => self.problem("state", p.clone(), out),
+            None => {
+                self.problems.remove("state");
+            }
+        }
+        let stored: BTreeMap<InstanceKey, FenceEntry> =
+            store.fenced.iter().map(|f| (f.instance.clone(), f.clone())).collect();
+        if store.file_ok && store.problem.is_none() {
+            self.fenced = stored;
+        } else {
+            // The file is gone or replaced: what it said is kept (entries only added).
+            self.fenced.extend(stored);
+        }
+        let pending: Vec<InstanceKey> =
+            self.fenced.values().filter(|f| f.status == "pending").map(|f| f.instance.clone()).collect();
+        for key in pending {
+            if self.fencing.insert(key.clone()) {
+                out.push(Command::Log {
+                    level: Level::Info,
+                    text: format!("watching former primary {key}: it is made read-only the moment it answers"),
+                });
+                out.push(Command::WatchFormerPrimary(key.clone()));
+            }
+            self.offer(key, true, out);
+        }
+        if self.task == RecoveryTask::Idle && self.pending_resume.is_none() {
+            if let Some(r) = &store.running {
+                let stale_own = r.ours && self.unrecorded != Some(r.id);
+                if r.owner_gone || stale_own {
+                    out.push(Command::Log {
+                        level: Level::Warn,
+                        text: format!(
+                            "recovery {} was left running by {}, which no longer runs it: resuming it once every \
+                             instance is observed",
+                            r.id, r.owner
+                        ),
+                    });
+                    self.pending_resume = Some(r.id);
+                }
+            }
+        }
+        self.store = store;
+        if self.wants_fresh_store {
+            self.wants_fresh_store = false;
+            self.consider(out);
+        } else {
+            self.maybe_resume(out);
+        }
+    }
+
+    fn on_recovery_end(&mut self, end: RecoveryEnd, out: &mut Vec<Command>) {
+        self.task = RecoveryTask::Idle;
+        self.recovered_at = self.now;
+        match end {
+            RecoveryEnd::Ended { id, promoted, parked, alert, unrecorded } => {
+                if promoted {
+                    self.backoff.reset();
+                } else if !parked {
+                    self.backoff.aborted(self.now);
+                }
+                if let Some(text) = alert {
+                    self.alert_once(&format!("recovery:{id}"), text, None, out);
+                }
+                if let Some(e) = unrecorded {
+                    self.problem(
+                        "unrecorded",
+                        format!(
+                            "the end of recovery {id} cannot be written to the state file ({e}); retrying every second"
+                        ),
+                        out,
+                    );
+                    self.unrecorded = Some(id);
+                }
+            }
+            RecoveryEnd::HeldElsewhere => out.push(Command::Log {
+                level: Level::Info,
+                text: "another pivot process holds the running recovery".into(),
+            }),
+            RecoveryEnd::NotStarted { reason } => {
+                self.backoff.aborted(self.now);
+                self.problem("start", format!("recovery not started: {reason}"), out);
+            }
+            RecoveryEnd::TaskFailed { reason } => {
+                // Crash-only: pick the recovery up again from the state file.
+                self.backoff.aborted(self.now);
+                self.problem(
+                    "task",
+                    format!("the recovery task failed ({reason}); resuming the recovery from the state file"),
+                    out,
+                );
+                self.store.running = None;
+                self.store_read_at = None;
+            }
+        }
+        self.last_alert = None;
+        out.push(Command::ReadStore);
+        // Judge the new topology on fresh readings only.
+        for key in self.view.keys() {
+            out.push(Command::ProbeNow(key.clone()));
+        }
+    }
+
+    fn on_fence(&mut self, f: FenceResult, out: &mut Vec<Command>) {
+        self.fencing.remove(&f.instance);
+        let report = match f.result {
+            Err(e) => {
+                out.push(Command::Log { level: Level::Error, text: format!("fencing {} failed: {e}", f.instance) });
+                // Tried again on the next observation that finds it writable.
+                return;
+            }
+            Ok(r) => r,
+        };
+        let primary = self.analysis.primary.clone().filter(|p| *p != f.instance);
+        let primary_exec = primary
+            .as_ref()
+            .and_then(|p| self.view.get(p))
+            .and_then(|r| r.last_state())
+            .map(|s| s.gtid.executed.clone());
+        let v = verdict::judge(&report.executed, primary.as_ref().zip(primary_exec.as_ref()));
+        let detail = format!(
+            "made read-only in {} ms, {} client session(s) ended; {}",
+            report.took_ms,
+            report.sessions_ended,
+            v.describe()
+        );
+        let entry = FenceEntry { instance: f.instance.clone(), status: v.status().into(), detail };
+        out.push(Command::Log {
+            level: Level::Warn,
+            text: format!("former primary {}: {}: {}", f.instance, entry.status, entry.detail),
+        });
+        out.push(Command::RecordFence(entry.clone()));
+        self.fenced.insert(f.instance, entry);
+    }
+
+    // ---- discovery ---------------------------------------------------------------
+
+    fn offer(&mut self, key: InstanceKey, referenced: bool, out: &mut Vec<Command>) {
+        let protected: Vec<InstanceKey> = self.fenced.keys().cloned().collect();
+        for step in self.discovery.offer(&self.view, key, referenced, &protected) {
+            self.apply_discovery(step, out);
+        }
+    }
+
+    fn apply_discovery(&mut self, step: discovery::Step, out: &mut Vec<Command>) {
+        match step {
+            discovery::Step::Watch(key) => {
+                if self.view.learn(key.clone()) {
+                    out.push(Command::Log { level: Level::Info, text: format!("watching instance {key}") });
+                    out.push(Command::Watch(key));
+                }
+            }
+            discovery::Step::Drop(key) => {
+                out.push(Command::Log {
+                    level: Level::Info,
+                    text: format!("no longer watching {key}: it never answered and max_instances is reached"),
+                });
+                self.view.forget(&key);
+                out.push(Command::Unwatch(key));
+            }
+            discovery::Step::LimitReached(text) => out.push(Command::Log { level: Level::Warn, text }),
+        }
+    }
+
+    // ---- probing -------------------------------------------------------------------
+
+    /// While the primary does not answer, probe its replicas at once and then
+    /// often, so their confirmation is never a stale reading.
+    fn steer_probes(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        let down = self.view.get(&primary).is_some_and(|r| !r.reachable());
+        if down != self.fast {
+            self.fast = down;
+            out.push(Command::SetFast(down));
+        }
+        if down && *observed == primary {
+            for replica in self.analysis.topology.replicas(&primary) {
+                out.push(Command::ProbeNow(replica.clone()));
+            }
+        }
+    }
+
+    fn keep_watching_primary(&mut self, out: &mut Vec<Command>) {
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        if self.watching_primary.as_ref() == Some(&primary) || !self.view.get(&primary).is_some_and(|r| r.reachable()) {
+            return;
+        }
+        // At most once a second: a connection that cannot be set up is not retried in a loop.
+        if self.watch_asked_at.is_some_and(|t| self.now.since(t) < WATCH_RETRY_MS) {
+            return;
+        }
+        self.watch_asked_at = Some(self.now);
+        self.watching_primary = Some(primary.clone());
+        out.push(Command::WatchPrimary(primary));
+    }
+
+    // ---- the gate ------------------------------------------------------------------
+
+    fn maybe_resume(&mut self, out: &mut Vec<Command>) {
+        if self.task != RecoveryTask::Idle || !self.view.complete() || !self.may_act {
+            return;
+        }
+        if let Some(id) = self.pending_resume.take() {
+            self.task = RecoveryTask::Running { id: Some(id) };
+            out.push(Command::ResumeRecovery { id, view: Box::new(self.view.clone()) });
+        }
+    }
+
+    fn gate(&self) -> Gate {
+        let running = self.task != RecoveryTask::Idle
+            || self.pending_resume.is_some()
+            || self.store.running.as_ref().is_some_and(|r| self.unrecorded != Some(r.id));
+        let block = self.blocked_until();
+        Gate {
+            automatic: self.settings.automatic,
+            running,
+            blocked_until: block.map(|b| b.until),
+            blocked_by: block.and_then(|b| b.recovery_id),
+            fresh: self.view.observed_since(self.recovered_at),
+            retry_at: self.backoff.retry_at(),
+            may_act: self.may_act,
+        }
+    }
+
+    fn consider(&mut self, out: &mut Vec<Command>) {
+        self.maybe_resume(out);
+        let a = &self.analysis;
+        if !a.code.alerting() {
+            self.last_alert = None;
+            if a.code == Code::Healthy {
+                self.backoff.reset();
+            }
+            return;
+        }
+        let gate = self.gate();
+        match decide(a, &gate, self.now) {
+            Decision::Recover => {
+                let fresh = self.store_read_at.is_some_and(|t| self.now.since(t) <= STORE_FRESH_MS);
+                if !fresh {
+                    // Another process may have started a recovery or set a
+                    // block a moment ago: decide on what the store says now.
+                    if !self.wants_fresh_store {
+                        self.wants_fresh_store = true;
+                        out.push(Command::ReadStore);
+                    }
+                    return;
+                }
+                self.task = RecoveryTask::Running { id: None };
+                out.push(Command::StartRecovery {
+                    analysis: Box::new(self.analysis.clone()),
+                    view: Box::new(self.view.clone()),
+                });
+            }
+            Decision::Alert { reason } => {
+                let key = format!("{}|{:?}|{}|{:?}", a.code, gate.blocked_by, gate.automatic, gate.retry_at.is_some());
+                if self.last_alert.as_deref() != Some(key.as_str()) {
+                    self.last_alert = Some(key);
+                    out.push(Command::Alert { text: reason, code: Some(a.code), primary: a.primary.clone() });
+                }
+            }
+            Decision::Nothing => {}
+        }
+    }
+
+    // ---- fencing and alerts ----------------------------------------------------------
+
+    fn fence_intruders(&mut self, intruders: Vec<InstanceKey>, reason: &str, out: &mut Vec<Command>) {
+        for key in intruders {
+            if !self.fencing.insert(key.clone()) {
+                continue;
+            }
+            let entry = FenceEntry { instance: key.clone(), status: "pending".into(), detail: reason.to_string() };
+            out.push(Command::RecordFence(entry.clone()));
+            self.fenced.insert(key.clone(), entry);
+            self.alert_once(&format!("split_brain:{key}"), reason.to_string(), Some(Code::SplitBrain), out);
+            out.push(Command::FenceNow(key));
+        }
+    }
+
+    fn problem(&mut self, key: &'static str, text: String, out: &mut Vec<Command>) {
+        if self.problems.get(key) != Some(&text) {
+            self.alert_once(&format!("control:{key}:{text}"), text.clone(), None, out);
+            self.problems.insert(key, text);
+        }
+    }
+
+    fn alert_once(&mut self, key: &str, text: String, code: Option<Code>, out: &mut Vec<Command>) {
+        if self.raised.iter().any(|k| k == key) {
+            return;
+        }
+        if self.raised.len() == ALERTS_REMEMBERED {
+            self.raised.pop_front();
+        }
+        self.raised.push_back(key.to_string());
+        out.push(Command::Alert { text, code, primary: None });
+    }
+
+    fn log_analysis(&mut self, out: &mut Vec<Command>) {
+        let a = &self.analysis;
+        if self.last_code == Some(a.code) {
+            return;
+        }
+        // Problems present when pivot first sees the whole cluster; later ones
+        // are logged as the changes that caused them.
+        if matches!(self.last_code, None | Some(Code::Incomplete)) && a.code != Code::Incomplete {
+            for p in &a.problems {
+                out.push(Command::Log { level: Level::Warn, text: format!("{}: {}", p.instance, p.text) });
+            }
+        }
+        self.last_code = Some(a.code);
+        let level = if a.code.alerting() { Level::Warn } else { Level::Info };
+        out.push(Command::Log { level, text: format!("analysis {}: {}", a.code, a.signal) });
+    }
+}
+
+/// The shell's note of a problem it met performing a command (a state store
+/// that cannot be written): recorded and alerted once.
+impl ClusterMachine {
+    pub fn shell_problem(&mut self, key: &'static str, text: String) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.problem(key, text, &mut out);
+        out
+    }
+
+    pub fn clear_shell_problem(&mut self, key: &'static str) {
+        self.problems.remove(key);
+    }
+}
