@@ -614,6 +614,10 @@ impl ClusterMachine {
             }
             return;
         }
+        if matches!(split_brain::resolve(&self.view, a), Some(Resolution::Fence { .. })) {
+            // Being resolved (fenced, recorded, alerted) by `fence_intruders`.
+            return;
+        }
         let gate = self.gate();
         match decide(a, &gate, self.now) {
             Decision::Recover => {

@@ -29,4 +29,6 @@ pub use recovery::{
 };
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,290 @@
+//! The cluster machine, event by event: what it asks the shell to do.
+
+use super::cluster::*;
+use crate::analysis::DetectionSettings;
+use crate::fixture::*;
+use crate::instance::InstanceKey;
+use crate::observation::{FailureKind, IoThread};
+use crate::time::Millis;
+
+const P: &str = "10.0.0.1:3306";
+const R1: &str = "10.0.0.2:3306";
+const R2: &str = "10.0.0.3:3306";
+
+fn settings(automatic: bool) -> ClusterSettings {
+    ClusterSettings {
+        name: "main".into(),
+        seeds: vec![key(P)],
+        detection: DetectionSettings::default(),
+        automatic,
+        max_instances: 16,
+    }
+}
+
+/// A machine that has seen a healthy cluster: P with replicas R1, R2.
+struct Rig {
+    m: ClusterMachine,
+    now: u64,
+}
+
+impl Rig {
+    fn new(automatic: bool) -> Rig {
+        let (m, first) = ClusterMachine::new(settings(automatic), Millis(1_000));
+        assert_eq!(acts(first), vec![Command::ReadStore, Command::Watch(key(P))], "read the store, watch the seeds");
+        let mut rig = Rig { m, now: 1_000 };
+        rig.store(StoreView { file_ok: true, ..StoreView::default() });
+        let primary = state(1, "0-1-10").semi_sync_primary(2, 0);
+        let replica = |id| state(id, "0-1-10").replica_of(P, "0-1-10");
+        let mut p = primary.clone();
+        p = p.semi_sync_primary(2, 0);
+        let mut obs = up(P, rig.now, p);
+        if let Some(s) = obs_state_mut(&mut obs) {
+            s.registered_replicas = vec![key(R1), key(R2)];
+        }
+        let mut cmds = rig.ev(Event::Observed(obs));
+        assert!(cmds.contains(&Command::Watch(key(R1))) && cmds.contains(&Command::Watch(key(R2))), "{cmds:?}");
+        cmds.extend(rig.ev(Event::Observed(up(R1, rig.now, replica(2)))));
+        cmds.extend(rig.ev(Event::Observed(up(R2, rig.now, replica(3)))));
+        assert_eq!(cmds.iter().filter(|c| **c == Command::WatchPrimary(key(P))).count(), 1, "watched once: {cmds:?}");
+        assert_eq!(rig.m.analysis().code, crate::analysis::Code::Healthy);
+        rig
+    }
+
+    /// Handle an event; the commands other than log lines.
+    fn ev(&mut self, e: Event) -> Vec<Command> {
+        acts(self.m.handle(e, Millis(self.now)))
+    }
+
+    fn store(&mut self, s: StoreView) -> Vec<Command> {
+        self.ev(Event::Store(s))
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+    }
+
+    /// The primary crashes; the replicas confirm. Returns every command.
+    fn primary_dies(&mut self) -> Vec<Command> {
+        self.advance(300);
+        let mut all = self.ev(Event::Observed(down(P, self.now, FailureKind::Refused)));
+        self.advance(5);
+        let r = |id| state(id, "0-1-10").replica_of(P, "0-1-10").io(IoThread::Connecting);
+        all.extend(self.ev(Event::Observed(up(R1, self.now, r(2)))));
+        all.extend(self.ev(Event::Observed(up(R2, self.now, r(3)))));
+        all
+    }
+}
+
+fn acts(cmds: Vec<Command>) -> Vec<Command> {
+    cmds.into_iter().filter(|c| !matches!(c, Command::Log { .. })).collect()
+}
+
+fn obs_state_mut(o: &mut crate::observation::Observation) -> Option<&mut crate::observation::InstanceState> {
+    match &mut o.outcome {
+        crate::observation::ProbeOutcome::Reachable { state } => Some(state),
+        _ => None,
+    }
+}
+
+fn starts(cmds: &[Command]) -> bool {
+    cmds.iter().any(|c| matches!(c, Command::StartRecovery { .. }))
+}
+
+fn alerts(cmds: &[Command]) -> Vec<String> {
+    cmds.iter().filter_map(|c| if let Command::Alert { text, .. } = c { Some(text.clone()) } else { None }).collect()
+}
+
+fn fresh_store() -> StoreView {
+    StoreView { file_ok: true, ..StoreView::default() }
+}
+
+#[test]
+fn a_dead_primary_speeds_probes_up_rereads_the_store_then_recovers() {
+    let mut rig = Rig::new(true);
+    rig.advance(300);
+    let cmds = rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
+    assert!(cmds.contains(&Command::SetFast(true)), "{cmds:?}");
+    assert!(cmds.contains(&Command::ProbeNow(key(R1))) && cmds.contains(&Command::ProbeNow(key(R2))));
+    rig.advance(5);
+    let r = |id| state(id, "0-1-10").replica_of(P, "0-1-10").io(IoThread::Connecting);
+    rig.ev(Event::Observed(up(R1, rig.now, r(2))));
+    let cmds = rig.ev(Event::Observed(up(R2, rig.now, r(3))));
+    assert!(!starts(&cmds), "the store is read first: {cmds:?}");
+    assert!(cmds.contains(&Command::ReadStore));
+    let cmds = rig.store(fresh_store());
+    assert!(starts(&cmds), "{cmds:?}");
+    assert_eq!(rig.m.running_recovery(), None);
+    assert!(rig.m.recovery_task_running());
+    // Nothing starts twice while it runs.
+    rig.advance(10);
+    let cmds = rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
+    assert!(!starts(&cmds));
+}
+
+#[test]
+fn the_gate_holds_automatic_recovery_back_when_it_must() {
+    // Off: an alert, no recovery.
+    let mut rig = Rig::new(false);
+    let cmds = rig.primary_dies();
+    assert!(!starts(&cmds));
+    assert!(alerts(&cmds).iter().any(|a| a.contains("automatic failover is off")), "{cmds:?}");
+
+    // Another process runs a recovery under a live lease: nothing.
+    let mut rig = Rig::new(true);
+    let running = RunningRecovery { id: 4, owner: "pivot failover".into(), ours: false, owner_gone: false };
+    rig.store(StoreView { running: Some(running), ..fresh_store() });
+    let cmds = rig.primary_dies();
+    assert!(!starts(&cmds) && alerts(&cmds).is_empty(), "{cmds:?}");
+
+    // Blocked after a recent recovery: an alert naming the block.
+    let mut rig = Rig::new(true);
+    let block = BlockInfo { until: Millis(100_000), until_wall: 0, recovery_id: Some(3) };
+    rig.store(StoreView { block: Some(block), ..fresh_store() });
+    let cmds = rig.primary_dies();
+    assert!(!starts(&cmds));
+    assert!(alerts(&cmds).iter().any(|a| a.contains("blocked by recovery 3")), "{cmds:?}");
+
+    // This process may not act (another pivot node holds the lease): nothing.
+    let mut rig = Rig::new(true);
+    rig.ev(Event::MayAct(false));
+    let mut cmds = rig.primary_dies();
+    cmds.extend(rig.store(fresh_store()));
+    assert!(!starts(&cmds), "{cmds:?}");
+}
+
+#[test]
+fn an_aborted_attempt_backs_off_and_alerts_once() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let end = RecoveryEnd::Ended {
+        id: 1,
+        promoted: false,
+        parked: false,
+        alert: Some("aborted: boom".into()),
+        unrecorded: None,
+    };
+    let cmds = rig.ev(Event::RecoveryEnded(end));
+    assert_eq!(alerts(&cmds), vec!["aborted: boom".to_string()]);
+    assert!(cmds.contains(&Command::ProbeNow(key(R1))), "fresh readings before judging again");
+    let mut later = rig.primary_dies();
+    later.extend(rig.store(fresh_store()));
+    assert!(!starts(&later), "backing off");
+    let texts = alerts(&later);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("next attempt in 5 s"), "{texts:?}");
+    let again = rig.primary_dies();
+    assert!(alerts(&again).is_empty(), "the same alert once");
+    rig.advance(5_000);
+    let mut after = rig.primary_dies();
+    after.extend(rig.store(fresh_store()));
+    assert!(starts(&after), "the backoff is over: {after:?}");
+}
+
+#[test]
+fn a_recovery_left_running_is_resumed_once_the_view_is_complete() {
+    let (mut m, _) = ClusterMachine::new(settings(true), Millis(1_000));
+    let gone = RunningRecovery { id: 9, owner: "pivot run, pid 1".into(), ours: false, owner_gone: true };
+    let cmds = m.handle(Event::Store(StoreView { running: Some(gone), ..fresh_store() }), Millis(1_000));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { .. })), "not before P was observed");
+    let cmds = m.handle(Event::Observed(up(P, 1_010, state(1, "0-1-10"))), Millis(1_010));
+    assert!(cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { id: 9, .. })), "{cmds:?}");
+    assert_eq!(m.running_recovery(), Some(9));
+}
+
+#[test]
+fn a_failed_recovery_task_is_resumed_from_the_store_and_alerted() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let cmds = rig.ev(Event::RecoveryEnded(RecoveryEnd::TaskFailed { reason: "panicked".into() }));
+    assert!(alerts(&cmds).iter().any(|a| a.contains("the recovery task failed (panicked)")), "{cmds:?}");
+    assert!(cmds.contains(&Command::ReadStore));
+    let ours = RunningRecovery { id: 5, owner: "me".into(), ours: true, owner_gone: false };
+    let cmds = rig.store(StoreView { running: Some(ours), ..fresh_store() });
+    assert!(cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { id: 5, .. })), "{cmds:?}");
+    assert!(rig.m.problems().any(|p| p.contains("task failed")));
+}
+
+#[test]
+fn an_end_that_cannot_be_written_is_retried_and_does_not_count_as_running() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let end =
+        RecoveryEnd::Ended { id: 6, promoted: false, parked: false, alert: None, unrecorded: Some("disk full".into()) };
+    let cmds = rig.ev(Event::RecoveryEnded(end));
+    assert!(alerts(&cmds).iter().any(|a| a.contains("cannot be written") && a.contains("disk full")), "{cmds:?}");
+    assert!(rig.ev(Event::Tick).contains(&Command::RetryUnrecorded));
+    let stale = RunningRecovery { id: 6, owner: "me".into(), ours: true, owner_gone: false };
+    let cmds = rig.store(StoreView { running: Some(stale.clone()), ..fresh_store() });
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { .. })), "it ended here: {cmds:?}");
+    rig.m.unrecorded_written(6);
+    assert!(!rig.ev(Event::Tick).contains(&Command::RetryUnrecorded));
+    assert_eq!(rig.m.problems().count(), 0);
+}
+
+#[test]
+fn former_primaries_are_watched_fenced_when_writable_and_judged() {
+    let mut rig = Rig::new(true);
+    let x: InstanceKey = key("10.0.0.9:3306");
+    let entry = FenceEntry { instance: x.clone(), status: "pending".into(), detail: "failed primary".into() };
+    let cmds = rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() });
+    assert!(cmds.contains(&Command::WatchFormerPrimary(x.clone())), "{cmds:?}");
+    assert!(cmds.contains(&Command::Watch(x.clone())), "and probed");
+    let again = rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() });
+    assert!(!again.contains(&Command::WatchFormerPrimary(x.clone())), "one watcher at a time");
+    // It answers holding a transaction the primary lacks: quarantined.
+    let fenced = Fenced { sessions_ended: 2, executed: maria("0-1-11"), took_ms: 3 };
+    let cmds = rig.ev(Event::Fence(FenceResult { instance: x.clone(), result: Ok(fenced) }));
+    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = recorded.expect("the verdict is recorded");
+    assert_eq!(recorded.status, "quarantined");
+    assert!(recorded.detail.contains("0-1-11"), "{}", recorded.detail);
+    // Found writable later: fenced again at once, once.
+    rig.advance(100);
+    let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-11"))));
+    assert!(cmds.contains(&Command::FenceNow(x.clone())), "{cmds:?}");
+    let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now + 1, state(9, "0-1-11"))));
+    assert!(!cmds.contains(&Command::FenceNow(x.clone())), "one fence at a time");
+}
+
+#[test]
+fn a_writable_instance_nobody_follows_is_fenced_recorded_and_alerted_once() {
+    let mut rig = Rig::new(true);
+    rig.advance(100);
+    let cmds = rig.ev(Event::Observed(up(R2, rig.now, state(3, "0-1-10"))));
+    assert!(cmds.contains(&Command::FenceNow(key(R2))), "{cmds:?}");
+    assert!(cmds.iter().any(|c| matches!(c, Command::RecordFence(e) if e.instance == key(R2))));
+    assert_eq!(alerts(&cmds).iter().filter(|a| a.contains("split brain")).count(), 1, "{cmds:?}");
+    let cmds = rig.ev(Event::Observed(up(R2, rig.now + 1, state(3, "0-1-10"))));
+    assert!(!cmds.contains(&Command::FenceNow(key(R2))) && alerts(&cmds).iter().all(|a| !a.contains("split")));
+}
+
+#[test]
+fn the_fence_list_survives_a_deleted_state_file() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    let entry = FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "d".into() };
+    rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
+    let cmds = rig.store(StoreView { file_ok: false, problem: Some("state file gone".into()), ..StoreView::default() });
+    assert!(alerts(&cmds).iter().any(|a| a.contains("state file gone")));
+    assert!(rig.m.fenced().any(|f| f.instance == x), "kept in memory");
+    rig.store(fresh_store());
+    assert!(!rig.m.fenced().any(|f| f.instance == x), "the file again says what is fenced");
+}
+
+#[test]
+fn the_primary_watch_ending_probes_the_primary_now() {
+    let mut rig = Rig::new(true);
+    let cmds = rig.ev(Event::WatchEnded(key(P)));
+    assert_eq!(cmds, vec![Command::ProbeNow(key(P))]);
+    assert_eq!(rig.ev(Event::WatchEnded(key(R1))), vec![], "only the watched primary counts");
+    // Asked again, at most once a second.
+    rig.advance(10);
+    let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    assert!(!cmds.contains(&Command::WatchPrimary(key(P))), "{cmds:?}");
+    rig.advance(1_000);
+    let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    assert!(cmds.contains(&Command::WatchPrimary(key(P))), "{cmds:?}");
+}
