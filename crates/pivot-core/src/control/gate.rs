@@ -141,6 +141,7 @@ mod tests {
                 "last automatic failover attempt was aborted (see `pivot history`): next attempt in 5 s",
             ),
             ("backoff over", Code::DeadPrimary, Gate { retry_at: Some(Millis(9_000)), ..open() }, "recover"),
+            ("backoff ends now", Code::DeadPrimary, Gate { retry_at: Some(Millis(10_000)), ..open() }, "recover"),
         ];
         for (name, code, gate, want) in cases {
             match (decide(&analysis(code), &gate, now), want) {

@@ -101,6 +101,20 @@ mod tests {
         let trees =
             view(vec![up(X, 1_000, state(9, "0-9-3")), up(R2, 1_000, state(3, "0-9-3").replica_of(X, "0-9-3"))]);
         assert!(matches!(resolution(&trees), Some(Resolution::AlertOnly { .. })), "{:?}", resolution(&trees));
+        // The followed instance is read-only: which writer is right is not clear.
+        let mut ro = ClusterView::default();
+        ro.apply(up(P, 1_000, state(1, "0-1-10").read_only(true)), 10);
+        ro.apply(up(R1, 1_000, state(2, "0-1-10").replica_of(P, "0-1-10")), 10);
+        ro.apply(up(X, 1_000, state(9, "0-1-10")), 10);
+        ro.apply(up(R2, 1_000, state(3, "0-1-10")), 10);
+        let a = analyze(&ro, &DetectionSettings::default(), Millis(2_000));
+        assert_eq!(a.code, Code::SplitBrain, "{}", a.signal);
+        assert!(matches!(resolve(&ro, &a), Some(Resolution::AlertOnly { .. })), "{:?}", resolve(&ro, &a));
+        // The reasons name the instances.
+        match resolution(&back) {
+            Some(Resolution::Fence { reason, .. }) => assert!(reason.contains(X) && reason.contains(P), "{reason}"),
+            other => panic!("{other:?}"),
+        }
         // No split brain: nothing to resolve.
         assert_eq!(resolution(&view(vec![])), None);
     }

@@ -434,3 +434,133 @@ fn hooks_are_recorded_in_the_plan_only_when_configured() {
     );
     let _: Vec<InstanceKey> = m.lost().cloned().collect();
 }
+
+#[test]
+fn outcomes_and_statuses_read_back_as_written() {
+    for e in [Ended::Ok, Ended::AlreadyDone, Ended::Skipped, Ended::Failed] {
+        assert_eq!(Ended::parse(e.as_str()), e);
+    }
+    assert_eq!(Ended::parse("garbage"), Ended::Failed, "an unknown outcome counts as a failure");
+    let all = [Status::Succeeded, Status::SucceededWithErrors, Status::Aborted, Status::Interrupted];
+    let names: std::collections::BTreeSet<&str> = all.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names.len(), 4);
+    assert_eq!(Status::Succeeded.as_str(), "succeeded");
+    let promoted: Vec<Status> = all.into_iter().filter(|s| s.promoted()).collect();
+    assert_eq!(promoted, vec![Status::Succeeded, Status::SucceededWithErrors]);
+}
+
+#[test]
+fn accessors_tell_the_shell_what_hooks_need() {
+    let (mut m, mut cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    assert!(!m.finished() && m.candidate().is_none() && m.abandoned().is_none());
+    // Run until the promotion, then fail it.
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(_) => m.plan_recorded(Ok(())),
+            Command::RunStep { seq, step: Step::Promote { .. }, .. } => {
+                assert_eq!(m.candidate(), Some(&key(C)), "the chosen candidate is known before the promotion");
+                m.step_ended(seq, StepEnd::new(Ended::Failed, "read_only stuck"))
+            }
+            Command::RunStep { seq, step, .. } => m.step_ended(seq, observe_dead(&step)),
+            Command::Finish(_) => break,
+            Command::Park { .. } => panic!("parked"),
+        };
+        if m.abandoned().is_some() {
+            assert!(m.abandoned().unwrap().contains("read_only stuck"));
+        }
+    }
+    assert!(m.finished() && !m.promoted());
+    assert!(m.abandoned().unwrap().starts_with("promote: read_only stuck"));
+}
+
+#[test]
+fn the_failed_step_keeps_its_number_and_the_undo_follows_it() {
+    let script = |s: &Step| match s {
+        Step::RegisterFence { .. } => StepEnd::new(Ended::Failed, "disk full"),
+        _ => observe_dead(s),
+    };
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (m, run) = drive(m, cmd, &script, false);
+    let names: Vec<String> = m.doc().steps.iter().map(|s| s.step.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "stop_replica_io",
+            "observe",
+            "wait_relay_applied",
+            "register_fence",
+            "restore_replication",
+            "unregister_fence"
+        ]
+    );
+    let f = run.finish.unwrap();
+    assert!(!f.summary.contains("undoing"), "the undo went well: {}", f.summary);
+}
+
+#[test]
+fn an_unrecordable_extension_undoes_the_freeze_and_an_unrecordable_undo_still_runs() {
+    // The prelude is recorded; the plan after the choice is not: the frozen
+    // replicas must be given back, even though that cannot be recorded either.
+    let (mut m, mut cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let mut records = 0;
+    let mut ran = Vec::new();
+    let finish = loop {
+        cmd = match cmd {
+            Command::RecordPlan(_) => {
+                records += 1;
+                m.plan_recorded(if records == 1 { Ok(()) } else { Err("disk full".into()) })
+            }
+            Command::RunStep { seq, step, .. } => {
+                ran.push(step.name());
+                m.step_ended(seq, observe_dead(&step))
+            }
+            Command::Finish(f) => break f,
+            Command::Park { .. } => panic!("parked"),
+        };
+    };
+    assert_eq!(ran, ["stop_replica_io", "observe", "restore_replication"]);
+    assert_eq!(finish.status, Status::Aborted);
+    assert!(finish.summary.contains("cannot record the plan") && finish.summary.contains("cannot record the undo"));
+}
+
+#[test]
+fn a_replica_lost_twice_is_reported_once() {
+    let script = |s: &Step| match s {
+        Step::Repoint { .. } | Step::ConfirmReplicating { .. } => {
+            StepEnd { lost: vec![(key(R), "cannot connect".into())], ..StepEnd::new(Ended::Failed, "cannot connect") }
+        }
+        _ => observe_dead(s),
+    };
+    let (m, cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    let (_, run) = drive(m, cmd, &script, false);
+    let f = run.finish.unwrap();
+    assert_eq!(f.lost, vec![key(R)]);
+    assert_eq!(f.summary.matches("lost 10.0.0.3:3306").count(), 1, "{}", f.summary);
+}
+
+#[test]
+fn resume_refuses_records_outside_the_plan_and_finishes_a_plan_that_had_ended() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "repoint");
+    let doc = PlanDoc::from_json(&plan).unwrap();
+    // Every step ended: nothing runs, it just finishes.
+    let all: Vec<RecordedStep> =
+        (0..doc.steps.len()).map(|i| RecordedStep { seq: PlanDoc::seq(i), ended: Some(Ended::Ok) }).collect();
+    let (_, cmd) = resume(&plan, &all, dead_primary_view(), HookSet::default());
+    let Command::Finish(f) = cmd else { panic!("{cmd:?}") };
+    assert_eq!(f.status, Status::Succeeded);
+    // A record of a step the plan does not have: left for an operator.
+    steps.push(RecordedStep { seq: PlanDoc::seq(doc.steps.len()), ended: None });
+    let (m, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    assert!(m.is_none());
+    let Command::Finish(f) = cmd else { panic!("{cmd:?}") };
+    assert_eq!(f.status, Status::Interrupted);
+    assert!(f.summary.contains("is not in the plan"), "{}", f.summary);
+}
+
+#[test]
+fn an_ended_observation_is_not_taken_again_once_the_choice_is_stored() {
+    let (plan, steps) = interrupted_at(HookSet::default(), "wait_relay_applied");
+    let (_, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    let Command::RunStep { step, check_first, .. } = cmd else { panic!("{cmd:?}") };
+    assert_eq!((step.name().as_str(), check_first), ("wait_relay_applied", false));
+}
