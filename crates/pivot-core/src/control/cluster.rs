@@ -288,10 +288,6 @@ impl ClusterMachine {
         }
     }
 
-    pub fn recovery_task_running(&self) -> bool {
-        self.task != RecoveryTask::Idle
-    }
-
     pub fn blocked_until(&self) -> Option<&BlockInfo> {
         self.store.block.as_ref().filter(|b| b.until > self.now)
     }

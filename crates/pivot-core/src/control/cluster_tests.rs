@@ -113,8 +113,7 @@ fn a_dead_primary_speeds_probes_up_rereads_the_store_then_recovers() {
     assert!(cmds.contains(&Command::ReadStore));
     let cmds = rig.store(fresh_store());
     assert!(starts(&cmds), "{cmds:?}");
-    assert_eq!(rig.m.running_recovery(), None);
-    assert!(rig.m.recovery_task_running());
+    assert_eq!(rig.m.running_recovery(), None, "its id is not known yet");
     // Nothing starts twice while it runs.
     rig.advance(10);
     let cmds = rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
@@ -132,9 +131,11 @@ fn the_gate_holds_automatic_recovery_back_when_it_must() {
     // Another process runs a recovery under a live lease: nothing.
     let mut rig = Rig::new(true);
     let running = RunningRecovery { id: 4, owner: "pivot failover".into(), ours: false, owner_gone: false };
-    rig.store(StoreView { running: Some(running), ..fresh_store() });
-    let cmds = rig.primary_dies();
+    let mut cmds = rig.store(StoreView { running: Some(running.clone()), ..fresh_store() });
+    cmds.extend(rig.primary_dies());
+    cmds.extend(rig.store(StoreView { running: Some(running), ..fresh_store() }));
     assert!(!starts(&cmds) && alerts(&cmds).is_empty(), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { .. })), "its owner holds it: {cmds:?}");
 
     // Blocked after a recent recovery: an alert naming the block.
     let mut rig = Rig::new(true);
@@ -287,4 +288,41 @@ fn the_primary_watch_ending_probes_the_primary_now() {
     rig.advance(1_000);
     let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
     assert!(cmds.contains(&Command::WatchPrimary(key(P))), "{cmds:?}");
+}
+
+#[test]
+fn a_store_that_cannot_be_read_empties_nothing() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    let entry = FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "d".into() };
+    rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
+    rig.store(StoreView { file_ok: true, problem: Some("database is locked".into()), ..StoreView::default() });
+    assert!(rig.m.fenced().any(|f| f.instance == x), "a failed read is no empty fence list");
+    assert!(rig.m.problems().any(|p| p.contains("database is locked")));
+}
+
+#[test]
+fn probes_speed_up_only_while_the_primary_is_down() {
+    let mut rig = Rig::new(true);
+    rig.advance(250);
+    let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10").semi_sync_primary(2, 0))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ProbeNow(_) | Command::SetFast(_))), "{cmds:?}");
+    let cmds = rig.primary_dies();
+    assert!(cmds.contains(&Command::SetFast(true)));
+    rig.advance(100);
+    let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    assert!(cmds.contains(&Command::SetFast(false)), "back to the normal pace: {cmds:?}");
+}
+
+#[test]
+fn the_view_and_the_discovery_limit_are_shown() {
+    let mut s = settings(true);
+    s.max_instances = 2;
+    let (mut m, _) = ClusterMachine::new(s, Millis(1_000));
+    let mut p = up(P, 1_000, state(1, "0-1-10"));
+    obs_state_mut(&mut p).unwrap().registered_replicas = vec![key(R1), key(R2)];
+    m.handle(Event::Observed(p), Millis(1_000));
+    assert_eq!(m.view().keys().count(), 2, "within max_instances");
+    let limit = m.discovery_limit().expect("the limit is shown once reached");
+    assert!(limit.contains("max_instances 2 reached"), "{limit}");
 }
