@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub enum Fault {
     Kill,
     Stop,
+    /// Network namespaces: the primary cut off from pivot and the replicas,
+    /// healed after `resume_after`.
+    Isolate,
 }
 
 #[derive(Default)]
@@ -28,6 +31,9 @@ struct Trial {
     acked: usize,
     /// SIGSTOP only: resume until pivot had the old primary read-only.
     two_writers: Option<Duration>,
+    /// Isolate only: how long a client saw the old primary writable after
+    /// it first answered again (zero: never seen writable).
+    seen_writable: Option<Duration>,
     failed: Option<String>,
 }
 
@@ -75,7 +81,9 @@ async fn trial(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) -> Trial
 
 async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) -> anyhow::Result<Trial> {
     let Setup { resume_after, stonith, semi_sync } = setup;
-    let mut sb = TestSandbox::up(3, semi_sync).await;
+    let network =
+        if fault == Fault::Isolate { pivot_sandbox::Network::Namespaces } else { pivot_sandbox::Network::Loopback };
+    let mut sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 3, semi_sync, network, ..s }).await;
     let mut admin = sb.admin("node1").await?;
     Writer::create_table(&mut admin).await;
     drop(admin);
@@ -120,6 +128,7 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) ->
     match fault {
         Fault::Kill => sb.kill("node1")?,
         Fault::Stop => sb.pause("node1")?,
+        Fault::Isolate => sb.isolate("node1")?,
     }
     let state = pivot_state::SqliteStore::open(&sb.dir.join("pivot.db"))?;
     let recovery = wait_until(Duration::from_secs(30), || async {
@@ -161,6 +170,13 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) ->
         t.two_writers = fenced.map(|e| Duration::from_millis((e.at - resumed_ms).max(0) as u64));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    if fault == Fault::Isolate {
+        let wait = resume_after.saturating_sub(fault_at.elapsed());
+        tokio::time::sleep(wait).await;
+        let admin = sb.credentials("admin")?;
+        sb.heal("node1")?;
+        t.seen_writable = seen_writable(&old, &admin).await;
+    }
     let follow = writer.stop().await;
     let fixed = stubborn.stop().await;
     let node = sb.node_at(&new).map(|n| n.name.clone()).unwrap_or_default();
@@ -174,6 +190,28 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) ->
     drop(new_admin);
     sb.down(true)?;
     Ok(t)
+}
+
+/// After a heal: connect to `old` again and again (a new connection each
+/// time, as a client would) and read whether it is writable. Returns how long
+/// it was seen writable after its first answer (zero if never).
+async fn seen_writable(old: &InstanceKey, creds: &pivot_server::Credentials) -> Option<Duration> {
+    let start = Instant::now();
+    let mut first_writable: Option<Instant> = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(mut s) = pivot_server::Session::connect(old, creds, Duration::from_millis(200)).await {
+            if let Ok((_, writable)) = pivot_server::actions::executed_and_writable(&mut s).await {
+                match (writable, first_writable) {
+                    (true, None) => first_writable = Some(Instant::now()),
+                    (false, Some(t)) => return Some(t.elapsed()),
+                    (false, None) => return Some(Duration::ZERO),
+                    (true, Some(_)) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
 }
 
 async fn wait_until<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
@@ -212,7 +250,10 @@ fn print_trial(i: usize, t: &Trial) {
         t.lost,
         t.split_brain,
         t.split_brain_divergent,
-        t.two_writers.map(|d| format!("; old primary read-only {} after it resumed", ms(d))).unwrap_or_default()
+        t.two_writers
+            .map(|d| format!("; old primary read-only {} after it resumed", ms(d)))
+            .or(t.seen_writable.map(|d| format!("; old primary seen writable {} after it first answered", ms(d))))
+            .unwrap_or_default()
     );
 }
 
@@ -233,6 +274,7 @@ fn summary(fault: Fault, results: &[Trial]) {
     line("fault -> first acknowledged write", &|t| t.first_write);
     line("fault -> all replicas repointed", &|t| t.repointed);
     line("resume -> old primary read-only (two writers)", &|t| t.two_writers);
+    line("heal: first answer -> read-only (seen writable)", &|t| t.seen_writable);
     let sum = |f: &dyn Fn(&Trial) -> usize| ok.iter().map(|t| f(t)).sum::<usize>();
     println!(
         "  acknowledged writes lost: {} of {}; split-brain writes: {} in all trials ({} of them exist only on the old primary)",

@@ -3,6 +3,7 @@
 
 mod failover;
 mod probe;
+mod simulate;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -22,7 +23,9 @@ enum Bench {
     Failover {
         #[arg(long, default_value_t = 10)]
         trials: usize,
-        /// kill (SIGKILL), stop (SIGSTOP, resumed later) or both.
+        /// kill (SIGKILL), stop (SIGSTOP, resumed later), both, or isolate
+        /// (the primary cut off from everyone in its network namespace,
+        /// healed later; needs root).
         #[arg(long, default_value = "both")]
         fault: String,
         /// When a hung primary is resumed, after the fault.
@@ -46,6 +49,19 @@ enum Bench {
         seconds: u64,
         #[arg(long, default_value = "250ms")]
         poll_interval: String,
+    },
+    /// Random seeds through the deterministic simulator (no servers): seeds
+    /// per second, faults injected, simulated recovery times; fails on a
+    /// seed that breaks an invariant, printing it.
+    Simulate {
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Also reach the triggers of known findings (see pivot-sim's tests/findings.rs).
+        #[arg(long)]
+        expose_known: bool,
     },
 }
 
@@ -82,12 +98,16 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(command: Bench) -> anyhow::Result<()> {
     match command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
+        Bench::Simulate { seeds, from, expose_known } => {
+            tokio::task::spawn_blocking(move || simulate::run(seeds, from, expose_known)).await?
+        }
         Bench::Failover { trials, fault, resume_after, stonith, r#async } => {
             let faults = match fault.as_str() {
                 "kill" => vec![failover::Fault::Kill],
                 "stop" => vec![failover::Fault::Stop],
+                "isolate" => vec![failover::Fault::Isolate],
                 "both" => vec![failover::Fault::Kill, failover::Fault::Stop],
-                other => anyhow::bail!("--fault {other}: use kill, stop or both"),
+                other => anyhow::bail!("--fault {other}: use kill, stop, both or isolate"),
             };
             let resume_after = parse_duration(&resume_after)?;
             let setup = failover::Setup { resume_after, stonith, semi_sync: !r#async };
