@@ -43,10 +43,29 @@ impl Topology {
         }
         let cycle = find_cycle_members(&source_of);
         let roots: Vec<&InstanceKey> = all.iter().filter(|k| !source_of.contains_key(*k)).collect();
-        let with_replicas: Vec<&InstanceKey> = roots.iter().copied().filter(|k| replicas_of.contains_key(*k)).collect();
+        let all_with_replicas: Vec<&InstanceKey> =
+            roots.iter().copied().filter(|k| replicas_of.contains_key(*k)).collect();
         let writable = |k: &InstanceKey| view.get(k).and_then(|r| r.last_state()).is_some_and(|s| s.writable());
+        let writable_now = |k: &InstanceKey| view.get(k).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
+        // A former primary pivot fenced is never the primary while another
+        // instance can be: replicas it lost at a failover (unreachable, still
+        // naming it as their source) must not make its tree the cluster's.
+        let with_replicas: Vec<&InstanceKey> =
+            all_with_replicas.iter().copied().filter(|k| !view.fenced.contains(*k)).collect();
+        let fenced_trees_only = with_replicas.is_empty() && !all_with_replicas.is_empty();
+        let new_primary: Vec<&InstanceKey> = if fenced_trees_only {
+            roots.iter().copied().filter(|k| !view.fenced.contains(*k) && writable_now(k)).collect()
+        } else {
+            Vec::new()
+        };
+        let with_replicas = if fenced_trees_only && new_primary.is_empty() { all_with_replicas } else { with_replicas };
 
-        let (primary, reasoning) = if with_replicas.len() == 1 {
+        let (primary, reasoning) = if let [one] = new_primary.as_slice() {
+            (
+                Some((*one).clone()),
+                format!("{one} is the only writable instance; the other trees hang off fenced former primaries"),
+            )
+        } else if with_replicas.len() == 1 {
             (
                 Some(with_replicas[0].clone()),
                 format!("{} is the only source that replicates from nobody", with_replicas[0]),
@@ -68,8 +87,6 @@ impl Topology {
             }
         } else {
             // Only an answer now counts: a dead former primary was writable when last seen.
-            let writable_now =
-                |k: &InstanceKey| view.get(k).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
             let writers: Vec<&InstanceKey> = roots.iter().copied().filter(|k| writable_now(k)).collect();
             match (roots.as_slice(), writers.as_slice()) {
                 ([only], _) => (Some((*only).clone()), format!("{only} is the only instance")),
@@ -77,8 +94,11 @@ impl Topology {
                 _ => (None, "no instance has replicas and no single instance answers as writable".to_string()),
             }
         };
-        let other_primaries: Vec<InstanceKey> =
-            with_replicas.iter().filter(|k| Some(**k) != primary.as_ref()).map(|k| (*k).clone()).collect();
+        let other_primaries: Vec<InstanceKey> = roots
+            .iter()
+            .filter(|k| replicas_of.contains_key(**k) && Some(**k) != primary.as_ref())
+            .map(|k| (*k).clone())
+            .collect();
         let detached: Vec<InstanceKey> = roots
             .iter()
             .filter(|k| Some(**k) != primary.as_ref() && !replicas_of.contains_key(**k))
@@ -151,4 +171,45 @@ fn find_cycle_members(source_of: &BTreeMap<InstanceKey, InstanceKey>) -> Vec<Ins
         }
     }
     members.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::*;
+    use crate::observation::FailureKind;
+
+    const P1: &str = "10.0.0.1:3306";
+    const P2: &str = "10.0.0.2:3306";
+
+    /// Simulator finding F2: after a failover, replicas that were unreachable
+    /// still name the old primary as their source. Its tree must not win over
+    /// the new primary's because it has more (lost) replicas.
+    #[test]
+    fn a_fenced_former_primary_is_never_the_primary_while_another_can_be() {
+        let mut v = ClusterView::default();
+        v.apply(down(P1, 1_000, FailureKind::Refused), 10);
+        v.apply(up(P2, 1_000, state(2, "0-2-5")), 10);
+        v.apply(up("10.0.0.3:3306", 1_000, state(3, "0-2-5").replica_of(P2, "0-2-5")), 10);
+        for (k, id) in [("10.0.0.4:3306", 4), ("10.0.0.5:3306", 5)] {
+            v.apply(up(k, 900, state(id, "0-1-9").replica_of(P1, "0-1-9")), 10);
+            v.apply(down(k, 1_000, FailureKind::Timeout), 10);
+        }
+        assert_eq!(Topology::derive(&v).primary, Some(key(P1)), "without the fence list the bigger tree wins");
+        v.fenced.insert(key(P1));
+        let t = Topology::derive(&v);
+        assert_eq!(t.primary, Some(key(P2)), "{}", t.reasoning);
+        assert_eq!(t.other_primaries, vec![key(P1)], "its lost tree is still reported");
+        // The new primary has no reachable follower at all: still the primary.
+        let mut alone = ClusterView::default();
+        alone.apply(down(P1, 1_000, FailureKind::Refused), 10);
+        alone.apply(up(P2, 1_000, state(2, "0-2-5")), 10);
+        alone.apply(up("10.0.0.4:3306", 900, state(4, "0-1-9").replica_of(P1, "0-1-9")), 10);
+        alone.apply(down("10.0.0.4:3306", 1_000, FailureKind::Timeout), 10);
+        alone.fenced.insert(key(P1));
+        assert_eq!(Topology::derive(&alone).primary, Some(key(P2)), "{}", Topology::derive(&alone).reasoning);
+        // Nothing else can be: the fenced one stays the root (and is reported).
+        alone.apply(down(P2, 1_100, FailureKind::Refused), 10);
+        assert_eq!(Topology::derive(&alone).primary, Some(key(P1)));
+    }
 }

@@ -104,11 +104,15 @@ pub struct ClusterView {
     pub records: BTreeMap<InstanceKey, InstanceRecord>,
     /// Instances known (seeds, discovered) but not observed yet.
     pub pending: BTreeSet<InstanceKey>,
+    /// Former primaries pivot keeps read-only (the fence list): never taken
+    /// for the primary while another instance can be.
+    #[serde(default)]
+    pub fenced: BTreeSet<InstanceKey>,
 }
 
 impl ClusterView {
     pub fn new(seeds: impl IntoIterator<Item = InstanceKey>) -> Self {
-        ClusterView { records: BTreeMap::new(), pending: seeds.into_iter().collect() }
+        ClusterView { records: BTreeMap::new(), pending: seeds.into_iter().collect(), fenced: BTreeSet::new() }
     }
 
     /// Learn of an instance (from discovery). Returns true when it is new.

@@ -356,6 +356,7 @@ impl ClusterMachine {
         for step in self.discovery.rotate(&self.view, found) {
             self.apply_discovery(step, out);
         }
+        self.view.fenced = self.fenced.keys().cloned().collect();
         self.analysis = analyze(&self.view, &self.settings.detection, self.now);
         if writable && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
             out.push(Command::Log {
@@ -416,6 +417,14 @@ impl ClusterMachine {
                     });
                     self.pending_resume = Some(r.id);
                 }
+            }
+        }
+        let mut store = store;
+        if let (Some(new), Some(old)) = (store.block.as_mut(), self.store.block.as_ref()) {
+            // A block is converted to monotonic time once, when first read: a
+            // wall clock that jumps later neither shortens nor lengthens it.
+            if (new.recovery_id, new.until_wall) == (old.recovery_id, old.until_wall) {
+                new.until = old.until;
             }
         }
         self.store = store;

@@ -326,3 +326,22 @@ fn the_view_and_the_discovery_limit_are_shown() {
     let limit = m.discovery_limit().expect("the limit is shown once reached");
     assert!(limit.contains("max_instances 2 reached"), "{limit}");
 }
+
+/// Simulator finding F8: the block is converted to monotonic time once; a
+/// wall clock that jumps forward later does not end it early.
+#[test]
+fn a_wall_clock_jump_does_not_shorten_the_block() {
+    let mut rig = Rig::new(true);
+    let first = BlockInfo { until: Millis(rig.now + 1_800_000), until_wall: 5_000_000, recovery_id: Some(2) };
+    rig.store(StoreView { block: Some(first), ..fresh_store() });
+    // The wall clock jumped an hour forward: the same block now converts to the past.
+    let jumped = BlockInfo { until: Millis(rig.now), until_wall: 5_000_000, recovery_id: Some(2) };
+    rig.store(StoreView { block: Some(jumped), ..fresh_store() });
+    assert_eq!(rig.m.blocked_until().map(|b| b.until), Some(Millis(1_000 + 1_800_000)));
+    let mut cmds = rig.primary_dies();
+    cmds.extend(rig.store(StoreView {
+        block: Some(BlockInfo { until: Millis(0), until_wall: 5_000_000, recovery_id: Some(2) }),
+        ..fresh_store()
+    }));
+    assert!(!starts(&cmds), "still blocked: {cmds:?}");
+}

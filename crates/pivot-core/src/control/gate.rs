@@ -49,7 +49,17 @@ pub fn decide(a: &ClusterAnalysis, gate: &Gate, now: Millis) -> Decision {
     if a.code == Code::SplitBrain {
         return Decision::Alert { reason: format!("split brain: {}", a.signal) };
     }
-    if !a.code.failover_worthy() || gate.running || !gate.fresh || !gate.may_act {
+    if !a.code.failover_worthy() {
+        // Everything else an operator must know: no primary, a read-only
+        // primary, a stuck semi-sync primary, replicas that do not replicate,
+        // a primary pivot cannot reach while its replicas can.
+        return if a.code.alerting() && gate.may_act {
+            Decision::Alert { reason: format!("{}: {}", a.code, a.signal) }
+        } else {
+            Decision::Nothing
+        };
+    }
+    if gate.running || !gate.fresh || !gate.may_act {
         return Decision::Nothing;
     }
     if !gate.automatic {
@@ -120,7 +130,18 @@ mod tests {
             ("dead primary and some replicas", Code::DeadPrimaryAndSomeReplicas, open(), "recover"),
             ("healthy", Code::Healthy, open(), "nothing"),
             ("unconfirmed", Code::PrimaryUnreachableUnconfirmed, open(), "nothing"),
-            ("replicas still replicating", Code::PrimaryUnreachableReplicasReplicating, open(), "nothing"),
+            (
+                "replicas still replicating",
+                Code::PrimaryUnreachableReplicasReplicating,
+                open(),
+                "primary_unreachable_replicas_replicating: signal",
+            ),
+            ("no primary", Code::NoPrimary, open(), "no_primary: signal"),
+            ("read-only primary", Code::NoWritablePrimary, open(), "no_writable_primary: signal"),
+            ("stuck semi-sync primary", Code::SemiSyncPrimaryStuck, open(), "semi_sync_primary_stuck: signal"),
+            ("replicas not replicating", Code::AllReplicasNotReplicating, open(), "all_replicas_not_replicating"),
+            ("probe error", Code::PrimaryProbeError, open(), "primary_probe_error: signal"),
+            ("incomplete view", Code::Incomplete, open(), "nothing"),
             ("all replicas down too", Code::DeadPrimaryWithoutReplicas, open(), "nothing can be promoted"),
             ("split brain", Code::SplitBrain, open(), "split brain"),
             ("already running", Code::DeadPrimary, Gate { running: true, ..open() }, "nothing"),

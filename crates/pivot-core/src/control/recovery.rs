@@ -345,11 +345,17 @@ impl RecoveryMachine {
         let semi_sync = match self.settings.semi_sync {
             SemiSyncPolicy::On => true,
             SemiSyncPolicy::Off => false,
-            SemiSyncPolicy::Auto => self
-                .view
-                .get(&self.doc.failed_primary)
-                .and_then(|r| r.last_state())
-                .is_some_and(|s| s.semi_sync.primary_enabled),
+            // As the failed primary was last seen; a pivot that never saw it
+            // (started after it died) goes by the replicas' side.
+            SemiSyncPolicy::Auto => match self.view.get(&self.doc.failed_primary).and_then(|r| r.last_state()) {
+                Some(s) => s.semi_sync.primary_enabled,
+                None => choice
+                    .followers
+                    .iter()
+                    .chain([&choice.candidate])
+                    .filter_map(|k| self.view.get(k).and_then(|r| r.last_state()))
+                    .any(|s| s.semi_sync.replica_enabled),
+            },
         };
         extend_failover(&mut self.doc, choice, semi_sync, self.settings.hooks);
         self.ends.resize(self.doc.steps.len(), None);
@@ -524,8 +530,21 @@ impl RecoveryMachine {
             m.ends[i] = r.ended;
         }
         m.abandoned = m.doc.steps.iter().any(|s| s.step.is_undo()).then(|| "abandoned before a pivot restart".into());
+        // Steps run one after the other: a step before one that started had
+        // ended, even if its end record was lost (a failed write, a crash
+        // between the end and its record). It is never run again.
+        if let Some(last) = m.started.iter().max().copied() {
+            for i in 0..last {
+                if m.ends[i].is_none() {
+                    m.ends[i] = Some(Ended::Ok);
+                    if !m.started.contains(&i) {
+                        m.started.push(i);
+                    }
+                }
+            }
+        }
         if let Some(p) = m.doc.promote_index() {
-            m.promoted = m.ends[p].is_some_and(Ended::succeeded);
+            m.promoted = m.abandoned.is_none() && m.ends[p].is_some_and(Ended::succeeded);
         }
         // Replay what ended, in order, the way it was decided then.
         let mut next = 0;

@@ -564,3 +564,84 @@ fn an_ended_observation_is_not_taken_again_once_the_choice_is_stored() {
     let Command::RunStep { step, check_first, .. } = cmd else { panic!("{cmd:?}") };
     assert_eq!((step.name().as_str(), check_first), ("wait_relay_applied", false));
 }
+
+/// Simulator finding F1 (a): the end of `observe` was never written, but the
+/// plan extended after it was, and a later step started. A restart must not
+/// observe again (that would extend the plan a second time: two promotions).
+#[test]
+fn a_lost_end_record_does_not_make_a_step_run_again() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "register_fence");
+    let observe = steps.iter().position(|s| s.seq == 2).unwrap();
+    steps[observe].ended = None;
+    let (m, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    let Command::RunStep { step, .. } = &cmd else { panic!("{cmd:?}") };
+    assert_eq!(step.name(), "register_fence");
+    let (m, run) = drive(m.unwrap(), cmd, &ok, false);
+    assert!(!run.trace.contains(&"observe".to_string()), "{:?}", run.trace);
+    assert_eq!(m.doc().steps.iter().filter(|s| matches!(s.step, Step::Promote { .. })).count(), 1);
+}
+
+/// Simulator finding F1 (b): after an abandon that ran its undo, a second
+/// restart runs nothing again (not the step that was interrupted before the
+/// abandon, not the undo).
+#[test]
+fn a_second_restart_after_an_abandon_runs_nothing_again() {
+    let (plan, steps) = interrupted_at(HookSet::default(), "register_fence");
+    // First restart: the old primary answers again: abandoned, undone.
+    let (m, cmd) = resume(&plan, &steps, live_primary_view(), HookSet::default());
+    let mut m = m.unwrap();
+    let mut cmd = cmd;
+    let mut stored = plan.clone();
+    let mut records = steps.clone();
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(doc) => {
+                stored = doc.to_json();
+                m.plan_recorded(Ok(()))
+            }
+            Command::RunStep { seq, .. } => {
+                records.push(RecordedStep { seq, ended: Some(Ended::Ok) });
+                m.step_ended(seq, StepEnd::new(Ended::Ok, ""))
+            }
+            Command::Finish(_) => break,
+            Command::Park { .. } => panic!(),
+        };
+    }
+    // Second restart (the first one's finish was not written).
+    let (_, cmd) = resume(&stored, &records, live_primary_view(), HookSet::default());
+    let Command::Finish(f) = cmd else { panic!("nothing runs again: {cmd:?}") };
+    assert_eq!(f.status, Status::Aborted);
+}
+
+/// Simulator finding F4: a pivot that never saw the failed primary (started
+/// after it died) still knows semi-sync was on, from the replicas.
+#[test]
+fn semi_sync_is_judged_from_the_replicas_when_the_primary_was_never_seen() {
+    let mut v = ClusterView::default();
+    let semi = |id, received: &str| {
+        let mut b = replica(id, received).build();
+        b.semi_sync.replica_enabled = true;
+        b
+    };
+    v.apply(down(P, 1_000, FailureKind::Refused), 10);
+    for (k, s) in [(C, semi(2, "0-1-100")), (R, semi(3, "0-1-99"))] {
+        v.apply(
+            crate::observation::Observation {
+                instance: key(k),
+                at: crate::time::Millis(1_000),
+                latency_us: 100,
+                outcome: crate::observation::ProbeOutcome::Reachable { state: Box::new(s) },
+            },
+            10,
+        );
+    }
+    let mut settings = settings(HookSet::default());
+    settings.semi_sync = SemiSyncPolicy::Auto;
+    let (m, cmd) = RecoveryMachine::start(key(P), v, settings, automatic());
+    let (m, _) = drive(m, cmd, &ok, false);
+    assert!(
+        m.doc().steps.iter().any(|s| matches!(s.step, Step::Promote { semi_sync: true, .. })),
+        "{:?}",
+        m.doc().steps
+    );
+}

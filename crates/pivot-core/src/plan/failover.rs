@@ -51,6 +51,8 @@ fn restore(failed: &InstanceKey, replicas: Vec<InstanceKey>, candidate: Option<I
 /// 4. MHA `--command=start`, replicas repointed and confirmed, the old
 ///    primary fenced if reachable, the post-failover hook.
 pub fn extend_failover(doc: &mut PlanDoc, choice: Choice, semi_sync: bool, hooks: HookSet) {
+    // Semi-sync with nobody to acknowledge would make every write wait.
+    let semi_sync = semi_sync && !choice.followers.is_empty();
     let failed = doc.failed_primary.clone();
     let candidate = choice.candidate.clone();
     if hooks.pre_failover {

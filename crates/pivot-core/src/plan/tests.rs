@@ -198,3 +198,13 @@ fn check_names_each_broken_rule() {
     after_undo.push(Step::WaitRelayApplied { instance: key(C) }, vec![]);
     assert!(after_undo.check().unwrap_err().contains("after the plan was abandoned"));
 }
+
+/// Simulator finding F5: semi-sync on a new primary nobody follows would
+/// make every write wait forever.
+#[test]
+fn no_semi_sync_on_a_new_primary_nobody_follows() {
+    let alone = plan(false, &[], true, HookSet::default(), false);
+    assert!(alone.steps.iter().any(|s| s.step == Step::Promote { instance: key(C), semi_sync: false }));
+    let followed = plan(false, &[R], true, HookSet::default(), false);
+    assert!(followed.steps.iter().any(|s| s.step == Step::Promote { instance: key(C), semi_sync: true }));
+}

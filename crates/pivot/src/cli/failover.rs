@@ -14,7 +14,7 @@ pub async fn run(config_path: &Path, cluster: &str, to: Option<InstanceKey>, for
     let config = Config::load(config_path)?;
     let c = super::cluster_of(&config, cluster)?;
     let state = pivot_state::open(&config.pivot.state)?;
-    let (view, analysis) = super::observe(c).await;
+    let (view, analysis) = super::observe(c, Some(state.as_ref())).await;
     let Some(primary) = analysis.primary.clone() else {
         anyhow::bail!("cluster `{cluster}` has no identifiable primary to fail over: {}", analysis.signal);
     };

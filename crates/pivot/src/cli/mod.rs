@@ -124,7 +124,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Discover the cluster and analyze it, as a command run once sees it. When
 /// the primary does not answer, the replicas are probed again after the
 /// confirm window: one reading cannot tell a silent replica from a live one.
-pub async fn observe(c: &crate::config::ClusterConfig) -> (pivot_core::ClusterView, pivot_core::ClusterAnalysis) {
+/// `state`, if there is one, gives the fence list: a former primary pivot
+/// keeps read-only is never taken for the primary.
+pub async fn observe(
+    c: &crate::config::ClusterConfig,
+    state: Option<&dyn pivot_state::StateStore>,
+) -> (pivot_core::ClusterView, pivot_core::ClusterAnalysis) {
     use crate::clock;
     let mut view = pivot_server::discover(
         &c.seeds,
@@ -135,6 +140,9 @@ pub async fn observe(c: &crate::config::ClusterConfig) -> (pivot_core::ClusterVi
         clock::now,
     )
     .await;
+    if let Some(Ok(list)) = state.map(|s| s.fenced(&c.name)) {
+        view.fenced = list.iter().filter_map(|f| f.instance.parse().ok()).collect();
+    }
     let analysis = pivot_core::analyze(&view, &c.detection, clock::now());
     let primary_down = analysis.primary.as_ref().and_then(|p| view.get(p)).is_some_and(|r| !r.reachable());
     if !primary_down || analysis.code.failover_worthy() {

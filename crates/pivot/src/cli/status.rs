@@ -28,7 +28,7 @@ pub async fn run(config_path: &Path, only: Option<&str>, json: bool) -> anyhow::
     let mut snapshots: Vec<ClusterSnapshot> = Vec::new();
     let mut privilege_problems = 0;
     for c in clusters {
-        let (view, analysis) = super::observe(c).await;
+        let (view, analysis) = super::observe(c, state.as_deref()).await;
         let mut snap = snapshot(&c.name, &view, &analysis);
         privilege_problems += add_privilege_problems(&mut snap, c).await;
         if let Some(st) = &state {
