@@ -125,6 +125,7 @@ fn a_dead_primary_is_failed_over_in_plan_order() {
             "record",
             "wait_relay_applied",
             "register_fence",
+            "confirm_primary_gone",
             "promote",
             "repoint",
             "confirm_replicating",

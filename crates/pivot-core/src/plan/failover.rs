@@ -45,7 +45,8 @@ fn restore(failed: &InstanceKey, replicas: Vec<InstanceKey>, candidate: Option<I
 /// 2. the candidate applies its relay log (and catches up from the most
 ///    advanced replica if it received less), so every write a surviving
 ///    replica acknowledged is on it before it opens for writes;
-/// 3. the old primary is registered for fencing, the candidate is promoted
+/// 3. the old primary is registered for fencing, then (unless it was fenced
+///    first) made sure to still not answer, and the candidate is promoted
 ///    (with semi-sync, replicas attach first so the first write is
 ///    acknowledged at once);
 /// 4. MHA `--command=start`, replicas repointed and confirmed, the old
@@ -91,6 +92,9 @@ pub fn extend_failover(doc: &mut PlanDoc, choice: Choice, semi_sync: bool, hooks
             vec![restore(&failed, vec![candidate.clone()], Some(candidate.clone()))],
         );
         doc.push(repoint.clone(), repoint_undo);
+    }
+    if !doc.steps.iter().any(|s| matches!(s.step, Step::FenceLivePrimary { .. })) {
+        doc.push(Step::ConfirmPrimaryGone { instance: failed.clone() }, vec![]);
     }
     doc.push(
         Step::Promote { instance: candidate.clone(), semi_sync },

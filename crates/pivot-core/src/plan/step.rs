@@ -83,6 +83,12 @@ pub enum Step {
     PrepareCandidate {
         instance: InstanceKey,
     },
+    /// Right before the promotion: the failed primary must still not
+    /// answer (it could have come back, and a restarted replica reconnected
+    /// to it, since the replicas were observed).
+    ConfirmPrimaryGone {
+        instance: InstanceKey,
+    },
     Promote {
         instance: InstanceKey,
         semi_sync: bool,
@@ -137,6 +143,7 @@ impl Step {
             Step::CatchUp { .. } => "catch_up".into(),
             Step::RegisterFence { .. } => "register_fence".into(),
             Step::PrepareCandidate { .. } => "prepare_candidate".into(),
+            Step::ConfirmPrimaryGone { .. } => "confirm_primary_gone".into(),
             Step::Promote { .. } => "promote".into(),
             Step::Repoint { .. } => "repoint".into(),
             Step::ConfirmReplicating { .. } => "confirm_replicating".into(),
@@ -166,6 +173,9 @@ impl Step {
             Step::RegisterFence { instance } => format!("record {instance} as a former primary to keep read-only"),
             Step::PrepareCandidate { instance } => {
                 format!("stop replication on {instance} and switch its semi-sync primary side on, still read-only")
+            }
+            Step::ConfirmPrimaryGone { instance } => {
+                format!("make sure {instance} still does not answer before writes open elsewhere")
             }
             Step::Promote { instance, semi_sync } => format!(
                 "promote {instance}: stop and reset replication{}, make it writable",
@@ -201,6 +211,7 @@ impl Step {
             | Step::CatchUp { .. }
             | Step::RegisterFence { .. }
             | Step::PrepareCandidate { .. }
+            | Step::ConfirmPrimaryGone { .. }
             | Step::Promote { .. } => true,
             Step::Repoint { .. }
             | Step::ConfirmReplicating { .. }

@@ -45,15 +45,16 @@ fn plain_plan_freezes_observes_applies_fences_durably_then_promotes_then_repoint
             "observe",
             "wait_relay_applied",
             "register_fence",
+            "confirm_primary_gone",
             "promote",
             "repoint",
             "confirm_replicating",
             "fence_old_primary"
         ]
     );
-    assert_eq!(p.steps[4].step, Step::Promote { instance: key(C), semi_sync: false });
-    assert_eq!(p.promote_index(), Some(4));
-    assert_eq!(PlanDoc::seq(4), 5, "step numbers are derived from positions");
+    assert_eq!(p.steps[5].step, Step::Promote { instance: key(C), semi_sync: false });
+    assert_eq!(p.promote_index(), Some(5));
+    assert_eq!(PlanDoc::seq(5), 6, "step numbers are derived from positions");
 }
 
 #[test]
@@ -66,13 +67,17 @@ fn with_semi_sync_replicas_attach_before_writes_open() {
             "register_fence",
             "prepare_candidate",
             "repoint",
+            "confirm_primary_gone",
             "promote",
             "confirm_replicating",
             "fence_old_primary"
         ]
     );
     let alone = plan(false, &[], true, HookSet::default(), false);
-    assert_eq!(names(&alone)[2..], ["wait_relay_applied", "register_fence", "promote", "fence_old_primary"]);
+    assert_eq!(
+        names(&alone)[2..],
+        ["wait_relay_applied", "register_fence", "confirm_primary_gone", "promote", "fence_old_primary"]
+    );
 }
 
 #[test]
@@ -207,4 +212,16 @@ fn no_semi_sync_on_a_new_primary_nobody_follows() {
     assert!(alone.steps.iter().any(|s| s.step == Step::Promote { instance: key(C), semi_sync: false }));
     let followed = plan(false, &[R], true, HookSet::default(), false);
     assert!(followed.steps.iter().any(|s| s.step == Step::Promote { instance: key(C), semi_sync: true }));
+}
+
+/// Simulator finding F3: the failed primary is checked once more right
+/// before the promotion, unless it was fenced first.
+#[test]
+fn the_failed_primary_is_checked_right_before_the_promotion_unless_fenced_first() {
+    let p = plan(true, &[R], true, ALL_HOOKS, false);
+    let at = p.promote_index().unwrap();
+    assert_eq!(p.steps[at - 1].step, Step::ConfirmPrimaryGone { instance: key(P) });
+    assert!(p.steps[at - 1].vetoes);
+    let live = plan(true, &[R], true, ALL_HOOKS, true);
+    assert!(!live.steps.iter().any(|s| matches!(s.step, Step::ConfirmPrimaryGone { .. })));
 }

@@ -15,6 +15,9 @@ use pivot_state::FencedInstance;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// How long the failed primary gets to greet, right before the promotion.
+const CONFIRM_GONE_BOUND: Duration = Duration::from_millis(50);
+
 pub struct Performer {
     pub env: RecoveryEnv,
     pub id: i64,
@@ -132,6 +135,7 @@ impl Performer {
                 },
                 Err(e) => end(Ended::Failed, e),
             },
+            Step::ConfirmPrimaryGone { instance } => self.confirm_primary_gone(instance).await,
             Step::Promote { instance, semi_sync } => {
                 let s = match self.session(instance).await {
                     Ok(s) => s,
@@ -216,6 +220,28 @@ impl Performer {
             observations.push(obs);
         }
         StepEnd { observations, ..end(Ended::Ok, message) }
+    }
+
+    /// The failed primary must not answer now. A hung one (its kernel still
+    /// accepts connections) sends no greeting within the bound: gone. One
+    /// that answers ends the failover, unless forced: then it is fenced.
+    async fn confirm_primary_gone(&mut self, instance: &InstanceKey) -> StepEnd {
+        let creds = self.env.cluster.credentials.clone();
+        let bound = self.env.cluster.probe_timeout.min(CONFIRM_GONE_BOUND);
+        match Session::connect(instance, &creds, bound).await {
+            // A server that refuses the login (or any server error) is up.
+            Err(e) if e.is_server_error() => {
+                end(Ended::Failed, format!("{instance} answers again ({e}): failover abandoned"))
+            }
+            Err(e) => end(Ended::Ok, format!("does not answer ({e})")),
+            Ok(mut s) if self.force => match actions::fence(&mut s, &creds).await {
+                Ok(killed) => {
+                    end(Ended::Ok, format!("answered again: made read-only, {killed} session(s) ended (forced)"))
+                }
+                Err(e) => end(Ended::Failed, format!("answered again and could not be fenced: {e}")),
+            },
+            Ok(_) => end(Ended::Failed, format!("{instance} answers again: failover abandoned")),
+        }
     }
 
     async fn fence_old_primary(&mut self, instance: &InstanceKey) -> StepEnd {

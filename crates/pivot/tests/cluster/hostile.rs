@@ -361,3 +361,44 @@ async fn stepping_the_wall_clock_back_an_hour_changes_no_detection() {
     let new = rig.wait_new_primary(&old).await;
     assert_eq!(rig.writable_nodes().await, vec![new]);
 }
+
+/// Simulator finding F3: the failed primary comes back between the
+/// observation of the replicas and the promotion (here a pre-failover hook
+/// restarts it). It is checked once more right before the promotion: the
+/// failover is abandoned, nothing is promoted, it stays the only writer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_back_just_before_the_promotion_stops_the_failover() {
+    let mut rig = Rig::start(3, false, |sb| {
+        let marker = sb.dir.join("restarted");
+        let pre = script(
+            sb,
+            "pre",
+            &format!(
+                "[ -e {m} ] && exit 0; touch {m}; exec {bin} sandbox start --dir {dir} node1",
+                m = marker.display(),
+                bin = pivot_bin().display(),
+                dir = sb.dir.display()
+            ),
+        );
+        format!("[cluster.hooks]\npre_failover = [\"{}\"]\ntimeout = \"60s\"\n", pre.display())
+    })
+    .await;
+    rig.sb.kill("node1").unwrap();
+    let marker = rig.sb.dir.join("restarted");
+    eventually(WAIT, "the hook restarted node1", || async {
+        marker.exists().then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
+    let h = wait_recovery_status(&rig, "aborted").await;
+    // The hook started node1 through the sandbox's files: read them again so
+    // the teardown stops that process too.
+    let dir = rig.sb.dir.clone();
+    *rig.sb = pivot_sandbox::Sandbox::open(&dir).unwrap();
+    let r = last_recovery(&h);
+    let s = steps(r);
+    assert!(s.contains(&"confirm_primary_gone=failed".to_string()), "{s:?}");
+    assert!(!s.iter().any(|s| s.starts_with("promote")), "{s:?}");
+    assert!(r["summary"].as_str().unwrap().contains("answers again"), "{r:#}");
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    assert_eq!(rig.writable_nodes().await, vec![rig.key("node1")]);
+}
