@@ -712,8 +712,4 @@ impl ClusterMachine {
         self.problem(key, text, &mut out);
         out
     }
-
-    pub fn clear_shell_problem(&mut self, key: &'static str) {
-        self.problems.remove(key);
-    }
 }

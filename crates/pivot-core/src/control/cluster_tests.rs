@@ -345,3 +345,53 @@ fn a_wall_clock_jump_does_not_shorten_the_block() {
     }));
     assert!(!starts(&cmds), "still blocked: {cmds:?}");
 }
+
+#[test]
+fn a_running_recovery_is_never_started_twice() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    // Whatever comes next while it runs: fresh readings, a fresh store.
+    for _ in 0..3 {
+        let mut cmds = rig.primary_dies();
+        cmds.extend(rig.store(fresh_store()));
+        assert!(!starts(&cmds), "{cmds:?}");
+    }
+}
+
+#[test]
+fn only_a_healthy_cluster_resets_the_backoff() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let end = RecoveryEnd::Ended { id: 1, promoted: false, parked: false, alert: None, unrecorded: None };
+    rig.ev(Event::RecoveryEnded(end));
+    // The primary is seen failing before the replicas are read again:
+    // "unconfirmed", which must not reset the backoff.
+    rig.advance(300);
+    rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
+    let mut cmds = rig.primary_dies();
+    cmds.extend(rig.store(fresh_store()));
+    assert!(!starts(&cmds), "still backing off: {cmds:?}");
+}
+
+#[test]
+fn each_control_problem_alerts_once() {
+    let mut rig = Rig::new(true);
+    let a = rig.m.shell_problem("fence_list", "cannot record X".into());
+    assert_eq!(alerts(&a), vec!["cannot record X".to_string()]);
+    assert!(alerts(&rig.m.shell_problem("fence_list", "cannot record X".into())).is_empty(), "once");
+    let b = rig.m.shell_problem("state", "state file gone".into());
+    assert_eq!(alerts(&b), vec!["state file gone".to_string()], "another problem alerts too");
+    assert_eq!(rig.m.problems().count(), 2);
+}
+
+#[test]
+fn the_watched_primary_is_not_watched_again() {
+    let mut rig = Rig::new(true);
+    for _ in 0..4 {
+        rig.advance(1_500);
+        let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+        assert!(!cmds.contains(&Command::WatchPrimary(key(P))), "{cmds:?}");
+    }
+}

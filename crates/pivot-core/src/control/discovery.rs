@@ -189,4 +189,50 @@ mod tests {
         let steps = d.offer(&view, key("10.0.0.2:3306"), true, &[key("10.0.0.9:3306")]);
         assert!(!steps.iter().any(|s| matches!(s, Step::Drop(_))), "{steps:?}");
     }
+
+    #[test]
+    fn known_instances_are_not_offered_twice_and_only_stale_never_answering_ones_rotate() {
+        let mut d = Discovery::new(2);
+        let mut view = ClusterView::default();
+        let steps = d.offer(&view, key("127.0.0.1:1"), false, &[]);
+        apply(&mut view, &steps);
+        assert_eq!(d.offer(&view, key("127.0.0.1:1"), false, &[]), vec![], "pending already");
+        view.apply(down("127.0.0.1:1", 10, FailureKind::Refused), 10);
+        assert_eq!(d.offer(&view, key("127.0.0.1:1"), true, &[]), vec![], "watched already");
+        let steps = d.offer(&view, key("127.0.0.1:2"), false, &[]);
+        apply(&mut view, &steps);
+        // Full: a third seed waits.
+        let steps = d.offer(&view, key("127.0.0.1:3"), false, &[]);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Watch(_))), "{steps:?}");
+        // Two failures are not enough to give the place away.
+        view.apply(down("127.0.0.1:1", 20, FailureKind::Refused), 10);
+        view.apply(up("127.0.0.1:2", 20, state(2, "0-2-1")), 10);
+        assert_eq!(d.rotate(&view, false), vec![]);
+        view.apply(down("127.0.0.1:1", 30, FailureKind::Refused), 10);
+        let steps = d.rotate(&view, false);
+        assert_eq!(steps, vec![Step::Drop(key("127.0.0.1:1")), Step::Watch(key("127.0.0.1:3"))]);
+        apply(&mut view, &steps);
+        // The one that answered once keeps its place, however often it fails.
+        for t in 40..50 {
+            view.apply(down("127.0.0.1:2", t, FailureKind::Refused), 10);
+        }
+        let steps = d.rotate(&view, false);
+        assert!(!steps.contains(&Step::Drop(key("127.0.0.1:2"))), "{steps:?}");
+        assert!(d.limit_text().unwrap().contains("1 dropped"), "{:?}", d.limit_text());
+    }
+
+    #[test]
+    fn a_protected_instance_that_failed_is_not_the_victim() {
+        let mut d = Discovery::new(2);
+        let mut view = ClusterView::default();
+        for k in ["10.0.0.9:3306", "127.0.0.1:1"] {
+            let steps = d.offer(&view, key(k), false, &[]);
+            apply(&mut view, &steps);
+            view.apply(down(k, 10, FailureKind::Refused), 10);
+        }
+        view.apply(down("10.0.0.9:3306", 20, FailureKind::Refused), 10);
+        let steps = d.offer(&view, key("10.0.0.2:3306"), true, &[key("10.0.0.9:3306")]);
+        assert!(steps.contains(&Step::Drop(key("127.0.0.1:1"))), "{steps:?}");
+        assert!(!steps.contains(&Step::Drop(key("10.0.0.9:3306"))), "{steps:?}");
+    }
 }

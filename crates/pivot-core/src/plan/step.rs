@@ -233,12 +233,4 @@ impl Step {
     pub fn is_undo(&self) -> bool {
         matches!(self, Step::RestoreReplication { .. } | Step::UnregisterFence { .. } | Step::Unfence { .. })
     }
-
-    /// The instance this step makes writable, if any.
-    pub fn makes_writable(&self) -> Option<&InstanceKey> {
-        match self {
-            Step::Promote { instance, .. } | Step::Unfence { instance } => Some(instance),
-            _ => None,
-        }
-    }
 }

@@ -225,3 +225,18 @@ fn the_failed_primary_is_checked_right_before_the_promotion_unless_fenced_first(
     let live = plan(true, &[R], true, ALL_HOOKS, true);
     assert!(!live.steps.iter().any(|s| matches!(s.step, Step::ConfirmPrimaryGone { .. })));
 }
+
+#[test]
+fn only_the_mha_start_call_gets_the_password_and_details_name_the_instances() {
+    use HookPoint::*;
+    for p in [PreFailover, MhaStop, Fence, PostFailover, PostUnsuccessfulFailover, Alert] {
+        assert!(!p.gets_password(), "{p:?}");
+    }
+    assert!(MhaStart.gets_password());
+    let p = plan(true, &[R], true, ALL_HOOKS, true);
+    for s in &p.steps {
+        let d = s.step.detail();
+        let names_one = [P, C, R].iter().any(|k| d.contains(k)) || matches!(s.step, Step::Hook { .. });
+        assert!(names_one, "{}: {d}", s.step.name());
+    }
+}
