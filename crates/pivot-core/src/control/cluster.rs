@@ -281,11 +281,18 @@ impl ClusterMachine {
     }
 
     /// The recovery running or waiting to be resumed, if known.
+    /// Here, waiting to be resumed, or in another process (the store says).
     pub fn running_recovery(&self) -> Option<i64> {
-        match self.task {
-            RecoveryTask::Running { id } => id.or(self.pending_resume),
-            RecoveryTask::Idle => self.pending_resume,
-        }
+        let own = match self.task {
+            RecoveryTask::Running { id } => id,
+            RecoveryTask::Idle => None,
+        };
+        own.or(self.pending_resume).or(self
+            .store
+            .running
+            .as_ref()
+            .filter(|r| self.unrecorded != Some(r.id))
+            .map(|r| r.id))
     }
 
     pub fn blocked_until(&self) -> Option<&BlockInfo> {

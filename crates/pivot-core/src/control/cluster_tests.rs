@@ -114,6 +114,9 @@ fn a_dead_primary_speeds_probes_up_rereads_the_store_then_recovers() {
     let cmds = rig.store(fresh_store());
     assert!(starts(&cmds), "{cmds:?}");
     assert_eq!(rig.m.running_recovery(), None, "its id is not known yet");
+    let ours = RunningRecovery { id: 3, owner: "me".into(), ours: true, owner_gone: false };
+    rig.store(StoreView { running: Some(ours), ..fresh_store() });
+    assert_eq!(rig.m.running_recovery(), Some(3), "the store tells it");
     // Nothing starts twice while it runs.
     rig.advance(10);
     let cmds = rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));

@@ -646,3 +646,27 @@ fn semi_sync_is_judged_from_the_replicas_when_the_primary_was_never_seen() {
         m.doc().steps
     );
 }
+
+#[test]
+fn the_semi_sync_policy_decides_the_new_primary_side() {
+    let promote_semi = |policy: SemiSyncPolicy, primary_semi: bool| {
+        let mut v = ClusterView::default();
+        let p = if primary_semi { state(1, "0-1-100").semi_sync_primary(2, 0) } else { state(1, "0-1-100") };
+        v.apply(up(P, 500, p), 10);
+        v.apply(down(P, 1_000, FailureKind::Refused), 10);
+        v.apply(up(C, 1_000, replica(2, "0-1-100")), 10);
+        v.apply(up(R, 1_000, replica(3, "0-1-99")), 10);
+        let mut s = settings(HookSet::default());
+        s.semi_sync = policy;
+        let (m, cmd) = RecoveryMachine::start(key(P), v, s, automatic());
+        let (m, _) = drive(m, cmd, &observe_dead, false);
+        m.doc()
+            .steps
+            .iter()
+            .find_map(|s| if let Step::Promote { semi_sync, .. } = s.step { Some(semi_sync) } else { None })
+    };
+    assert_eq!(promote_semi(SemiSyncPolicy::On, false), Some(true));
+    assert_eq!(promote_semi(SemiSyncPolicy::Off, true), Some(false));
+    assert_eq!(promote_semi(SemiSyncPolicy::Auto, true), Some(true));
+    assert_eq!(promote_semi(SemiSyncPolicy::Auto, false), Some(false));
+}

@@ -19,6 +19,11 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
         ("pivot_cluster_healthy", "1 when the cluster analysis is healthy."),
         ("pivot_cluster_alerting", "1 when the cluster analysis needs an operator."),
         ("pivot_cluster_analysis", "The current analysis code of the cluster (value always 1)."),
+        ("pivot_cluster_recovery_running", "1 while a recovery of the cluster runs or waits to be resumed."),
+        ("pivot_cluster_automatic_recovery_blocked", "1 while automatic recovery is blocked (anti-flapping)."),
+        ("pivot_cluster_fenced_instances", "Former primaries pivot keeps read-only."),
+        ("pivot_cluster_control_problems", "Problems that keep pivot from acting safely (see the API)."),
+        ("pivot_cluster_max_instances_reached", "1 when max_instances was reached: some instances are not watched."),
         ("pivot_instance_up", "1 when pivot's last probe of the instance succeeded."),
         ("pivot_instance_read_only", "1 when the instance is read-only."),
         ("pivot_instance_replication_lag_seconds", "Seconds behind the source, when known."),
@@ -36,6 +41,13 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
         fams[0].samples.push((cl.clone(), b(c.code == pivot_core::Code::Healthy)));
         fams[1].samples.push((cl.clone(), b(c.alerting)));
         fams[2].samples.push((format!("{cl},code=\"{}\"", c.code.as_str()), 1.0));
+        if let Some(r) = &c.recovery {
+            fams[3].samples.push((cl.clone(), b(r.running_recovery.is_some())));
+            fams[4].samples.push((cl.clone(), b(r.blocked_until.is_some())));
+            fams[5].samples.push((cl.clone(), r.fenced.len() as f64));
+            fams[6].samples.push((cl.clone(), r.control_problems.len() as f64));
+            fams[7].samples.push((cl.clone(), b(r.discovery_limit.is_some())));
+        }
         for i in &c.instances {
             let role = match i.role {
                 Role::Primary => "primary",
@@ -45,19 +57,19 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
                 Role::Unknown => "unknown",
             };
             let labels = format!("{cl},instance=\"{}\",role=\"{role}\"", escape(&i.instance.to_string()));
-            fams[3].samples.push((labels.clone(), b(i.reachable)));
+            fams[8].samples.push((labels.clone(), b(i.reachable)));
             if let Some(ms) = i.probe_latency_ms {
-                fams[8].samples.push((labels.clone(), ms / 1000.0));
+                fams[13].samples.push((labels.clone(), ms / 1000.0));
             }
-            fams[9].samples.push((labels.clone(), f64::from(i.consecutive_failures)));
+            fams[14].samples.push((labels.clone(), f64::from(i.consecutive_failures)));
             let Some(st) = i.state.as_ref().filter(|_| i.reachable) else { continue };
-            fams[4].samples.push((labels.clone(), b(!st.writable())));
+            fams[9].samples.push((labels.clone(), b(!st.writable())));
             if let Some(r) = &st.replication {
                 if let Some(lag) = r.seconds_behind {
-                    fams[5].samples.push((labels.clone(), lag as f64));
+                    fams[10].samples.push((labels.clone(), lag as f64));
                 }
-                fams[6].samples.push((labels.clone(), b(r.io_thread == pivot_core::observation::IoThread::Running)));
-                fams[7].samples.push((labels.clone(), b(r.sql_running)));
+                fams[11].samples.push((labels.clone(), b(r.io_thread == pivot_core::observation::IoThread::Running)));
+                fams[12].samples.push((labels.clone(), b(r.sql_running)));
             }
         }
     }

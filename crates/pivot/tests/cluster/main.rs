@@ -9,6 +9,7 @@ mod discovery;
 mod failover_crash;
 mod failover_network;
 mod failover_ops;
+mod failover_outcomes;
 mod failover_restart;
 mod failover_rules;
 mod hostile;
