@@ -92,7 +92,14 @@ pub struct StoreView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecoveryEnd {
     /// It ended (or parked); `promoted`: a new primary is in place.
-    Ended { id: i64, promoted: bool, parked: bool, alert: Option<String>, unrecorded: Option<String> },
+    Ended {
+        id: i64,
+        /// The instance it promoted (taken off the fence list if it was on it).
+        new_primary: Option<InstanceKey>,
+        parked: bool,
+        alert: Option<String>,
+        unrecorded: Option<String>,
+    },
     /// Another process holds the recovery's lease.
     HeldElsewhere,
     /// It could not start (the store refused, e.g. another recovery runs).
@@ -365,7 +372,11 @@ impl ClusterMachine {
         }
         self.view.fenced = self.fenced.keys().cloned().collect();
         self.analysis = analyze(&self.view, &self.settings.detection, self.now);
-        if writable && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
+        // While this process runs a recovery, the recovery does the fencing:
+        // the cluster is between two shapes (a candidate writable, replicas
+        // not yet repointed) and must not be "repaired" meanwhile.
+        let recovering = self.task != RecoveryTask::Idle;
+        if writable && !recovering && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
             out.push(Command::Log {
                 level: Level::Error,
                 text: format!("former primary {observed} is writable: making it read-only"),
@@ -374,7 +385,9 @@ impl ClusterMachine {
             out.push(Command::FenceNow(observed.clone()));
         }
         if let Some(Resolution::Fence { intruders, reason, .. }) = split_brain::resolve(&self.view, &self.analysis) {
-            self.fence_intruders(intruders, &reason, out);
+            if !recovering {
+                self.fence_intruders(intruders, &reason, out);
+            }
         }
         self.log_analysis(out);
         self.steer_probes(&observed, out);
@@ -447,8 +460,14 @@ impl ClusterMachine {
         self.task = RecoveryTask::Idle;
         self.recovered_at = self.now;
         match end {
-            RecoveryEnd::Ended { id, promoted, parked, alert, unrecorded } => {
-                if promoted {
+            RecoveryEnd::Ended { id, new_primary, parked, alert, unrecorded } => {
+                if let Some(p) = &new_primary {
+                    // It leaves the fence list (its `clear_fence` step wrote
+                    // that; the memory must not wait for the next read).
+                    self.fenced.remove(p);
+                    self.fencing.remove(p);
+                }
+                if new_primary.is_some() {
                     self.backoff.reset();
                 } else if !parked {
                     self.backoff.aborted(self.now);

@@ -163,7 +163,7 @@ fn an_aborted_attempt_backs_off_and_alerts_once() {
     assert!(starts(&rig.store(fresh_store())));
     let end = RecoveryEnd::Ended {
         id: 1,
-        promoted: false,
+        new_primary: None,
         parked: false,
         alert: Some("aborted: boom".into()),
         unrecorded: None,
@@ -215,8 +215,13 @@ fn an_end_that_cannot_be_written_is_retried_and_does_not_count_as_running() {
     let mut rig = Rig::new(true);
     rig.primary_dies();
     assert!(starts(&rig.store(fresh_store())));
-    let end =
-        RecoveryEnd::Ended { id: 6, promoted: false, parked: false, alert: None, unrecorded: Some("disk full".into()) };
+    let end = RecoveryEnd::Ended {
+        id: 6,
+        new_primary: None,
+        parked: false,
+        alert: None,
+        unrecorded: Some("disk full".into()),
+    };
     let cmds = rig.ev(Event::RecoveryEnded(end));
     assert!(alerts(&cmds).iter().any(|a| a.contains("cannot be written") && a.contains("disk full")), "{cmds:?}");
     assert!(rig.ev(Event::Tick).contains(&Command::RetryUnrecorded));
@@ -367,7 +372,7 @@ fn only_a_healthy_cluster_resets_the_backoff() {
     let mut rig = Rig::new(true);
     rig.primary_dies();
     assert!(starts(&rig.store(fresh_store())));
-    let end = RecoveryEnd::Ended { id: 1, promoted: false, parked: false, alert: None, unrecorded: None };
+    let end = RecoveryEnd::Ended { id: 1, new_primary: None, parked: false, alert: None, unrecorded: None };
     rig.ev(Event::RecoveryEnded(end));
     // The primary is seen failing before the replicas are read again:
     // "unconfirmed", which must not reset the backoff.
@@ -397,4 +402,25 @@ fn the_watched_primary_is_not_watched_again() {
         let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
         assert!(!cmds.contains(&Command::WatchPrimary(key(P))), "{cmds:?}");
     }
+}
+
+/// Hostile finding 1: a former primary that rejoined and is promoted by the
+/// next failover is never fenced by pivot itself (no writer left).
+#[test]
+fn a_promoted_former_primary_is_taken_off_the_fence_list_and_not_fenced_meanwhile() {
+    let mut rig = Rig::new(true);
+    let entry = FenceEntry { instance: key(R1), status: "read_only".into(), detail: "can rejoin".into() };
+    rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() });
+    rig.primary_dies();
+    assert!(starts(&rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() })));
+    // The recovery promotes R1: writable while the recovery still runs.
+    rig.advance(20);
+    let cmds = rig.ev(Event::Observed(up(R1, rig.now, state(2, "0-1-10"))));
+    assert!(!cmds.contains(&Command::FenceNow(key(R1))), "the recovery is not undone by the monitor: {cmds:?}");
+    let end = RecoveryEnd::Ended { id: 2, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    rig.ev(Event::RecoveryEnded(end));
+    assert!(!rig.m.fenced().any(|f| f.instance == key(R1)));
+    rig.advance(20);
+    let cmds = rig.ev(Event::Observed(up(R1, rig.now, state(2, "0-1-10"))));
+    assert!(!cmds.contains(&Command::FenceNow(key(R1))), "{cmds:?}");
 }

@@ -11,7 +11,7 @@ use super::ended::Ended;
 use crate::candidate::{choose, ChoiceRequest, PromotionRules};
 use crate::instance::InstanceKey;
 use crate::observation::Observation;
-use crate::plan::{extend_failover, failover_prelude, undo_steps, HookSet, PlanDoc, Step};
+use crate::plan::{extend_failover_fenced, failover_prelude, undo_steps, HookSet, PlanDoc, Step};
 use crate::topology::Topology;
 use crate::view::ClusterView;
 use serde::{Deserialize, Serialize};
@@ -357,7 +357,8 @@ impl RecoveryMachine {
                     .any(|s| s.semi_sync.replica_enabled),
             },
         };
-        extend_failover(&mut self.doc, choice, semi_sync, self.settings.hooks);
+        let fenced = self.view.fenced.contains(&choice.candidate);
+        extend_failover_fenced(&mut self.doc, choice, semi_sync, self.settings.hooks, fenced);
         self.ends.resize(self.doc.steps.len(), None);
         Command::RecordPlan(self.doc.clone())
     }
@@ -570,6 +571,19 @@ impl RecoveryMachine {
         m.next = next;
         m.interrupted = m.started.contains(&next).then_some(next);
         let failed_answers = m.view.get(&m.doc.failed_primary).is_some_and(|r| r.reachable());
+        let failed_writable =
+            m.view.get(&m.doc.failed_primary).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
+        if !m.promoted && m.abandoned.is_none() && m.fenced_live_primary() && failed_writable {
+            // Fenced by this plan, writable again now: someone repaired the
+            // cluster by hand meanwhile. Do not promote over it.
+            let why = format!(
+                "pivot restarted before the promotion and {} is writable again (the cluster was changed since): \
+                 failover abandoned",
+                m.doc.failed_primary
+            );
+            let cmd = m.abandon(why);
+            return (Some(m), cmd);
+        }
         if !m.promoted && m.abandoned.is_none() && failed_answers && !m.fenced_live_primary() {
             let why = format!(
                 "pivot restarted before the promotion and {} answers again: failover abandoned",

@@ -670,3 +670,49 @@ fn the_semi_sync_policy_decides_the_new_primary_side() {
     assert_eq!(promote_semi(SemiSyncPolicy::Auto, true), Some(true));
     assert_eq!(promote_semi(SemiSyncPolicy::Auto, false), Some(false));
 }
+
+/// Hostile finding 4: a forced failover of a live primary, interrupted; an
+/// operator repaired the cluster by hand (the primary writable again). The
+/// resume must not promote over it.
+#[test]
+fn a_forced_plan_is_not_resumed_over_a_primary_made_writable_again() {
+    let req = FailoverRequest { automatic: false, target: None, force: true };
+    let (mut m, mut cmd) = start(live_primary_view(), HookSet::default(), req.clone());
+    let (mut stored, mut records) = (String::new(), Vec::new());
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(doc) => {
+                stored = doc.to_json();
+                m.plan_recorded(Ok(()))
+            }
+            Command::RunStep { seq, step, .. } if step.name() == "register_fence" => {
+                records.push(RecordedStep { seq, ended: None });
+                break;
+            }
+            Command::RunStep { seq, step, .. } => {
+                records.push(RecordedStep { seq, ended: Some(Ended::Ok) });
+                let end = match step {
+                    Step::Observe { .. } => StepEnd {
+                        observations: vec![up(P, 2_000, state(1, "0-1-100").read_only(true))],
+                        ..StepEnd::new(Ended::Ok, "")
+                    },
+                    _ => StepEnd::new(Ended::Ok, ""),
+                };
+                m.step_ended(seq, end)
+            }
+            other => panic!("{other:?}"),
+        };
+    }
+    let (m, cmd) = RecoveryMachine::resume(
+        key(P),
+        Some(&stored),
+        &records,
+        live_primary_view(),
+        settings(HookSet::default()),
+        req,
+    );
+    let (_, run) = drive(m.unwrap(), cmd, &ok, false);
+    assert!(!run.trace.contains(&"promote".to_string()), "{:?}", run.trace);
+    let f = run.finish.unwrap();
+    assert!(f.summary.contains("writable again"), "{}", f.summary);
+}

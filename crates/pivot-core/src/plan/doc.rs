@@ -111,6 +111,18 @@ impl PlanDoc {
                 return Err(format!("{} after the promotion declares a veto", late.step.name()));
             }
         }
+        for s in &self.steps {
+            if s.vetoes != s.step.vetoes() || s.on_resume != s.step.on_resume() {
+                return Err(format!("{} declares other rules than a {} step has", s.step.name(), s.step.name()));
+            }
+        }
+        if let (Some(p), Some(choice)) = (promotes.first(), &self.choice) {
+            if let Step::Promote { instance, .. } = &self.steps[*p].step {
+                if *instance != choice.candidate {
+                    return Err(format!("it promotes {instance}, not the chosen candidate {}", choice.candidate));
+                }
+            }
+        }
         if let Some(first_undo) = self.steps.iter().position(|s| s.step.is_undo()) {
             if let Some(s) = self.steps[first_undo..].iter().find(|s| !s.step.is_undo() && !is_closing_hook(&s.step)) {
                 return Err(format!("{} comes after the plan was abandoned", s.step.name()));

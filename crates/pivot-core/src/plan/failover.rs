@@ -52,6 +52,18 @@ fn restore(failed: &InstanceKey, replicas: Vec<InstanceKey>, candidate: Option<I
 /// 4. MHA `--command=start`, replicas repointed and confirmed, the old
 ///    primary fenced if reachable, the post-failover hook.
 pub fn extend_failover(doc: &mut PlanDoc, choice: Choice, semi_sync: bool, hooks: HookSet) {
+    extend_failover_fenced(doc, choice, semi_sync, hooks, false)
+}
+
+/// As [`extend_failover`]; `candidate_fenced`: the candidate is on the fence
+/// list (a former primary that rejoined) and leaves it before it is promoted.
+pub fn extend_failover_fenced(
+    doc: &mut PlanDoc,
+    choice: Choice,
+    semi_sync: bool,
+    hooks: HookSet,
+    candidate_fenced: bool,
+) {
     // Semi-sync with nobody to acknowledge would make every write wait.
     let semi_sync = semi_sync && !choice.followers.is_empty();
     let failed = doc.failed_primary.clone();
@@ -92,6 +104,9 @@ pub fn extend_failover(doc: &mut PlanDoc, choice: Choice, semi_sync: bool, hooks
             vec![restore(&failed, vec![candidate.clone()], Some(candidate.clone()))],
         );
         doc.push(repoint.clone(), repoint_undo);
+    }
+    if candidate_fenced {
+        doc.push(Step::ClearFence { instance: candidate.clone() }, vec![]);
     }
     if !doc.steps.iter().any(|s| matches!(s.step, Step::FenceLivePrimary { .. })) {
         doc.push(Step::ConfirmPrimaryGone { instance: failed.clone() }, vec![]);

@@ -24,7 +24,7 @@ mod failover;
 mod step;
 
 pub use doc::{PlanDoc, PlanKind, PlannedStep, PLAN_VERSION};
-pub use failover::{extend_failover, failover_prelude, undo_steps, HookSet};
+pub use failover::{extend_failover, extend_failover_fenced, failover_prelude, undo_steps, HookSet};
 pub use step::{HookPoint, OnResume, Step};
 
 #[cfg(test)]

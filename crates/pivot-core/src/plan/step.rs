@@ -83,6 +83,11 @@ pub enum Step {
     PrepareCandidate {
         instance: InstanceKey,
     },
+    /// The candidate is a former primary pivot kept read-only (it rejoined
+    /// since): it leaves the fence list before it is made writable.
+    ClearFence {
+        instance: InstanceKey,
+    },
     /// Right before the promotion: the failed primary must still not
     /// answer (it could have come back, and a restarted replica reconnected
     /// to it, since the replicas were observed).
@@ -143,6 +148,7 @@ impl Step {
             Step::CatchUp { .. } => "catch_up".into(),
             Step::RegisterFence { .. } => "register_fence".into(),
             Step::PrepareCandidate { .. } => "prepare_candidate".into(),
+            Step::ClearFence { .. } => "clear_fence".into(),
             Step::ConfirmPrimaryGone { .. } => "confirm_primary_gone".into(),
             Step::Promote { .. } => "promote".into(),
             Step::Repoint { .. } => "repoint".into(),
@@ -173,6 +179,9 @@ impl Step {
             Step::RegisterFence { instance } => format!("record {instance} as a former primary to keep read-only"),
             Step::PrepareCandidate { instance } => {
                 format!("stop replication on {instance} and switch its semi-sync primary side on, still read-only")
+            }
+            Step::ClearFence { instance } => {
+                format!("take {instance} off the fence list: it is about to be the primary")
             }
             Step::ConfirmPrimaryGone { instance } => {
                 format!("make sure {instance} still does not answer before writes open elsewhere")
@@ -211,6 +220,7 @@ impl Step {
             | Step::CatchUp { .. }
             | Step::RegisterFence { .. }
             | Step::PrepareCandidate { .. }
+            | Step::ClearFence { .. }
             | Step::ConfirmPrimaryGone { .. }
             | Step::Promote { .. } => true,
             Step::Repoint { .. }

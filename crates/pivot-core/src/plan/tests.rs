@@ -240,3 +240,27 @@ fn only_the_mha_start_call_gets_the_password_and_details_name_the_instances() {
         assert!(names_one, "{}: {d}", s.step.name());
     }
 }
+
+/// Hostile finding 12: a stored plan whose declarations were edited (a veto
+/// turned off, another instance promoted) is refused, not followed.
+#[test]
+fn an_edited_plan_is_refused() {
+    let p = plan(false, &[R], false, ALL_HOOKS, false);
+    let mut no_veto = p.clone();
+    no_veto.steps.iter_mut().find(|s| s.step == Step::Hook { point: HookPoint::PreFailover }).unwrap().vetoes = false;
+    assert!(PlanDoc::from_json(&no_veto.to_json()).unwrap_err().contains("declares other rules"));
+    let mut other = p.clone();
+    let at = other.promote_index().unwrap();
+    other.steps[at].step = Step::Promote { instance: key(R), semi_sync: false };
+    assert!(PlanDoc::from_json(&other.to_json()).unwrap_err().contains("not the chosen candidate"));
+}
+
+#[test]
+fn a_fenced_candidate_leaves_the_fence_list_before_it_is_promoted() {
+    let replicas: Vec<InstanceKey> = [C, R].iter().map(|k| key(k)).collect();
+    let mut doc = failover_prelude(&key(P), &replicas, &replicas, false, false);
+    extend_failover_fenced(&mut doc, choice(false, &[R]), false, HookSet::default(), true);
+    let at = doc.promote_index().unwrap();
+    let clear = doc.steps.iter().position(|s| s.step == Step::ClearFence { instance: key(C) }).unwrap();
+    assert!(clear < at && doc.steps[clear].vetoes);
+}

@@ -338,7 +338,7 @@ impl Monitor {
                 tracing::info!(%cluster, recovery = o.id, status = o.status.as_str(), "recovery {} ended: {}", o.id, o.summary);
                 let end = RecoveryEnd::Ended {
                     id: o.id,
-                    promoted: o.status.promoted(),
+                    new_primary: o.new_primary.clone().filter(|_| o.status.promoted()),
                     parked: o.parked,
                     alert: o.alert.then(|| format!("recovery {} {}: {}", o.id, o.status.as_str(), o.summary)),
                     unrecorded: o.unrecorded.clone(),

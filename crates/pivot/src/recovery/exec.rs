@@ -135,6 +135,13 @@ impl Performer {
                 },
                 Err(e) => end(Ended::Failed, e),
             },
+            Step::ClearFence { instance } => {
+                let (cluster, key) = (self.env.cluster.name.clone(), instance.to_string());
+                match blocking(&self.env, move |s| s.fence_remove(&cluster, &key)).await {
+                    Ok(()) => end(Ended::Ok, ""),
+                    Err(e) => end(Ended::Failed, e),
+                }
+            }
             Step::ConfirmPrimaryGone { instance } => self.confirm_primary_gone(instance).await,
             Step::Promote { instance, semi_sync } => {
                 let s = match self.session(instance).await {

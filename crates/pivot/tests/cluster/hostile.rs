@@ -402,3 +402,49 @@ async fn a_primary_back_just_before_the_promotion_stops_the_failover() {
     rig.wait_healthy_with_primary(&rig.key("node1")).await;
     assert_eq!(rig.writable_nodes().await, vec![rig.key("node1")]);
 }
+
+/// Hostile review, finding 1: a former primary that rejoined as a replica is
+/// promoted by the next failover. pivot must not fence its own new primary
+/// (it leaves the fence list first): the cluster keeps a writer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejoined_former_primary_promoted_later_stays_writable() {
+    let mut rig =
+        Rig::start(3, false, |sb| format!("[cluster.failover]\npreferred = [{}]\n", toml_key(sb, "node1"))).await;
+    let n1 = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let second = rig.wait_new_primary(&n1).await;
+    rig.sb.start("node1").await.unwrap();
+    let (host, port) = second.rsplit_once(':').unwrap();
+    exec(
+        &rig.sb,
+        "node1",
+        &[
+            "STOP SLAVE",
+            "SET GLOBAL read_only = ON",
+            "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos",
+            &format!(
+                "CHANGE MASTER TO MASTER_HOST = '{host}', MASTER_PORT = {port}, MASTER_USER = 'repl', \
+                 MASTER_PASSWORD = '{}', MASTER_USE_GTID = slave_pos",
+                std::fs::read_to_string(rig.sb.dir.join("secrets/repl.password")).unwrap().trim()
+            ),
+            "START SLAVE",
+        ],
+    )
+    .await;
+    rig.wait_healthy_with_primary(&second).await;
+    let out = cli(&rig, &["ack", "--cluster", "sandbox"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let second_node = rig.sb.node_at(&second.parse().unwrap()).unwrap().name.clone();
+    rig.sb.kill(&second_node).unwrap();
+    let third = rig.wait_new_primary(&second).await;
+    assert_eq!(third, n1, "the preferred former primary is promoted");
+    // It stays writable: pivot does not fence its own new primary.
+    for _ in 0..5 {
+        let c = rig.wait_healthy_with_primary(&n1).await;
+        let fenced = c["recovery"]["fenced"].as_array().unwrap();
+        assert!(!fenced.iter().any(|f| f["instance"] == n1.as_str()), "{fenced:?}");
+        assert_eq!(read_only(&rig.sb, "node1").await, Some(false));
+    }
+    let s = steps(last_recovery(&rig.history()));
+    assert!(s.contains(&"clear_fence=ok".to_string()), "{s:?}");
+}
