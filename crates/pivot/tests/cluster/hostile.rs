@@ -448,3 +448,45 @@ async fn a_rejoined_former_primary_promoted_later_stays_writable() {
     let s = steps(last_recovery(&rig.history()));
     assert!(s.contains(&"clear_fence=ok".to_string()), "{s:?}");
 }
+
+/// Hostile review, findings 3 and 5: `pivot failover` killed in the middle of
+/// a forced failover (the primary already fenced). The daemon takes the
+/// recovery over (its owner is gone) and finishes it: one writer, not none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_manual_failover_is_taken_over_by_the_daemon() {
+    let rig = Rig::start(3, false, |sb| {
+        let pid = sb.dir.join("pre.pid");
+        let pre = script(sb, "pre", &format!("[ -e {p} ] && exit 0; echo $$ > {p}; sleep 30", p = pid.display()));
+        format!(
+            "[cluster.failover]\nautomatic = false\n[cluster.hooks]\npre_failover = [\"{}\"]\ntimeout = \"60s\"\n",
+            pre.display()
+        )
+    })
+    .await;
+    let old = rig.key("node1");
+    let mut cli_process = std::process::Command::new(pivot_bin())
+        .args(["failover", "--cluster", "sandbox", "--force", "--config", rig.config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_step_running(&rig, "hook_pre_failover").await;
+    let _ = cli_process.kill();
+    let _ = cli_process.wait();
+    let hook_pid: i32 = eventually(WAIT, "hook pid", || async {
+        std::fs::read_to_string(rig.sb.dir.join("pre.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    // SAFETY: the process group of the hook started by this test's pivot.
+    unsafe { libc::kill(-hook_pid, libc::SIGKILL) };
+    assert_eq!(read_only(&rig.sb, "node1").await, Some(true), "the live primary was fenced first");
+    let h = wait_recovery_status(&rig, "succeeded").await;
+    let r = last_recovery(&h);
+    assert!(r["owner"].as_str().unwrap().contains("pivot run"), "taken over by the daemon: {r:#}");
+    let new = r["new_primary"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(rig.writable_nodes().await, vec![new]);
+}
