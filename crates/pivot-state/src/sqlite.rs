@@ -12,7 +12,7 @@ pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     /// (device, inode) of the file when it was opened.
-    identity: (u64, u64),
+    identity: Mutex<(u64, u64)>,
 }
 
 /// Create `path` with mode 0600 if it does not exist.
@@ -71,7 +71,7 @@ impl SqliteStore {
             }
         }
         let identity = file_identity(path).map_err(io)?;
-        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn), identity })
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn), identity: Mutex::new(identity) })
     }
 }
 
@@ -151,10 +151,19 @@ impl StateStore for SqliteStore {
 
     fn check_file(&self) -> Result<(), String> {
         match file_identity(&self.path) {
-            Ok(id) if id == self.identity => Ok(()),
+            Ok(id) if id == *self.identity.lock().unwrap_or_else(|p| p.into_inner()) => Ok(()),
             Ok(_) => Err(format!("state file {} was replaced while pivot runs", self.path.display())),
             Err(e) => Err(format!("state file {}: {e}", self.path.display())),
         }
+    }
+
+    fn reopen(&self) -> Result<(), StateError> {
+        let fresh = SqliteStore::open(&self.path)?;
+        let conn = fresh.conn.into_inner().unwrap_or_else(|p| p.into_inner());
+        let identity = fresh.identity.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity;
+        Ok(())
     }
 
     // ---- recoveries ------------------------------------------------------------
@@ -514,5 +523,10 @@ mod tests {
         assert!(s.check_file().unwrap_err().contains("No such file"));
         std::fs::write(&path, b"").unwrap();
         assert!(s.check_file().unwrap_err().contains("replaced"));
+        std::fs::remove_file(&path).unwrap();
+        s.reopen().unwrap();
+        assert_eq!(s.check_file(), Ok(()), "a fresh file at the same path");
+        s.event("main", 2, "info", "after").unwrap();
+        assert_eq!(s.events(None, 10).unwrap().len(), 1, "the new file holds only what came after");
     }
 }

@@ -28,6 +28,10 @@ pub trait StateStore: Send + Sync {
     /// Whether the store is still the one opened (not deleted or replaced).
     fn check_file(&self) -> Result<(), String>;
 
+    /// Open the store at its path again (creating it if it was deleted);
+    /// what the old one held is not carried over.
+    fn reopen(&self) -> Result<(), StateError>;
+
     // ---- recoveries: one running per cluster, owned under a lease ----------------
 
     /// Start a recovery, or fail with [`StateError::AlreadyRunning`].

@@ -167,6 +167,11 @@ pub enum Command {
     },
     /// Write the end of a recovery again (it could not be written).
     RetryUnrecorded,
+    /// The state file was deleted or replaced: open it again at its path and
+    /// write these fence entries back (pivot kept them in memory).
+    ReopenStore {
+        fenced: Vec<FenceEntry>,
+    },
     /// Keep trying to connect to a former primary; fence it when it answers.
     WatchFormerPrimary(InstanceKey),
     /// Fence an instance that answers now.
@@ -324,6 +329,9 @@ impl ClusterMachine {
                 }
             }
             Event::Tick => {
+                if !self.store.file_ok && self.task == RecoveryTask::Idle {
+                    out.push(Command::ReopenStore { fenced: self.fenced.values().cloned().collect() });
+                }
                 out.push(Command::ReadStore);
                 if self.unrecorded.is_some() {
                     out.push(Command::RetryUnrecorded);
@@ -448,12 +456,10 @@ impl ClusterMachine {
             }
         }
         self.store = store;
-        if self.wants_fresh_store {
-            self.wants_fresh_store = false;
-            self.consider(out);
-        } else {
-            self.maybe_resume(out);
-        }
+        self.wants_fresh_store = false;
+        // What the store says may open the gate (a block acknowledged, the
+        // file back, another process's recovery ended).
+        self.consider(out);
     }
 
     fn on_recovery_end(&mut self, end: RecoveryEnd, out: &mut Vec<Command>) {
@@ -651,6 +657,17 @@ impl ClusterMachine {
         }
         let gate = self.gate();
         match decide(a, &gate, self.now) {
+            Decision::Recover if !self.store.file_ok => {
+                // The file that holds "one recovery at a time" and the fence
+                // list is gone: recovering now could race another process.
+                let text = format!(
+                    "{} is dead but failover waits: {}; pivot opens the state file again within a second",
+                    a.primary.as_ref().map_or("the primary".to_string(), ToString::to_string),
+                    self.store.problem.clone().unwrap_or_else(|| "the state file is gone".into())
+                );
+                let code = a.code;
+                self.alert_once("control:state_file_held", text, Some(code), out);
+            }
             Decision::Recover => {
                 let fresh = self.store_read_at.is_some_and(|t| self.now.since(t) <= STORE_FRESH_MS);
                 if !fresh {

@@ -424,3 +424,24 @@ fn a_promoted_former_primary_is_taken_off_the_fence_list_and_not_fenced_meanwhil
     let cmds = rig.ev(Event::Observed(up(R1, rig.now, state(2, "0-1-10"))));
     assert!(!cmds.contains(&Command::FenceNow(key(R1))), "{cmds:?}");
 }
+
+/// Hostile finding 8: with the state file gone, "one recovery at a time"
+/// cannot be guaranteed: failover waits (alerted) until the file is opened
+/// again, with the fence list written back.
+#[test]
+fn failover_waits_for_the_state_file_to_be_back() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    let entry = FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "d".into() };
+    rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() });
+    let gone = StoreView { file_ok: false, problem: Some("state file gone".into()), ..StoreView::default() };
+    rig.store(gone.clone());
+    let mut cmds = rig.primary_dies();
+    cmds.extend(rig.store(gone));
+    assert!(!starts(&cmds), "{cmds:?}");
+    assert!(alerts(&cmds).iter().any(|a| a.contains("failover waits")), "{cmds:?}");
+    let tick = rig.ev(Event::Tick);
+    assert!(tick.contains(&Command::ReopenStore { fenced: vec![entry] }), "{tick:?}");
+    let cmds = rig.store(fresh_store());
+    assert!(starts(&cmds), "the file is back: {cmds:?}");
+}

@@ -208,6 +208,17 @@ impl Monitor {
                 Err(e) => return Some(Event::RecoveryEnded(RecoveryEnd::NotStarted { reason: e.to_string() })),
             },
             Command::RetryUnrecorded => self.retry_unrecorded(),
+            Command::ReopenStore { fenced } => match self.store(|s| s.reopen()) {
+                Ok(()) => {
+                    tracing::warn!(%cluster, "state file {} opened again; writing back {} fence entries", self.env.state.path().display(), fenced.len());
+                    for entry in &fenced {
+                        if let Err(e) = self.record_fence(entry) {
+                            tracing::error!(%cluster, "cannot write back {} to the fence list: {e}", entry.instance);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(%cluster, "cannot open the state file again: {e}"),
+            },
             Command::WatchFormerPrimary(key) => {
                 self.fence_tasks.retain(|t| !t.is_finished());
                 self.fence_tasks.push(fence_watch::spawn(key, self.cfg.credentials.clone(), self.fence_tx.clone()));

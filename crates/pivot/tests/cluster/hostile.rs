@@ -305,12 +305,19 @@ async fn a_deleted_state_file_is_noticed_and_the_returning_primary_is_still_fenc
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
     }
-    eventually(WAIT, "the missing state file in status", || async {
-        let c = api_cluster(rig.addr).await?;
-        let p = c["recovery"]["control_problems"].to_string();
-        p.contains("test-pivot.db").then_some(()).ok_or(p)
+    // Noticed within a second: the file is opened again and the fence list,
+    // kept in memory, written back.
+    eventually(WAIT, "the state file back with the fence list", || async {
+        let out = cli(&rig, &["history", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let log = rig.pivot.log_text();
+        (state.exists() && log.contains("opened again; writing back 1 fence entries")).then_some(()).ok_or(text)
     })
     .await;
+    let fenced = pivot_state::SqliteStore::open_existing(&state).unwrap();
+    let list = pivot_state::StateStore::fenced(&fenced, "sandbox").unwrap();
+    assert_eq!(list.iter().map(|f| f.instance.clone()).collect::<Vec<_>>(), vec![old.clone()]);
+    drop(fenced);
     rig.pivot.kill();
     rig.sb.start("node1").await.unwrap();
     exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
