@@ -248,6 +248,17 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn step_note(&self, id: RecoveryId, seq: i64, note: &str) -> Result<(), StateError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recovery_steps SET message = CASE WHEN message IS NULL OR message = '' THEN ?3 \
+                 ELSE message || '; ' || ?3 END WHERE recovery_id = ?1 AND seq = ?2",
+                params![id, seq, note],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn finish_recovery(
         &self,
         id: RecoveryId,

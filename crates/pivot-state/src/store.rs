@@ -46,6 +46,8 @@ pub trait StateStore: Send + Sync {
     /// keeps its row, with the new start and a note.
     fn step_started(&self, id: RecoveryId, seq: i64, name: &str, detail: &str, at: i64) -> Result<(), StateError>;
     fn step_finished(&self, id: RecoveryId, seq: i64, outcome: &str, message: &str, at: i64) -> Result<(), StateError>;
+    /// Add a note to a running step's message (a hook's process group).
+    fn step_note(&self, id: RecoveryId, seq: i64, note: &str) -> Result<(), StateError>;
     fn finish_recovery(
         &self,
         id: RecoveryId,

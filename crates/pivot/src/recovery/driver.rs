@@ -84,6 +84,7 @@ async fn run_recorded(perf: &mut Performer, seq: i64, step: &Step, check_first: 
         }
         tracing::error!(%cluster, recovery = id, step = seq, "cannot record {} (run anyway: it undoes): {e}", step.name());
     }
+    perf.seq = seq;
     let end = perf.perform(step, check_first).await;
     if let Err(e) = audit::ended(&env, id, seq, end.how, end.message.clone()).await {
         tracing::error!(%cluster, recovery = id, "cannot record the end of step {seq}: {e}");

@@ -15,12 +15,17 @@ use pivot_state::FencedInstance;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// How a hook's process group is noted on its step record.
+pub const HOOK_GROUP_NOTE: &str = "hook running as process group ";
+
 /// How long the failed primary gets to greet, right before the promotion.
 const CONFIRM_GONE_BOUND: Duration = Duration::from_millis(50);
 
 pub struct Performer {
     pub env: RecoveryEnv,
     pub id: i64,
+    /// The step being performed (for notes on its record).
+    pub seq: i64,
     pub force: bool,
     pub data: HookData,
     sessions: HashMap<InstanceKey, Session>,
@@ -32,7 +37,7 @@ fn end(how: Ended, message: impl Into<String>) -> StepEnd {
 
 impl Performer {
     pub fn new(env: RecoveryEnv, id: i64, force: bool, data: HookData) -> Performer {
-        Performer { env, id, force, data, sessions: HashMap::new() }
+        Performer { env, id, seq: 0, force, data, sessions: HashMap::new() }
     }
 
     fn step_timeout(&self) -> Duration {
@@ -279,7 +284,15 @@ impl Performer {
         let Some(argv) = argv else {
             return end(Ended::Skipped, "not configured");
         };
-        let result = hooks::run(&argv, point, &self.data, self.env.cluster.hooks.timeout).await;
+        // The hook's process group goes on its step record at once: a pivot
+        // killed meanwhile leaves it running, and the next one ends it.
+        let (state, id, seq) = (self.env.state.clone(), self.id, self.seq);
+        let note = move |pgid: u32| {
+            tokio::task::spawn_blocking(move || {
+                let _ = state.step_note(id, seq, &format!("{HOOK_GROUP_NOTE}{pgid}"));
+            });
+        };
+        let result = hooks::run_noting(&argv, point, &self.data, self.env.cluster.hooks.timeout, note).await;
         let how = if result.ok() { Ended::Ok } else { Ended::Failed };
         end(how, result.describe())
     }

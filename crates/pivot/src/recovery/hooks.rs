@@ -166,9 +166,39 @@ fn environment(point: HookPoint, d: &HookData) -> Vec<(String, String)> {
 
 /// Output kept per stream for the audit log.
 const OUTPUT_LIMIT: usize = 4096;
+/// Read past the limit so a secret cut by it is still recognised (and scrubbed).
+const SCRUB_MARGIN: usize = 512;
+/// After the hook exits, how long its output pipes may stay open (children
+/// that outlive it may hold them); then they are closed.
+const PIPE_GRACE: Duration = Duration::from_millis(200);
+
+/// Kills the hook's process group if the hook is dropped before it exited
+/// (pivot stopping, the recovery task aborted): nothing it started lingers.
+struct GroupGuard(Option<libc::pid_t>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: signalling the process group of a child we spawned.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
 
 /// Run one hook to completion or until `timeout`.
 pub async fn run(argv: &[String], point: HookPoint, data: &HookData, timeout: Duration) -> HookResult {
+    run_noting(argv, point, data, timeout, |_| {}).await
+}
+
+/// As [`run`]; `started` is told the hook's process group as soon as it runs
+/// (recorded, so that a restarted pivot can end a hook its predecessor left).
+pub async fn run_noting(
+    argv: &[String],
+    point: HookPoint,
+    data: &HookData,
+    timeout: Duration,
+    started: impl FnOnce(u32),
+) -> HookResult {
     let Some((program, args)) = argv.split_first() else {
         return HookResult::NotStarted { error: "empty command".into() };
     };
@@ -185,9 +215,20 @@ pub async fn run(argv: &[String], point: HookPoint, data: &HookData, timeout: Du
         Err(e) => return HookResult::NotStarted { error: format!("{program}: {e}") },
     };
     let pgid = child.id();
+    let mut guard = GroupGuard(pgid.map(|p| p as libc::pid_t));
+    if let Some(p) = pgid {
+        started(p);
+    }
     let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-    let read_out = tokio::spawn(async move { read_bounded(&mut out).await });
-    let read_err = tokio::spawn(async move { read_bounded(&mut err).await });
+    let (out_buf, err_buf) = (Captured::default(), Captured::default());
+    let read_out = tokio::spawn({
+        let b = out_buf.clone();
+        async move { read_bounded(&mut out, b).await }
+    });
+    let read_err = tokio::spawn({
+        let b = err_buf.clone();
+        async move { read_bounded(&mut err, b).await }
+    });
     let started = Instant::now();
     let status = tokio::time::timeout(timeout, child.wait()).await;
     if status.is_err() {
@@ -198,7 +239,9 @@ pub async fn run(argv: &[String], point: HookPoint, data: &HookData, timeout: Du
         }
         let _ = child.wait().await;
     }
-    let output = scrub(&collect(read_out, read_err).await, data.new_primary_password.as_ref());
+    // Exited (or killed): what it left running in the background is its own.
+    guard.0 = None;
+    let output = collect([(read_out, out_buf), (read_err, err_buf)], data.new_primary_password.as_ref()).await;
     match status {
         Err(_) => HookResult::TimedOut { after_ms: started.elapsed().as_millis() as u64, output },
         Ok(Err(e)) => HookResult::NotStarted { error: e.to_string() },
@@ -216,26 +259,41 @@ pub fn scrub(output: &str, secret: Option<&Secret>) -> String {
     }
 }
 
-async fn read_bounded(r: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut kept = Vec::new();
+type Captured = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// Read a stream into `kept` (bounded) until it closes.
+async fn read_bounded(r: &mut (impl AsyncReadExt + Unpin), kept: Captured) {
     let mut buf = [0u8; 4096];
     // Keep reading (and discarding past the limit) so the hook never blocks on a full pipe.
     while let Ok(n) = r.read(&mut buf).await {
         if n == 0 {
             break;
         }
-        let room = OUTPUT_LIMIT.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
+        let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let room = (OUTPUT_LIMIT + SCRUB_MARGIN).saturating_sub(k.len());
+        k.extend_from_slice(&buf[..n.min(room)]);
     }
-    String::from_utf8_lossy(&kept).into_owned()
 }
 
-async fn collect(out: tokio::task::JoinHandle<String>, err: tokio::task::JoinHandle<String>) -> String {
-    // Grandchildren may hold the pipes open; do not wait for them forever.
-    let bound = Duration::from_secs(1);
-    let o = tokio::time::timeout(bound, out).await.ok().and_then(Result::ok).unwrap_or_default();
-    let e = tokio::time::timeout(bound, err).await.ok().and_then(Result::ok).unwrap_or_default();
-    [o.trim(), e.trim()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("\n")
+/// Both streams, each scrubbed of `secret` before it is cut to the limit.
+/// Children that outlive the hook may hold the pipes open: after a short
+/// bound, what was read so far is kept and the pipes are closed.
+async fn collect(readers: [(tokio::task::JoinHandle<()>, Captured); 2], secret: Option<&Secret>) -> String {
+    let [(out, out_buf), (err, err_buf)] = readers;
+    let (abort_out, abort_err) = (out.abort_handle(), err.abort_handle());
+    let _ = tokio::time::timeout(PIPE_GRACE, async { (out.await, err.await) }).await;
+    abort_out.abort();
+    abort_err.abort();
+    let keep = |buf: &Captured| {
+        let bytes = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
+        let text = scrub(&String::from_utf8_lossy(&bytes), secret);
+        let mut cut = text.len().min(OUTPUT_LIMIT);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text[..cut].trim().to_string()
+    };
+    [keep(&out_buf), keep(&err_buf)].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]

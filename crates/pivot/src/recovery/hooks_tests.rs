@@ -143,3 +143,61 @@ async fn only_the_mha_start_call_gets_the_password_and_no_output_keeps_it() {
     assert_eq!(scrub("a s3cret b", Some(&Secret::new("s3cret"))), "a <redacted> b");
     assert_eq!(scrub("a b", Some(&Secret::new(""))), "a b");
 }
+
+/// Hostile review, finding 11: a password printed right at the output
+/// limit is scrubbed whole, not cut first and kept in part.
+#[tokio::test]
+async fn a_password_at_the_output_limit_is_scrubbed_before_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let pad = "x".repeat(4090);
+    let s = script(dir.path(), "long", &format!("printf '%s' '{pad}'; echo 's3cret-and-more'"));
+    let mut d = data();
+    d.new_primary_password = Some(Secret::new("s3cret-and-more"));
+    let r = run(&[s], HookPoint::PostFailover, &d, Duration::from_secs(5)).await;
+    let HookResult::Succeeded { output } = r else { panic!("{r:?}") };
+    assert!(!output.contains("s3cr"), "no part of the password is kept: ...{}", &output[output.len() - 20..]);
+    assert!(output.len() <= 4096);
+}
+
+/// A child left running in the background with the output pipes open does
+/// not hold the hook's result (nor its step) for long.
+#[tokio::test]
+async fn a_background_child_holding_the_pipes_does_not_hold_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("child-done");
+    let s =
+        script(dir.path(), "bg", &format!("echo started; setsid sh -c 'sleep 3; touch {}' & exit 0", done.display()));
+    let r = run(&[s], HookPoint::Fence, &data(), Duration::from_secs(10)).await;
+    assert_eq!(r, HookResult::Succeeded { output: "started".into() });
+    assert!(!done.exists(), "the result came while the background child still held the pipes");
+}
+
+/// A hook dropped before it exited (pivot stopping, its task aborted) is
+/// killed with its whole process group.
+#[tokio::test]
+async fn a_dropped_hook_is_killed_with_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("child-survived");
+    let s = script(dir.path(), "slow", &format!("(sleep 2; touch {}) & sleep 30", marker.display()));
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let d = data();
+    let task = tokio::spawn(async move {
+        run_noting(&[s], HookPoint::PreFailover, &d, Duration::from_secs(60), move |pgid| {
+            let _ = pid_tx.send(pgid);
+        })
+        .await
+    });
+    let pgid = tokio::task::spawn_blocking(move || pid_rx.recv().unwrap()).await.unwrap();
+    task.abort();
+    let _ = task.await;
+    // The group is gone: signal 0 to it fails (waited for, not slept on).
+    let gone = (0..200).any(|_| {
+        // SAFETY: probing (signal 0) the process group of a child we spawned.
+        let alive = unsafe { libc::kill(-(pgid as libc::pid_t), 0) } == 0;
+        if alive {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        !alive
+    });
+    assert!(gone, "the hook's process group was killed");
+}

@@ -37,6 +37,7 @@ pub async fn resume(env: &RecoveryEnv, record: RecoveryRecord, view: &ClusterVie
         }
     }
     tracing::warn!(%cluster, recovery = id, "resuming recovery {id} left running by {}", record.owner);
+    end_orphaned_hooks(env, &record);
     let failed: InstanceKey =
         record.failed_primary.as_deref().and_then(|p| p.parse().ok()).unwrap_or_else(|| InstanceKey::new("unknown", 1));
     let steps: Vec<RecordedStep> = record
@@ -71,4 +72,37 @@ pub async fn resume(env: &RecoveryEnv, record: RecoveryRecord, view: &ClusterVie
     let force = machine.doc().force;
     let perf = Performer::new(env.clone(), id, force, data);
     Some(driver::drive(machine, first, perf, stop).await)
+}
+
+/// A hook the previous owner started and never saw end may still run (it has
+/// its own process group, which a killed pivot cannot take down). It is ended
+/// before the step runs again, so its late verdict or action cannot land
+/// after the new run's. Only a process group whose leader still runs one of
+/// this cluster's configured hook programs is signalled.
+fn end_orphaned_hooks(env: &RecoveryEnv, record: &RecoveryRecord) {
+    let h = &env.cluster.hooks;
+    let programs: Vec<String> = [&h.pre_failover, &h.post_failover, &h.post_unsuccessful_failover, &h.fence, &h.alert]
+        .into_iter()
+        .flatten()
+        .filter_map(|argv| argv.first().cloned())
+        .chain(h.mha_master_ip_failover.clone())
+        .collect();
+    for step in record.steps.iter().filter(|s| s.outcome.is_none() && s.name.starts_with("hook_")) {
+        let Some(pgid) = step
+            .message
+            .as_deref()
+            .and_then(|m| m.split(super::exec::HOOK_GROUP_NOTE).nth(1))
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pgid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if pgid > 1 && programs.iter().any(|p| cmdline.contains(p.as_str())) {
+            tracing::warn!(cluster = %env.cluster.name, recovery = record.id, "ending hook process group {pgid} left by the previous owner ({})", step.name);
+            // SAFETY: a process group whose leader runs a configured hook.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
 }

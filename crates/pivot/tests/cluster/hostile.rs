@@ -36,9 +36,15 @@ async fn an_interrupted_fence_hook_is_asked_again_and_its_failure_still_vetoes()
             .ok_or("not yet".to_string())
     })
     .await;
-    // SAFETY: the process group of the hook this test's pivot started.
-    unsafe { libc::kill(-hook_pid, libc::SIGKILL) };
+    assert!(std::path::Path::new(&format!("/proc/{hook_pid}")).exists(), "the hook outlives a SIGKILLed pivot");
     restart_daemon(&mut rig);
+    // The restarted pivot ends the orphaned hook before asking again.
+    eventually(WAIT, "the orphaned hook ended", || async {
+        let gone = !std::path::Path::new(&format!("/proc/{hook_pid}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{hook_pid}/cmdline")).map_or(true, |c| c.is_empty());
+        gone.then_some(()).ok_or("still running".to_string())
+    })
+    .await;
     let h = wait_recovery_status(&rig, "aborted").await;
     let r = last_recovery(&h);
     let s = steps(r);
