@@ -397,6 +397,9 @@ impl ClusterMachine {
                 self.fence_intruders(intruders, &reason, out);
             }
         }
+        if !recovering {
+            self.judge_fenced(out);
+        }
         self.log_analysis(out);
         self.steer_probes(&observed, out);
         self.keep_watching_primary(out);
@@ -419,10 +422,12 @@ impl ClusterMachine {
             // The file is gone or replaced: what it said is kept (entries only added).
             self.fenced.extend(stored);
         }
-        let pending: Vec<InstanceKey> =
-            self.fenced.values().filter(|f| f.status == "pending").map(|f| f.instance.clone()).collect();
-        for key in pending {
-            if self.fencing.insert(key.clone()) {
+        // Every former primary is probed (kept read-only, judged); one not
+        // reached since the failover is also watched by connection attempts.
+        let entries: Vec<(InstanceKey, bool)> =
+            self.fenced.values().map(|f| (f.instance.clone(), f.status == "pending")).collect();
+        for (key, pending) in entries {
+            if pending && self.fencing.insert(key.clone()) {
                 out.push(Command::Log {
                     level: Level::Info,
                     text: format!("watching former primary {key}: it is made read-only the moment it answers"),
@@ -543,6 +548,14 @@ impl ClusterMachine {
             report.sessions_ended,
             v.describe()
         );
+        if let verdict::Verdict::Quarantine { .. } = &v {
+            self.alert_once(
+                &format!("quarantine:{}", f.instance),
+                format!("former primary {} is quarantined: {}", f.instance, v.describe()),
+                None,
+                out,
+            );
+        }
         let entry = FenceEntry { instance: f.instance.clone(), status: v.status().into(), detail };
         out.push(Command::Log {
             level: Level::Warn,
@@ -550,6 +563,49 @@ impl ClusterMachine {
         });
         out.push(Command::RecordFence(entry.clone()));
         self.fenced.insert(f.instance, entry);
+    }
+
+    /// Former primaries made read-only without a verdict (no primary was
+    /// known then, or the failover's own fence step did it) are judged as
+    /// soon as a primary and their own GTIDs are known.
+    fn judge_fenced(&mut self, out: &mut Vec<Command>) {
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
+        else {
+            return;
+        };
+        let unjudged: Vec<InstanceKey> = self
+            .fenced
+            .values()
+            .filter(|f| f.status == "read_only" && f.instance != primary && !verdict::judged(&f.detail))
+            .map(|f| f.instance.clone())
+            .collect();
+        for key in unjudged {
+            let Some(mine) = self.view.get(&key).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
+            else {
+                continue;
+            };
+            let v = verdict::judge(&mine, Some((&primary, &theirs)));
+            let entry = FenceEntry {
+                instance: key.clone(),
+                status: v.status().into(),
+                detail: format!("read-only; {}", v.describe()),
+            };
+            if entry.status == "quarantined" {
+                self.alert_once(
+                    &format!("quarantine:{key}"),
+                    format!("former primary {key} is quarantined: {}", v.describe()),
+                    None,
+                    out,
+                );
+            }
+            out.push(Command::Log {
+                level: Level::Warn,
+                text: format!("former primary {key}: {}: {}", entry.status, entry.detail),
+            });
+            out.push(Command::RecordFence(entry.clone()));
+            self.fenced.insert(key, entry);
+        }
     }
 
     // ---- discovery ---------------------------------------------------------------

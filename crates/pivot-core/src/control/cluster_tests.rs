@@ -434,6 +434,7 @@ fn failover_waits_for_the_state_file_to_be_back() {
     let x = key("10.0.0.9:3306");
     let entry = FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "d".into() };
     rig.store(StoreView { fenced: vec![entry.clone()], ..fresh_store() });
+    rig.ev(Event::Observed(down("10.0.0.9:3306", rig.now, FailureKind::Refused)));
     let gone = StoreView { file_ok: false, problem: Some("state file gone".into()), ..StoreView::default() };
     rig.store(gone.clone());
     let mut cmds = rig.primary_dies();
@@ -444,4 +445,29 @@ fn failover_waits_for_the_state_file_to_be_back() {
     assert!(tick.contains(&Command::ReopenStore { fenced: vec![entry] }), "{tick:?}");
     let cmds = rig.store(fresh_store());
     assert!(starts(&cmds), "the file is back: {cmds:?}");
+}
+
+/// Hostile finding 7: a former primary fenced when no primary was known (or
+/// by the failover's own fence step) is judged once one is, and a divergence
+/// is alerted.
+#[test]
+fn a_former_primary_fenced_without_a_verdict_is_judged_later() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    let entry = FenceEntry {
+        instance: x.clone(),
+        status: "read_only".into(),
+        detail: "made read-only, 0 client session(s) ended".into(),
+    };
+    let cmds = rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
+    assert!(cmds.contains(&Command::Watch(x.clone())));
+    rig.advance(10);
+    let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-12").read_only(true))));
+    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = recorded.expect("judged");
+    assert_eq!(recorded.status, "quarantined");
+    assert!(alerts(&cmds).iter().any(|a| a.contains("quarantined")), "{cmds:?}");
+    rig.advance(10);
+    let again = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-12").read_only(true))));
+    assert!(!again.iter().any(|c| matches!(c, Command::RecordFence(_))), "judged once");
 }

@@ -33,6 +33,12 @@ impl Verdict {
     }
 }
 
+/// Whether a fence entry's detail carries a verdict already (rejoin or
+/// quarantine), as [`Verdict::describe`] words them.
+pub fn judged(detail: &str) -> bool {
+    detail.contains("it can rejoin as a replica") || detail.contains("diverged: ")
+}
+
 /// Judge a former primary holding `executed` against the current primary.
 pub fn judge(executed: &GtidSet, primary: Option<(&InstanceKey, &GtidSet)>) -> Verdict {
     let Some((p, theirs)) = primary else { return Verdict::Unknown };
@@ -64,6 +70,7 @@ mod tests {
             let v = judge(&maria(mine), theirs.as_ref().map(|t| (&p, t)));
             assert_eq!(v.status(), status, "{name}: {v:?}");
             assert!(v.describe().contains(words), "{name}: {}", v.describe());
+            assert_eq!(judged(&v.describe()), status == "quarantined" || words == "can rejoin", "{name}");
         }
     }
 }

@@ -427,6 +427,14 @@ async fn a_rejoined_former_primary_promoted_later_stays_writable() {
     rig.sb.kill("node1").unwrap();
     let second = rig.wait_new_primary(&n1).await;
     rig.sb.start("node1").await.unwrap();
+    // pivot fences it the moment it answers (ending every session): let that
+    // happen before rejoining it by hand.
+    eventually(WAIT, "node1 fenced and judged", || async {
+        let c = api_cluster(rig.addr).await?;
+        let f = c["recovery"]["fenced"].to_string();
+        f.contains("it can rejoin as a replica").then_some(()).ok_or(f)
+    })
+    .await;
     let (host, port) = second.rsplit_once(':').unwrap();
     exec(
         &rig.sb,
