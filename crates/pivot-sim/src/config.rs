@@ -23,7 +23,7 @@ pub struct Timing {
     pub relay_apply_timeout_ms: u64,
     pub hook_timeout_ms: u64,
     pub block_period_ms: u64,
-    /// How often the monitor re-reads the fence list and retries an unrecorded end.
+    /// The monitor's timer (`Event::Tick`): the store re-read, an unrecorded end retried.
     pub refresh_ms: u64,
     pub heartbeat_ms: u64,
     pub slave_net_timeout_ms: u64,
@@ -90,7 +90,8 @@ pub struct FaultConfig {
     /// How far the wall clock may drift from the monotonic one, at most.
     pub max_wall_drift_ms: i64,
     /// Whether the wall clock may jump forward (finding F8: a forward jump
-    /// ends the anti-flapping block early, as the monitor keeps it in wall time).
+    /// ends the anti-flapping block early: the monitor's store read drops a
+    /// block whose wall-clock end has passed).
     pub wall_jump_forward: bool,
 }
 
@@ -134,9 +135,10 @@ pub struct Config {
     /// Draw a variation of the cluster and its settings from each seed.
     pub randomize: bool,
     /// Let the variation reach the known findings' triggers (see
-    /// `tests/findings.rs`): two-server clusters (F5, F6), the `auto`
-    /// semi-sync policy (F4), forward wall-clock jumps with a short block (F8).
-    /// Off by default, so random runs look for what is not known yet.
+    /// `tests/findings.rs`): forward wall-clock jumps with a short block
+    /// (F8, open); two-server clusters and the `auto` semi-sync policy (F4-F6,
+    /// fixed, still reached). Off by default, so random runs look for what
+    /// is not known yet.
     pub expose_known: bool,
     /// A dead primary is recovered or alerted within this (pivot running).
     pub recovery_bound_ms: u64,

@@ -34,7 +34,9 @@
 //! * **dead primary recovered or alerted** (every tick): once the current
 //!   primary is crashed, hung, or cut off from pivot and every server, within
 //!   `recovery_bound_ms` of pivot running a new primary is promoted or an
-//!   alert is raised.
+//!   alert is raised (an alert raised since the primary last served writes
+//!   to pivot's knowledge counts: a primary that came back read-only or out
+//!   of pivot's sight and died again is the same outage to pivot).
 //! * **step run twice** (when a step is performed): a step whose end is in
 //!   the store never runs again (except `observe`, re-run when the stored
 //!   plan has no choice yet: it only reads); one process never runs a step
@@ -81,6 +83,8 @@ pub struct Book {
     /// The last recovery that promoted and recorded its block: (end, id).
     blocked_by: Option<(u64, i64)>,
     dead_since: Option<u64>,
+    /// The last tick the current primary served: up, writable, answering pivot.
+    served_at: u64,
     dead_for_ms: u64,
     dead_alerts: usize,
     dead_promotions: u32,
@@ -333,6 +337,9 @@ pub fn tick(w: &mut World, pivot_running: bool) {
 
     // Dead primary recovered or alerted.
     let p = w.book.primary;
+    if w.servers[p].up() && w.servers[p].writable() && w.book.answering[p].is_some() {
+        w.book.served_at = now;
+    }
     let dead = match w.servers[p].liveness {
         Liveness::Crashed | Liveness::Hung => true,
         Liveness::Up => {
@@ -349,7 +356,11 @@ pub fn tick(w: &mut World, pivot_running: bool) {
     } else if w.book.dead_since.is_none() {
         w.book.dead_since = Some(now);
         w.book.dead_for_ms = 0;
-        w.book.dead_alerts = w.alerts.len();
+        // An alert raised since the primary last served covers this death
+        // too: pivot never saw it serve again (it came back read-only, or
+        // only where pivot could not see it), so nothing new happened for pivot.
+        let served_at = w.book.served_at;
+        w.book.dead_alerts = w.alerts.iter().filter(|(t, _)| *t <= served_at).count();
         w.book.dead_promotions = total_promotions(&w.book);
     } else if pivot_running {
         w.book.dead_for_ms += tick;

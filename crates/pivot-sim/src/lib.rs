@@ -1,7 +1,8 @@
 //! A deterministic simulator of pivot, in the spirit of FoundationDB's and
 //! TigerBeetle's: simulated MariaDB servers, network, clients, state store,
-//! time and pivot restarts around pivot's real core (`analyze`, `decide`,
-//! the `RecoveryMachine`, plans, candidate choice), with faults drawn from a
+//! time and pivot restarts around pivot's real core (the `ClusterMachine`
+//! and the `RecoveryMachine` the daemon runs: analysis, gate, plans,
+//! candidate choice), with faults drawn from a
 //! seed and the safety invariants checked after every event.
 //!
 //! Why: the integration tests run each failure scenario once, on real
@@ -32,20 +33,25 @@
 //!   with `wait_no_slave` and a timeout (none by default, as in the sandbox),
 //!   crash (binary log kept), hang, restart (read-only as configured,
 //!   replication started); one replication channel; domain 0 for clients;
-//! * pivot: the monitor's probing (fast while the primary fails, replicas
-//!   woken), fold, `analyze`, gate, `decide`, backoff, block (in wall time, as
-//!   the monitor keeps it), fence list and fence watching; the recovery
-//!   driver with start and end records, `needs_record`, three attempts to
-//!   record the end, retried unrecorded ends, takeover (`adopt`) and
+//! * pivot: the daemon's cluster machine (`ClusterMachine`: discovery,
+//!   probe speed, the gate with backoff, block and freshness, resumes,
+//!   fence enforcement, split brain, alerts) driven by a shell that performs
+//!   its commands as `pivot::daemon::monitor` does: probers on their own
+//!   schedules, the connection kept waiting on the primary (its end heard at
+//!   once on a crash, at its bound on a hang or a cut), store reads, fence
+//!   watches, a timer once a second; the recovery driver with start and end
+//!   records, `needs_record`, three attempts to record the end (block
+//!   first), retried unrecorded ends, takeover (`adopt`) and
 //!   `RecoveryMachine::resume`; every step with the statements, timeouts and
-//!   outcomes of `pivot::recovery::exec`. Not modelled: discovery, leases and
-//!   several pivot nodes, graceful stop (park), alert hooks' delivery,
-//!   routes and proxies;
+//!   outcomes of `pivot::recovery::exec`. Not modelled: leases and several
+//!   pivot nodes (one process runs at a time, so an owner that is not this
+//!   process is gone), graceful stop (park), a deleted or replaced state
+//!   file, alert hooks' delivery, routes and proxies;
 //! * faults: see [`faults`]; clients always reach every server (the worst
 //!   case for split brain).
 //!
 //! Findings (bugs the simulator found in pivot) are reproduced, one
-//! `#[ignore]`d test each, in `tests/findings.rs`; the random runs of
+//! `#[ignore]`d test each while open, in `tests/findings.rs`; the random runs of
 //! [`Config::default`] keep away from the triggers of the frequent ones
 //! ([`Config::expose_known`] reaches them). A failing seed replays exactly:
 //! `cargo run -p pivot-sim --example trace -- SEED` prints all it did.

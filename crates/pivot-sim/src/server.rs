@@ -128,6 +128,9 @@ pub struct Server {
     /// The SQL thread applies nothing before then (a `LOCK TABLES` held).
     pub apply_stalled_until: u64,
     pub pending: Vec<Pending>,
+    /// Bumped whenever every client session ends (a crash, a fence): a
+    /// connection opened before is closed by the server.
+    pub sessions: u64,
 }
 
 pub fn key_of(i: usize) -> InstanceKey {
@@ -152,6 +155,7 @@ impl Server {
             apply_per_tick: 10_000,
             apply_stalled_until: 0,
             pending: Vec::new(),
+            sessions: 0,
         }
     }
 
@@ -259,6 +263,7 @@ impl Server {
         self.read_only = true;
         let ended = self.pending.len();
         self.pending.clear();
+        self.sessions += 1;
         ended
     }
 
@@ -267,6 +272,7 @@ impl Server {
     pub fn crash(&mut self) {
         self.liveness = Liveness::Crashed;
         self.pending.clear();
+        self.sessions += 1;
         if let Some(c) = &mut self.channel {
             c.cursor = None;
         }

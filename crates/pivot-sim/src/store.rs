@@ -52,7 +52,8 @@ impl RecoveryRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FenceEntry {
     pub instance: InstanceKey,
-    pub recovery_id: i64,
+    /// The recovery that registered it; `None` for an intruder of a split brain.
+    pub recovery_id: Option<i64>,
     /// `pending`, `read_only` or `quarantined`.
     pub status: String,
     pub detail: String,
@@ -203,7 +204,7 @@ impl Store {
         self.fences.retain(|f| &f.instance != instance);
         self.fences.push(FenceEntry {
             instance: instance.clone(),
-            recovery_id: id,
+            recovery_id: Some(id),
             status: "pending".into(),
             detail: format!("failed primary of recovery {id}: made read-only the moment it answers"),
         });
@@ -215,6 +216,25 @@ impl Store {
         if let Some(f) = self.fences.iter_mut().find(|f| &f.instance == instance) {
             f.status = status.into();
             f.detail = detail.into();
+        }
+        Ok(())
+    }
+
+    /// The monitor's record of a fence (`Monitor::record_fence`): the entry
+    /// updated if it is there, added otherwise.
+    pub fn fence_record(&mut self, now: u64, instance: &InstanceKey, status: &str, detail: &str) -> R<()> {
+        self.write(now)?;
+        match self.fences.iter_mut().find(|f| &f.instance == instance) {
+            Some(f) => {
+                f.status = status.into();
+                f.detail = detail.into();
+            }
+            None => self.fences.push(FenceEntry {
+                instance: instance.clone(),
+                recovery_id: None,
+                status: status.into(),
+                detail: detail.into(),
+            }),
         }
         Ok(())
     }

@@ -1,33 +1,73 @@
-//! What the simulator found. Each test is a reproduction that FAILS on the
-//! current code, marked `#[ignore]` until the finding is fixed: a scripted
-//! run (the shortest way there) and the random seed that found it.
+//! What the simulator found, each with its reproduction.
 //!
-//! Run them with `cargo test -p pivot-sim --test findings -- --ignored`.
+//! Open findings: the test FAILS on the current code and is `#[ignore]`d
+//! until the finding is fixed (run them with `cargo test -p pivot-sim --test
+//! findings -- --ignored`): a scripted run (the shortest way there) and the
+//! random seeds that found it. Fixed findings keep their scripted
+//! reproduction as a regression test (not ignored). Random seeds are not
+//! kept once a finding is fixed: a change to pivot or to the simulator
+//! changes what every seed does.
 //!
-//! F1  `RecoveryMachine::resume` replays ended steps only up to the first
-//!     step without a recorded end, even when later steps ended: a step
-//!     whose end could not be written, or one left behind by an abandon, is
-//!     run again and every ended step after it with it (core).
-//! F2  A replica lost during a failover (unreachable, so not repointed)
-//!     keeps the former primary the root of the biggest tree:
-//!     `Topology::derive` names the former primary the primary again (core).
-//! F3  Nothing checks the old primary again between `observe` and the
-//!     promotion: one that comes back meanwhile takes writes, acknowledged
-//!     by a replica that reconnects to it, and they are lost (core).
-//! F4  `SemiSyncPolicy::Auto` reads the failed primary's last state from
-//!     the view; a pivot that never saw it answer promotes without semi-sync (core).
-//! F5  The candidate is promoted with semi-sync on even when no replica
-//!     will follow it: with no timeout, every write then waits forever (core).
-//! F6  `decide` alerts only for dead-primary-without-replicas and split
-//!     brain: a dead primary that has no replica (`no_primary`) is never
-//!     alerted (core).
-//! F7  A recovery whose takeover (`adopt`) could not be written is never
-//!     resumed unless the analysis becomes failover-worthy, which replicas
-//!     whose IO thread pivot stopped never make it (shell: monitor).
-//! F8  The anti-flapping block is kept in wall-clock time: a forward jump
-//!     ends it early (shell: monitor's gate).
+//! Fixed (regression tests below):
+//!
+//! F1  `RecoveryMachine::resume` replayed ended steps only up to the first
+//!     step without a recorded end (core; fixed in ae8adeb).
+//! F2  A replica lost during a failover made the former primary the root of
+//!     the biggest tree again (core `Topology::derive`; fixed in ae8adeb for
+//!     a new primary that answers; see F2b).
+//! F3  Nothing checked the old primary again between `observe` and the
+//!     promotion (core; fixed in 436ebe7: `confirm_primary_gone`).
+//! F4  `SemiSyncPolicy::Auto` after a restart promoted without semi-sync (core; ae8adeb).
+//! F5  Semi-sync switched on for a new primary nobody follows (core; ae8adeb).
+//! F6  A dead primary without replicas (`no_primary`) was never alerted (core; ae8adeb).
+//!
+//! No longer applies: F7 (a takeover, `adopt`, that could not be written was
+//! never retried) was the hand-written monitor's. The cluster machine hears
+//! "held elsewhere" (`recovery::resume` answers `None`), reads the store
+//! again, finds the owner gone and resumes again: the reproduction promotes.
+//!
+//! Open:
+//!
+//! F2b A new primary that does not answer right now (hung, slow probes, cut
+//!     off from pivot) gives the fenced former primary its place back:
+//!     `Topology::derive` (crates/pivot-core/src/topology.rs) keeps a fenced
+//!     root out only while another root is `writable_now`; otherwise it
+//!     falls back to every tree with replicas, and a replica lost at the
+//!     failover (still naming the former primary) makes the former primary
+//!     "the primary". The analysis then says the former primary is dead,
+//!     confirmed by the lost replica, and once the block is over the gate
+//!     fails it over again: the lost replica is promoted while the real
+//!     primary only hung, two writers. With the block running, the alert
+//!     names the former primary, and the new primary's own death is never
+//!     named (seed 704). Seeds 226, 521, 704, 1947.
+//! F8  The anti-flapping block still ends early on a forward wall-clock
+//!     jump. The core now keeps a block's monotonic end once read
+//!     (`ClusterMachine::on_store`, while the same block is read again), but
+//!     `Monitor::read_store` (crates/pivot/src/daemon/monitor.rs) drops a
+//!     block whose wall-clock end has passed (`b.active(wall)`), and the
+//!     machine takes a block gone from the store as over. Seeds with
+//!     `expose_known` (short block, forward jumps): 18, 184, 273, 278, ...
+//! F9  A former primary fenced right after a recovery ended is judged
+//!     against a stale analysis: `ClusterMachine::on_fence`
+//!     (crates/pivot-core/src/control/cluster.rs) compares it with
+//!     `self.analysis.primary`, which until the fresh probes are in still
+//!     names the failed primary itself; filtered out, there is no primary,
+//!     `Verdict::Unknown` records `read_only` ("no current primary known"),
+//!     and the entry is never judged again: a diverged former primary is
+//!     not quarantined. The window is a probe round after every recovery
+//!     (the fence watch starts then, on the store read the end asks for).
+//! F10 A replica lost at a failover keeps the former primary as its source,
+//!     and nothing repoints it (the summary asks the operator to). When the
+//!     former primary restarts writable (its configuration, as S9) while
+//!     its fence entry says `read_only` (fenced once already, so no fence
+//!     watch), that replica reconnects and acknowledges semi-sync writes on
+//!     it until pivot's next probe finds it writable (`FenceNow`): writes
+//!     acknowledged there are not on the new primary. Core: the plan
+//!     (`plan/failover.rs`) leaves lost replicas where they are and
+//!     `ClusterMachine` never repoints one that comes back. Seed 512.
 
 use pivot_core::plan::HookPoint;
+use pivot_sim::network::Party;
 use pivot_sim::server::key_of;
 use pivot_sim::{run_seed, Config, HookBehaviour, Sim};
 
@@ -60,7 +100,6 @@ fn writable_other_than(s: &Sim, old: usize) -> Option<usize> {
 /// extends the plan a second time (two promotions; in a debug build
 /// `extend_failover`'s `debug_assert` panics), and the hook that ended runs again.
 #[test]
-#[ignore = "finding F1: resume re-runs an observe whose end was not recorded, and extends the plan twice"]
 fn f1_observe_end_not_recorded_then_restart() {
     let mut cfg = Config::scripted();
     cfg.rules.preferred = vec![key_of(1)];
@@ -81,7 +120,6 @@ fn f1_observe_end_not_recorded_then_restart() {
 /// second restart (during the post-unsuccessful hook) replays up to that
 /// `observe`, runs it again, then the `restore_replication` that had ended.
 #[test]
-#[ignore = "finding F1: after an abandon and a second restart, ended undo steps run again"]
 fn f1_abandoned_plan_with_an_interrupted_step_then_two_restarts() {
     let mut cfg = Config::scripted();
     cfg.hooks.configured.post_unsuccessful_failover = true;
@@ -101,15 +139,6 @@ fn f1_abandoned_plan_with_an_interrupted_step_then_two_restarts() {
     ok(s.run_until(s.world.now + 20_000));
 }
 
-/// The seeds that found F1 (release and debug builds may break it differently:
-/// a panic of `extend_failover`'s `debug_assert`, or the plan rules).
-#[test]
-#[ignore = "finding F1: random seeds 1701 and 1849"]
-fn f1_seeds() {
-    ok(run_seed(1701, &Config::default()));
-    ok(run_seed(1849, &Config::default()));
-}
-
 /// F2: s3 is down while s1 fails; s2 is promoted, s3 is lost (still
 /// configured to replicate from s1). s3 comes back: the tree under s1 (one
 /// replica) outweighs s2's (none), so s1 is "the primary" again, dead and
@@ -117,7 +146,6 @@ fn f1_seeds() {
 /// promotes s3 while s2 takes writes: two writers. With the default block,
 /// s2's own death later goes unnoticed (the analysis speaks of s1).
 #[test]
-#[ignore = "finding F2: a lost replica makes the former primary the primary again; second writer promoted"]
 fn f2_lost_replica_brings_the_former_primary_back_as_the_primary() {
     let mut cfg = Config { semi_sync: false, ..Config::scripted() };
     cfg.timing.block_period_ms = 20_000;
@@ -133,18 +161,11 @@ fn f2_lost_replica_brings_the_former_primary_back_as_the_primary() {
     assert_eq!(s.writable(), vec![1], "exactly one writer");
 }
 
-#[test]
-#[ignore = "finding F2: random seed 300 (the new primary's death unnoticed)"]
-fn f2_seed() {
-    ok(run_seed(300, &Config::default()));
-}
-
 /// F3: s1 is cut off, the failover waits for the candidate's relay log; s1
 /// comes back and a replica restarted meanwhile reconnects to it: s1 takes
 /// writes again, acknowledged by that replica, and the candidate promoted
 /// next lacks them (and both are writable until s1 is fenced).
 #[test]
-#[ignore = "finding F3: the old primary is not checked again before the promotion"]
 fn f3_old_primary_back_between_observe_and_promotion() {
     let mut cfg = Config::scripted();
     cfg.rules.preferred = vec![key_of(1)];
@@ -164,17 +185,10 @@ fn f3_old_primary_back_between_observe_and_promotion() {
     ok(s.run_until(s.world.now + 10_000));
 }
 
-#[test]
-#[ignore = "finding F3: random seed 23"]
-fn f3_seed() {
-    ok(run_seed(23, &Config::default()));
-}
-
 /// F4: pivot is down when the primary dies; restarted, it never saw the
 /// primary answer, so `auto` means off: the new primary runs without
 /// semi-sync although the cluster ran with it.
 #[test]
-#[ignore = "finding F4: SemiSyncPolicy::Auto after a restart promotes without semi-sync"]
 fn f4_auto_semi_sync_after_a_restart() {
     let mut s = started(Config::scripted());
     s.kill_pivot(None);
@@ -190,7 +204,6 @@ fn f4_auto_semi_sync_after_a_restart() {
 /// replica is promoted with its semi-sync primary side on and no replica to
 /// acknowledge; no write is ever acknowledged again.
 #[test]
-#[ignore = "finding F5: promoted with semi-sync and no follower, every write waits forever"]
 fn f5_semi_sync_promotion_without_followers() {
     let mut s = started(Config { servers: 2, ..Config::scripted() });
     s.crash(0);
@@ -202,7 +215,6 @@ fn f5_semi_sync_promotion_without_followers() {
 /// F6: after a failover of a two-server cluster the new primary has no
 /// replica; when it dies the analysis is `no_primary` and nothing alerts.
 #[test]
-#[ignore = "finding F6: a dead primary without replicas is never alerted (no_primary)"]
 fn f6_dead_primary_without_replicas_not_alerted() {
     let mut s = started(Config { servers: 2, semi_sync: false, ..Config::scripted() });
     s.crash(0);
@@ -212,39 +224,12 @@ fn f6_dead_primary_without_replicas_not_alerted() {
     ok(s.run_until(s.world.now + 40_000));
 }
 
-/// F7: pivot is killed in the middle of a failover (the replicas' IO
-/// threads stopped); the restarted pivot cannot write its takeover once, and
-/// never tries again: the stopped IO threads give no opinion, the analysis
-/// never becomes failover-worthy, nothing is promoted or alerted.
-#[test]
-#[ignore = "finding F7: a failed takeover of a running recovery is never retried"]
-fn f7_takeover_not_written_is_never_retried() {
-    let mut cfg = Config::scripted();
-    cfg.rules.preferred = vec![key_of(1)];
-    let mut s = started(cfg);
-    s.stall_apply(1, u64::MAX);
-    s.crash(0);
-    wait_step(&mut s, "wait_relay_applied");
-    s.kill_pivot(None);
-    let now = s.world.now;
-    s.stall_apply(1, now);
-    s.world.store.fail_next = 1; // the takeover (adopt)
-    s.restart_pivot();
-    ok(s.run_until(s.world.now + 40_000));
-}
-
-#[test]
-#[ignore = "finding F7: random seed 622"]
-fn f7_seed() {
-    ok(run_seed(622, &Config::default()));
-}
-
 /// F8: a failover, then the wall clock steps forward an hour (NTP, a VM
 /// resumed): the 30-minute block is gone and the next failure is failed
 /// over automatically instead of alerted. Monotonic time says the block
 /// has 29 minutes to run.
 #[test]
-#[ignore = "finding F8: a forward wall-clock jump ends the anti-flapping block"]
+#[ignore = "finding F8: a forward wall-clock jump still ends the anti-flapping block (monitor read_store)"]
 fn f8_wall_clock_jump_ends_the_block() {
     let mut s = started(Config::scripted());
     s.crash(0);
@@ -256,10 +241,101 @@ fn f8_wall_clock_jump_ends_the_block() {
     ok(s.run_until(s.world.now + 20_000));
 }
 
-/// The random runs that reach F2-F8's triggers too (two servers, `auto`
+/// F2b: as F2, but the new primary (s2) hangs for 20 s once the block is
+/// over: the fenced s1 is "the primary" again (its lost replica s3 names
+/// it), "dead, confirmed by s3", and is failed over a second time: s3 is
+/// promoted while s2 is only hung. When s2 wakes up both are writable.
+#[test]
+#[ignore = "finding F2b: a new primary that does not answer gives the fenced former primary its place back"]
+fn f2b_hung_new_primary_gives_the_fenced_former_primary_its_place_back() {
+    let mut cfg = Config { semi_sync: false, ..Config::scripted() };
+    cfg.timing.block_period_ms = 20_000;
+    let mut s = started(cfg);
+    s.crash(2);
+    ok(s.run_until(s.world.now + 1_000));
+    s.crash(0);
+    assert!(ok(s.run_while_not(WAIT, |s| writable_other_than(s, 0).is_some())));
+    assert_eq!(s.writable(), vec![1]);
+    s.restart(2); // still replicating from s1: lost at the failover
+    ok(s.run_until(s.world.now + 25_000));
+    s.hang(1);
+    ok(s.run_until(s.world.now + 20_000));
+    s.resume(1);
+    ok(s.run_until(s.world.now + 5_000));
+    assert_eq!(s.world.store.recoveries.len(), 1, "s1, dead and replaced, was failed over again");
+    assert_eq!(s.writable(), vec![1], "exactly one writer");
+}
+
+#[test]
+#[ignore = "finding F2b: random seeds 226, 521, 704, 1947"]
+fn f2b_seeds() {
+    for seed in [226, 521, 704, 1947] {
+        ok(run_seed(seed, &Config::default()));
+    }
+}
+
+/// F9: s1 takes a write its replicas never get, crashes, s2 is promoted;
+/// s1 is back the moment the recovery ended and the fence watch makes it
+/// read-only: judged against an analysis that still names s1 the primary,
+/// it is recorded `read_only` ("no current primary known to compare with")
+/// although it holds a transaction s2 lacks, and it is never judged again.
+#[test]
+#[ignore = "finding F9: a former primary fenced right after a recovery is judged against a stale analysis"]
+fn f9_former_primary_fenced_right_after_the_recovery_is_not_quarantined() {
+    let mut s = started(Config { semi_sync: false, ..Config::scripted() });
+    s.stop_writers();
+    ok(s.run_until(s.world.now + 1_000));
+    let far = s.world.now + 600_000;
+    s.world.net.cut(Party::Server(0), Party::Server(1), far);
+    s.world.net.cut(Party::Server(0), Party::Server(2), far);
+    let errant = s.local_write(0, 0);
+    ok(s.run_until(s.world.now + 100));
+    s.crash(0);
+    s.world.net.heal_all();
+    let ended = |s: &Sim| s.world.store.last_recovery().is_some_and(|r| r.status.is_some());
+    assert!(ok(s.run_while_not(WAIT, ended)));
+    s.restart(0);
+    assert!(ok(s.run_while_not(5_000, |s| s.world.servers[0].read_only)), "s1 fenced");
+    ok(s.run_until(s.world.now + 5_000));
+    assert!(!s.world.servers[1].has(&errant), "s2 lacks {errant}");
+    let f = s.world.store.fences.iter().find(|f| f.instance == key_of(0)).expect("fence entry");
+    assert_eq!(f.status, "quarantined", "{f:?}");
+}
+
+/// F10: s3 is hung while s1 crashes: s2 is promoted, s3 lost (still
+/// replicating from s1). s1 restarts, is fenced (`quarantined`), crashes
+/// again; it restarts writable (its configuration) as s3 wakes up: s3
+/// reconnects to it and acknowledges its semi-sync writes before pivot's
+/// next probe sees it writable.
+#[test]
+#[ignore = "finding F10: a lost replica acknowledges writes on a former primary restarted writable"]
+fn f10_lost_replica_acknowledges_writes_on_a_restarted_former_primary() {
+    let mut s = started(Config::scripted());
+    s.hang(2);
+    ok(s.run_until(s.world.now + 500));
+    s.crash(0);
+    assert!(ok(s.run_while_not(WAIT, |s| writable_other_than(s, 0).is_some())));
+    ok(s.run_until(s.world.now + 2_000));
+    s.restart(0);
+    assert!(ok(s.run_while_not(5_000, |s| s.world.servers[0].read_only)), "s1 fenced");
+    ok(s.run_until(s.world.now + 2_000));
+    s.crash(0);
+    ok(s.run_until(s.world.now + 2_000));
+    s.restart(0);
+    s.resume(2);
+    ok(s.run_until(s.world.now + 5_000));
+}
+
+#[test]
+#[ignore = "finding F10: random seed 512"]
+fn f10_seed() {
+    ok(run_seed(512, &Config::default()));
+}
+
+/// The random runs that reach F8's triggers too (two servers, `auto`
 /// semi-sync, forward wall jumps with short blocks): `Config::expose_known`.
 #[test]
-#[ignore = "findings F4-F8 in random runs with expose_known"]
+#[ignore = "findings F2b, F8, F10 in random runs with expose_known"]
 fn exposed_known_seeds() {
     let cfg = Config { expose_known: true, ..Config::default() };
     let failures: Vec<String> = (0..200)

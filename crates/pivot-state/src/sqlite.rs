@@ -48,6 +48,23 @@ impl SqliteStore {
     }
 
     fn open_with(path: &Path, create: bool) -> Result<SqliteStore, StateError> {
+        // Two processes creating the same new file at once can meet a
+        // "database is locked" while switching it to WAL: try again, bounded.
+        let mut attempt = 0;
+        loop {
+            match SqliteStore::open_once(path, create) {
+                Err(StateError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. })
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 20 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, create: bool) -> Result<SqliteStore, StateError> {
         let err = |source| StateError::Sqlite { path: path.to_path_buf(), source };
         let io = |e: std::io::Error| StateError::Io { path: path.to_path_buf(), source: e };
         if create {

@@ -599,7 +599,8 @@ impl RecoveryMachine {
 
 fn unreadable(why: &str) -> String {
     format!(
-        "the stored plan cannot be followed ({why}): pivot changed nothing and left the cluster for an operator; \
-         check `pivot status` and `pivot history`, then `pivot ack`"
+        "the stored plan cannot be followed ({why}): on this restart pivot changed nothing and left the cluster \
+         for an operator (steps run before it, in `pivot history`, may have stopped replication); check `pivot \
+         status`, then `pivot ack`"
     )
 }

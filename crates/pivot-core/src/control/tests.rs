@@ -380,7 +380,7 @@ fn a_stored_plan_that_cannot_be_read_is_left_for_an_operator() {
         assert!(m.is_none());
         let Command::Finish(f) = cmd else { panic!("{cmd:?}") };
         assert_eq!(f.status, Status::Interrupted);
-        assert!(f.summary.contains("changed nothing and left the cluster for an operator"), "{}", f.summary);
+        assert!(f.summary.contains("pivot changed nothing and left the cluster"), "{}", f.summary);
         assert!(!f.summary.contains("as it was"), "never claim the cluster is as it was");
         assert!(f.block && f.alert);
     }

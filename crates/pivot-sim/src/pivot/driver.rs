@@ -11,7 +11,7 @@ use crate::invariants;
 use crate::world::World;
 use pivot_core::control::{Command, Ended, FailoverRequest, Finish, RecordedStep, RecoveryMachine, Status, StepEnd};
 use pivot_core::plan::{PlanDoc, Step};
-use pivot_core::{ClusterAnalysis, ClusterView};
+use pivot_core::{ClusterAnalysis, ClusterView, InstanceKey};
 
 /// Commands performed in one tick, at most (most take no simulated time).
 const COMMANDS_PER_TICK: usize = 64;
@@ -40,6 +40,11 @@ pub struct Outcome {
     pub summary: String,
     /// The end could not be written (why).
     pub unrecorded: Option<String>,
+    /// The instance it promoted.
+    pub new_primary: Option<InstanceKey>,
+    /// The anti-flapping block it started (wall ms), if any: written again
+    /// with the end when the end is retried.
+    pub block_until: Option<i64>,
 }
 
 pub enum Poll {
@@ -165,7 +170,15 @@ pub fn poll(rec: &mut Recovery, w: &mut World) -> Poll {
             Next::Command(Command::Park { next_seq, reason }) => {
                 let summary = format!("parked before step {next_seq}: {reason}");
                 w.log(format!("recovery {}: {summary}", rec.id));
-                return Poll::Done(Outcome { id: rec.id, status: None, alert: true, summary, unrecorded: None });
+                return Poll::Done(Outcome {
+                    id: rec.id,
+                    status: None,
+                    alert: true,
+                    summary,
+                    unrecorded: None,
+                    new_primary: None,
+                    block_until: None,
+                });
             }
         }
     }
@@ -197,21 +210,14 @@ fn result(r: &Result<(), String>) -> String {
     }
 }
 
-/// Record the end (retried, bounded) and the anti-flapping block.
+/// Record the end (retried, bounded) and the anti-flapping block, as
+/// `pivot::recovery::driver::finish` does.
 pub fn finish(w: &mut World, id: i64, f: Finish) -> Outcome {
-    let now = w.now;
+    let block_until = f.block.then(|| w.wall() + w.cfg.timing.block_period_ms as i64);
     let mut block_recorded = false;
-    if f.block {
-        let until = w.wall() + w.cfg.timing.block_period_ms as i64;
-        match w.store.set_block(now, id, until) {
-            Ok(()) => block_recorded = true,
-            Err(e) => w.log(format!("cannot record the anti-flapping block: {e}")),
-        }
-    }
     let mut unrecorded = None;
     for _ in 0..FINISH_ATTEMPTS {
-        let wall = w.wall();
-        match w.store.finish_recovery(now, id, f.status, &f.summary, wall) {
+        match record_end(w, id, f.status, &f.summary, block_until, &mut block_recorded) {
             Ok(()) => {
                 unrecorded = None;
                 break;
@@ -226,5 +232,33 @@ pub fn finish(w: &mut World, id: i64, f: Finish) -> Outcome {
         unrecorded.as_ref().map(|e| format!(" (end not recorded: {e})")).unwrap_or_default()
     ));
     invariants::on_finish(w, id, &f, block_recorded);
-    Outcome { id, status: Some(f.status), alert: f.alert, summary: f.summary, unrecorded }
+    Outcome {
+        id,
+        status: Some(f.status),
+        alert: f.alert,
+        summary: f.summary,
+        unrecorded,
+        new_primary: f.new_primary,
+        block_until,
+    }
+}
+
+/// Write the end of a recovery, as `pivot::recovery::driver::record_end`:
+/// the anti-flapping block first, then the status (so a recovery never
+/// looks ended without its block). `block_recorded` is set once the block is written.
+pub fn record_end(
+    w: &mut World,
+    id: i64,
+    status: Status,
+    summary: &str,
+    block_until: Option<i64>,
+    block_recorded: &mut bool,
+) -> Result<(), String> {
+    let now = w.now;
+    if let Some(until) = block_until {
+        w.store.set_block(now, id, until)?;
+        *block_recorded = true;
+    }
+    let wall = w.wall();
+    w.store.finish_recovery(now, id, status, summary, wall)
 }

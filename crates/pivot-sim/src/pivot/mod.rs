@@ -1,376 +1,395 @@
-//! One pivot process, as `pivot::daemon::monitor` runs it: a probe per
-//! server on its own schedule (fast while the primary does not answer),
-//! every observation folded into the `ClusterView`, `analyze`, the gate
-//! assembled from the running recovery, the block, freshness and the
-//! backoff, `decide`, and a recovery driven alongside while observing goes
-//! on. Former primaries in the fence list are made read-only the moment
-//! pivot reaches them.
+//! One pivot process: the shell around `pivot_core::control::cluster::
+//! ClusterMachine`, as `pivot::daemon::monitor::Monitor` is. It turns what
+//! happens (observations, a recovery that ended, a fence applied, the
+//! primary's watch connection ending, the store's contents, a timer about
+//! once a second) into events, and performs the commands the machine
+//! answers with against the simulated world. It decides nothing itself:
+//! discovery, probe speed, the gate (backoff, block, freshness), resumes,
+//! fence enforcement, split brain and alerts are the machine's.
+//!
+//! How each command is performed:
+//! * `Watch`, `Unwatch`, `ProbeNow`, `SetFast`: the probers (one per
+//!   watched server, on its own schedule, fast while the primary is suspect);
+//! * `WatchPrimary`: a connection kept waiting on the primary
+//!   ([`watch::PrimaryWatch`]), whose end is `Event::WatchEnded`;
+//! * `ReadStore`: the simulated store read as `Monitor::read_store` reads
+//!   the real one, answered at once with `Event::Store`;
+//! * `StartRecovery`, `ResumeRecovery`: the recovery driver ([`driver`]),
+//!   whose end is `Event::RecoveryEnded` (on the next tick, as a task's end);
+//! * `RetryUnrecorded`: the end of the last recovery written again;
+//!   `ReopenStore`: never asked for (the simulated file is never lost);
+//! * `WatchFormerPrimary`, `FenceNow`: fence tasks ([`watch::FenceTask`]),
+//!   whose result is `Event::Fence`; `RecordFence`: the store's fence list;
+//! * `Alert`: the world's alerts (the invariants count them); `Log`: the trace.
 //!
 //! Everything here is lost when pivot is killed; what survives is in the
-//! [`Store`](crate::store::Store). A new process starts with an empty view,
-//! resumes a recovery left running once every server has been probed, and
-//! re-reads the fence list.
+//! [`Store`](crate::store::Store).
 
 pub mod driver;
 mod ops;
 pub mod probe;
 pub mod steps;
+pub mod watch;
 
-use crate::invariants;
-use crate::network::Party;
 use crate::world::World;
 use driver::{Outcome, Poll, Recovery, Resumed};
-use pivot_core::control::backoff::Backoff;
-use pivot_core::control::gate::{decide, Decision, Gate};
-use pivot_core::control::verdict;
-use pivot_core::{analyze, ClusterAnalysis, ClusterView, Code, Millis, Observation};
-use std::collections::{BTreeMap, BTreeSet};
+use pivot_core::control::cluster::{
+    BlockInfo, ClusterMachine, ClusterSettings, Command, Event, FenceEntry, Level, RecoveryEnd, RunningRecovery,
+    StoreView,
+};
+use pivot_core::{ClusterAnalysis, InstanceKey, Millis, Observation};
+use std::collections::{BTreeMap, VecDeque};
+use watch::{FenceTask, PrimaryWatch, WatchPoll};
 
-struct Slot {
+/// Events one handler call may cause in turn (`monitor::MAX_CHAINED_EVENTS`).
+const MAX_CHAINED_EVENTS: usize = 64;
+/// `max_instances`: pivot's default.
+const MAX_INSTANCES: usize = 256;
+
+/// One probe task (`daemon::prober`).
+struct Prober {
+    server: usize,
     /// A probe under way: its observation and when it is in.
     in_flight: Option<(u64, Observation)>,
     started_at: u64,
     next_at: u64,
+    /// Woken while a probe was under way: the next one starts at once.
     woken: bool,
+}
+
+/// The recovery task.
+enum Task {
+    Running(Box<Recovery>),
+    /// Over; its end reaches the machine on the next tick.
+    Ended(RecoveryEnd),
 }
 
 pub struct Pivot {
     pub incarnation: u32,
-    view: ClusterView,
-    slots: Vec<Slot>,
+    machine: ClusterMachine,
+    probers: BTreeMap<InstanceKey, Prober>,
     fast: bool,
-    recovery: Option<Recovery>,
-    pending_resume: Option<i64>,
-    /// A recovery that ended but whose end is not written yet (retried).
+    recovery: Option<Task>,
+    /// The last recovery's outcome, kept while its end is not written.
     unrecorded: Option<Outcome>,
-    next_refresh: u64,
-    recovered_at: Millis,
-    backoff: Backoff,
-    alert_keys: BTreeSet<String>,
-    /// The fence list as last read: server -> status.
-    fenced: BTreeMap<usize, String>,
-    fenced_read: u64,
-    last_code: Option<Code>,
+    next_tick: u64,
+    watch: Option<PrimaryWatch>,
+    fences: Vec<FenceTask>,
+    /// Commands yet to perform.
+    queue: VecDeque<Command>,
     /// Set when a fault kills this process at a command boundary.
     pub killed: bool,
 }
 
 impl Pivot {
-    /// A fresh process: empty view, every server probed at once; a recovery
-    /// left running is resumed once the view is complete.
+    /// A fresh process: the machine's first commands (read the store, watch
+    /// every server) performed at once; the timer's first tick is now.
     pub fn start(w: &mut World, incarnation: u32) -> Pivot {
-        let n = w.servers.len();
-        let view = ClusterView::new(w.servers.iter().map(|s| s.key.clone()));
-        let slots = (0..n).map(|_| Slot { in_flight: None, started_at: 0, next_at: w.now, woken: false }).collect();
+        let settings = ClusterSettings {
+            name: "sim".into(),
+            seeds: w.servers.iter().map(|s| s.key.clone()).collect(),
+            detection: w.cfg.detection.clone(),
+            automatic: true,
+            max_instances: MAX_INSTANCES,
+        };
+        let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
             incarnation,
-            view,
-            slots,
+            machine,
+            probers: BTreeMap::new(),
             fast: false,
             recovery: None,
-            pending_resume: None,
             unrecorded: None,
-            next_refresh: w.now + w.cfg.timing.refresh_ms,
-            recovered_at: Millis(0),
-            backoff: Backoff::default(),
-            alert_keys: BTreeSet::new(),
-            fenced: BTreeMap::new(),
-            fenced_read: w.now,
-            last_code: None,
+            next_tick: w.now,
+            watch: None,
+            fences: Vec::new(),
+            queue: first.into(),
             killed: false,
         };
-        p.reload_fenced(w);
-        if let Some(r) = w.store.running_recovery() {
-            let id = r.id;
-            w.log(format!(
-                "pivot #{incarnation}: found recovery {id} left running: resuming once every server is probed"
-            ));
-            p.pending_resume = Some(id);
-        }
+        p.perform_queued(w);
         p
     }
 
-    /// The analysis of this process's view now.
-    pub fn analysis(&self, w: &World) -> ClusterAnalysis {
-        analyze(&self.view, &w.cfg.detection, Millis(w.now))
+    /// What this process's analysis says now.
+    pub fn analysis(&self, _w: &World) -> ClusterAnalysis {
+        self.machine.analysis().clone()
     }
 
     pub fn recovery_running(&self) -> bool {
-        self.recovery.is_some()
+        matches!(self.recovery, Some(Task::Running(_)))
     }
 
+    /// One tick: the timer, observations in, probes out, fence tasks, the
+    /// primary's watch, the recovery task.
     pub fn tick(&mut self, w: &mut World) {
-        if w.now >= self.next_refresh {
-            self.next_refresh = w.now + w.cfg.timing.refresh_ms;
-            self.retry_unrecorded(w);
+        if w.now >= self.next_tick {
+            self.next_tick = w.now + w.cfg.timing.refresh_ms;
+            self.handle(w, Event::Tick);
         }
         self.deliver(w);
         self.start_probes(w);
-        self.watch_fences(w);
-        if let Some(rec) = self.recovery.as_mut() {
-            match driver::poll(rec, w) {
-                Poll::Running => {}
-                Poll::Done(o) => self.on_recovery_done(w, Ok(Some(o))),
-                Poll::Kill => self.killed = true,
+        self.poll_fences(w);
+        self.poll_watch(w);
+        self.poll_recovery(w);
+    }
+
+    // ---- the machine -------------------------------------------------------------
+
+    fn handle(&mut self, w: &mut World, event: Event) {
+        let commands = self.machine.handle(event, Millis(w.now));
+        self.queue.extend(commands);
+        self.perform_queued(w);
+    }
+
+    fn perform_queued(&mut self, w: &mut World) {
+        let mut chained = 0;
+        while let Some(cmd) = self.queue.pop_front() {
+            if let Some(event) = self.perform(w, cmd) {
+                chained += 1;
+                assert!(chained <= MAX_CHAINED_EVENTS, "the cluster machine keeps answering itself");
+                let more = self.machine.handle(event, Millis(w.now));
+                self.queue.extend(more);
             }
         }
     }
 
-    // ---- probing -----------------------------------------------------------------
+    /// Perform one command; some answer with an event at once.
+    fn perform(&mut self, w: &mut World, cmd: Command) -> Option<Event> {
+        let me = self.incarnation;
+        match cmd {
+            Command::Watch(key) => match w.index_of(&key) {
+                Some(server) => {
+                    let p = Prober { server, in_flight: None, started_at: w.now, next_at: w.now, woken: false };
+                    self.probers.insert(key, p);
+                }
+                None => w.log(format!("pivot #{me}: {key} is not a server of the simulation")),
+            },
+            Command::Unwatch(key) => {
+                self.probers.remove(&key);
+            }
+            Command::ProbeNow(key) => self.wake(&key, w.now),
+            Command::SetFast(fast) => self.fast = fast,
+            Command::WatchPrimary(key) => {
+                self.watch = w.index_of(&key).map(|i| PrimaryWatch::start(w, key, i));
+            }
+            Command::ReadStore => return Some(Event::Store(self.read_store(w))),
+            Command::StartRecovery { analysis, view } => {
+                self.recovery = Some(match driver::start(w, me, &view, &analysis) {
+                    Ok(rec) => Task::Running(Box::new(rec)),
+                    Err(reason) => Task::Ended(RecoveryEnd::NotStarted { reason }),
+                });
+            }
+            Command::ResumeRecovery { id, view } => {
+                if w.store.recovery(id).is_none() {
+                    let reason = format!("no recovery {id} in the state file");
+                    return Some(Event::RecoveryEnded(RecoveryEnd::NotStarted { reason }));
+                }
+                self.recovery = Some(match driver::resume(w, me, id, &view) {
+                    Resumed::Running(rec) => Task::Running(rec),
+                    Resumed::Ended(o) => Task::Ended(self.ended(w, o)),
+                    // `recovery::resume` answers `None`: the monitor hears "held elsewhere".
+                    Resumed::NotAdopted => Task::Ended(RecoveryEnd::HeldElsewhere),
+                });
+            }
+            Command::RetryUnrecorded => self.retry_unrecorded(w),
+            Command::ReopenStore { fenced } => {
+                // The simulated file is never deleted or replaced (`file_ok`
+                // is always true): only the fence entries are written back.
+                for entry in &fenced {
+                    let now = w.now;
+                    if let Err(e) = w.store.fence_record(now, &entry.instance, &entry.status, &entry.detail) {
+                        w.log(format!("pivot #{me}: cannot write back {} to the fence list: {e}", entry.instance));
+                    }
+                }
+            }
+            Command::WatchFormerPrimary(key) => {
+                if let Some(i) = w.index_of(&key) {
+                    self.fences.push(FenceTask::watch(key, i));
+                }
+            }
+            Command::FenceNow(key) => {
+                if let Some(i) = w.index_of(&key) {
+                    self.fences.push(FenceTask::now(w, key, i));
+                }
+            }
+            Command::RecordFence(entry) => {
+                let now = w.now;
+                if let Err(e) = w.store.fence_record(now, &entry.instance, &entry.status, &entry.detail) {
+                    let more = self.machine.shell_problem(
+                        "fence_list",
+                        format!("cannot record {} in the fence list: {e}", entry.instance),
+                    );
+                    self.queue.extend(more);
+                }
+            }
+            Command::Alert { text, .. } => w.alert(text),
+            Command::Log { level, text } => {
+                let level = match level {
+                    Level::Info => "",
+                    Level::Warn => "WARN ",
+                    Level::Error => "ERROR ",
+                };
+                w.log(format!("pivot #{me}: {level}{text}"));
+            }
+        }
+        None
+    }
+
+    /// What the store says, as `Monitor::read_store` builds it. One process
+    /// runs at a time and every earlier one is dead: a recovery owned by
+    /// another incarnation has its owner certainly gone. The block is in
+    /// wall time, turned into this process's monotonic time at each read.
+    fn read_store(&self, w: &World) -> StoreView {
+        let (now, wall) = (Millis(w.now), w.wall());
+        let running = w.store.running_recovery().map(|r| RunningRecovery {
+            id: r.id,
+            owner: format!("pivot #{}", r.owner),
+            ours: r.owner == self.incarnation,
+            owner_gone: r.owner != self.incarnation,
+        });
+        let block = w.store.block.as_ref().filter(|b| b.until_wall > wall).map(|b| BlockInfo {
+            until: now.plus((b.until_wall - wall).max(0) as u64),
+            until_wall: b.until_wall,
+            recovery_id: Some(b.recovery_id),
+        });
+        let fenced = w
+            .store
+            .fences
+            .iter()
+            .map(|f| FenceEntry { instance: f.instance.clone(), status: f.status.clone(), detail: f.detail.clone() })
+            .collect();
+        StoreView { running, block, fenced, problem: None, file_ok: true }
+    }
+
+    // ---- recoveries ----------------------------------------------------------------
+
+    fn poll_recovery(&mut self, w: &mut World) {
+        if self.killed {
+            return;
+        }
+        let end = match self.recovery.take() {
+            None => return,
+            Some(Task::Ended(end)) => end,
+            Some(Task::Running(mut rec)) => match driver::poll(&mut rec, w) {
+                Poll::Running => {
+                    self.recovery = Some(Task::Running(rec));
+                    return;
+                }
+                Poll::Done(o) => self.ended(w, o),
+                Poll::Kill => {
+                    self.killed = true;
+                    return;
+                }
+            },
+        };
+        self.handle(w, Event::RecoveryEnded(end));
+    }
+
+    /// `Monitor::recovery_end` for a task that returned an outcome.
+    fn ended(&mut self, w: &mut World, o: Outcome) -> RecoveryEnd {
+        let status = o.status.map_or("running", |s| s.as_str());
+        w.log(format!("pivot #{}: recovery {} ended: {}", self.incarnation, o.id, o.summary));
+        let end = RecoveryEnd::Ended {
+            id: o.id,
+            new_primary: o.new_primary.clone().filter(|_| o.status.is_some_and(|s| s.promoted())),
+            parked: o.status.is_none(),
+            alert: o.alert.then(|| format!("recovery {} {status}: {}", o.id, o.summary)),
+            unrecorded: o.unrecorded.clone(),
+        };
+        if o.unrecorded.is_some() {
+            self.unrecorded = Some(o);
+        }
+        end
+    }
+
+    /// `Monitor::retry_unrecorded`.
+    fn retry_unrecorded(&mut self, w: &mut World) {
+        let Some(o) = self.unrecorded.clone() else { return };
+        let status = o.status.expect("only ended recoveries are unrecorded");
+        let mut block_recorded = false;
+        match driver::record_end(w, o.id, status, &o.summary, o.block_until, &mut block_recorded) {
+            Ok(()) => {
+                w.log(format!("pivot #{}: the end of recovery {} is recorded now", self.incarnation, o.id));
+                self.unrecorded = None;
+                self.machine.unrecorded_written(o.id);
+                self.queue.push_back(Command::ReadStore);
+            }
+            Err(e) => w.log(format!("pivot #{}: still cannot record the end of the recovery: {e}", self.incarnation)),
+        }
+    }
+
+    // ---- probing -------------------------------------------------------------------
 
     fn deliver(&mut self, w: &mut World) {
-        let mut due: Vec<(u64, usize)> = self
-            .slots
+        let mut due: Vec<(u64, InstanceKey)> = self
+            .probers
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.in_flight.as_ref().filter(|(t, _)| *t <= w.now).map(|(t, _)| (*t, i)))
+            .filter_map(|(k, p)| p.in_flight.as_ref().filter(|(t, _)| *t <= w.now).map(|(t, _)| (*t, k.clone())))
             .collect();
         due.sort_unstable();
-        for (_, i) in due {
-            let (_, obs) = self.slots[i].in_flight.take().expect("due");
+        for (_, key) in due {
+            // Dropped (or started again) by an earlier observation's commands.
+            let Some(p) = self.probers.get_mut(&key) else { continue };
+            let Some((_, obs)) = p.in_flight.take() else { continue };
             let interval = if self.fast { w.cfg.timing.fast_poll_ms } else { w.cfg.timing.poll_ms };
-            let slot = &mut self.slots[i];
-            slot.next_at = if std::mem::take(&mut slot.woken) { w.now } else { slot.started_at + interval };
-            self.on_observation(w, obs);
-            if self.killed {
-                return;
-            }
+            p.next_at = if std::mem::take(&mut p.woken) { w.now } else { p.started_at + interval };
+            w.trace.count(1);
+            self.handle(w, Event::Observed(obs));
         }
     }
 
     fn start_probes(&mut self, w: &mut World) {
         let timeout = w.cfg.timing.probe_timeout_ms;
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[i];
-            if slot.in_flight.is_some() || w.now < slot.next_at {
+        for p in self.probers.values_mut() {
+            if p.in_flight.is_some() || w.now < p.next_at {
                 continue;
             }
-            let (latency, obs) = probe::probe(w, i, timeout);
-            let slot = &mut self.slots[i];
-            slot.started_at = w.now;
-            slot.in_flight = Some((w.now + latency, obs));
+            let (latency, obs) = probe::probe(w, p.server, timeout);
+            p.started_at = w.now;
+            p.in_flight = Some((w.now + latency, obs));
         }
     }
 
-    fn wake(&mut self, i: usize, now: u64) {
-        let slot = &mut self.slots[i];
-        if slot.in_flight.is_some() {
-            slot.woken = true;
+    fn wake(&mut self, key: &InstanceKey, now: u64) {
+        let Some(p) = self.probers.get_mut(key) else { return };
+        if p.in_flight.is_some() {
+            p.woken = true;
         } else {
-            slot.next_at = now;
+            p.next_at = now;
         }
     }
 
-    fn on_observation(&mut self, w: &mut World, obs: Observation) {
-        w.trace.count(1);
-        let observed = w.index_of(&obs.instance).expect("a known server");
-        let writable = obs.state().is_some_and(|s| s.writable());
-        for change in self.view.apply(obs, w.cfg.detection.lag_threshold_s) {
-            w.log(format!("pivot #{}: {change}", self.incarnation));
-        }
-        let now = Millis(w.now);
-        let analysis = analyze(&self.view, &w.cfg.detection, now);
-        if analysis.code == Code::SplitBrain || w.now >= self.fenced_read + w.cfg.timing.refresh_ms {
-            self.reload_fenced(w);
-        }
-        if writable {
-            self.enforce_fence(w, observed);
-        }
-        if self.last_code != Some(analysis.code) {
-            self.last_code = Some(analysis.code);
-            w.log(format!("pivot #{}: analysis {}: {}", self.incarnation, analysis.code, analysis.signal));
-        }
-        self.steer_probes(w, &analysis, observed);
-        if self.pending_resume.is_some() && self.recovery.is_none() && self.view.complete() {
-            self.start_resume(w);
-        } else {
-            self.consider(w, &analysis);
-        }
-    }
+    // ---- connections besides the probes ----------------------------------------------
 
-    /// While the primary does not answer, probe its replicas at once and often.
-    fn steer_probes(&mut self, w: &World, a: &ClusterAnalysis, observed: usize) {
-        let Some(primary) = &a.primary else { return };
-        let primary_down = self.view.get(primary).is_some_and(|r| !r.reachable());
-        self.fast = primary_down;
-        if primary_down && w.servers[observed].key == *primary {
-            for r in a.topology.replicas(primary) {
-                if let Some(i) = w.index_of(r) {
-                    self.wake(i, w.now);
+    fn poll_fences(&mut self, w: &mut World) {
+        let mut i = 0;
+        while i < self.fences.len() {
+            match self.fences[i].poll(w, self.incarnation) {
+                Some(result) => {
+                    self.fences.remove(i);
+                    self.handle(w, Event::Fence(result));
                 }
+                None => i += 1,
             }
         }
     }
 
-    // ---- deciding ----------------------------------------------------------------
-
-    fn consider(&mut self, w: &mut World, a: &ClusterAnalysis) {
-        if !a.code.alerting() {
-            self.alert_keys.clear();
-            if a.code == Code::Healthy {
-                self.backoff.reset();
+    fn poll_watch(&mut self, w: &mut World) {
+        let Some(watch) = self.watch.as_mut() else { return };
+        match watch.poll(w) {
+            WatchPoll::Going => {}
+            WatchPoll::GaveUp => {
+                // `crash_watch::spawn` ends without a word: the machine is not told.
+                let key = watch.key.clone();
+                self.watch = None;
+                w.log(format!("pivot #{}: watch connection to {key} could not be set up", self.incarnation));
             }
-            return;
-        }
-        let now = Millis(w.now);
-        let gate = if a.code.failover_worthy() { self.gate(w, now) } else { Gate::default() };
-        if self.pending_resume.is_some() && self.recovery.is_none() && self.view.complete() {
-            self.start_resume(w);
-            return;
-        }
-        match decide(a, &gate, now) {
-            Decision::Recover => self.start_recovery(w, a),
-            Decision::Alert { reason } => {
-                let key = format!("{}|{:?}|{}|{:?}", a.code, gate.blocked_by, gate.automatic, gate.retry_at.is_some());
-                self.raise(w, key, reason);
-            }
-            Decision::Nothing => {}
-        }
-    }
-
-    fn raise(&mut self, w: &mut World, key: String, text: String) {
-        if self.alert_keys.insert(key) {
-            w.alert(text);
-        }
-    }
-
-    /// As `Monitor::gate`: the block is wall time (shared with other
-    /// processes), turned into this process's monotonic time.
-    fn gate(&mut self, w: &mut World, now: Millis) -> Gate {
-        let running = self.running(w);
-        let wall = w.wall();
-        let block = w.store.block.clone().filter(|b| b.until_wall > wall);
-        Gate {
-            automatic: true,
-            running,
-            blocked_until: block.as_ref().map(|b| now.plus((b.until_wall - wall).max(0) as u64)),
-            blocked_by: block.map(|b| b.recovery_id),
-            fresh: self.view.observed_since(self.recovered_at),
-            retry_at: self.backoff.retry_at(),
-            may_act: true,
-        }
-    }
-
-    /// A recovery runs here, or the store holds one nobody runs (its pivot
-    /// is gone): that one is resumed.
-    fn running(&mut self, w: &mut World) -> bool {
-        if self.recovery.is_some() || self.pending_resume.is_some() {
-            return true;
-        }
-        let Some(rec) = w.store.running_recovery() else { return false };
-        if self.unrecorded.as_ref().is_some_and(|o| o.id == rec.id) {
-            return false;
-        }
-        let id = rec.id;
-        w.log(format!("pivot #{}: recovery {id} was left running: resuming it", self.incarnation));
-        self.pending_resume = Some(id);
-        true
-    }
-
-    fn start_recovery(&mut self, w: &mut World, a: &ClusterAnalysis) {
-        match driver::start(w, self.incarnation, &self.view, a) {
-            Ok(rec) => self.recovery = Some(rec),
-            Err(e) => self.on_recovery_done(w, Err(e)),
-        }
-    }
-
-    fn start_resume(&mut self, w: &mut World) {
-        let Some(id) = self.pending_resume.take() else { return };
-        match driver::resume(w, self.incarnation, id, &self.view) {
-            Resumed::Running(rec) => self.recovery = Some(*rec),
-            Resumed::Ended(o) => self.on_recovery_done(w, Ok(Some(o))),
-            Resumed::NotAdopted => self.on_recovery_done(w, Ok(None)),
-        }
-    }
-
-    fn on_recovery_done(&mut self, w: &mut World, done: Result<Option<Outcome>, String>) {
-        self.recovery = None;
-        self.recovered_at = Millis(w.now);
-        match done {
-            Ok(Some(o)) => {
-                if o.status.is_some_and(|s| s.promoted()) {
-                    self.backoff.reset();
-                } else {
-                    self.backoff.aborted(self.recovered_at);
-                }
-                if o.alert {
-                    let status = o.status.map_or("parked", |s| s.as_str());
-                    self.raise(w, format!("recovery:{}", o.id), format!("recovery {} {status}: {}", o.id, o.summary));
-                }
-                if let Some(e) = &o.unrecorded {
-                    let text = format!("the end of recovery {} cannot be written ({e}); retrying every second", o.id);
-                    self.raise(w, format!("control:unrecorded:{}", o.id), text);
-                    self.unrecorded = Some(o);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.backoff.aborted(self.recovered_at);
-                self.raise(w, format!("control:start:{e}"), format!("recovery not started: {e}"));
+            WatchPoll::Ended(why) => {
+                let key = watch.key.clone();
+                self.watch = None;
+                w.log(format!("pivot #{}: watch connection to {key} ended: {why}", self.incarnation));
+                self.handle(w, Event::WatchEnded(key));
             }
         }
-        self.reload_fenced(w);
-        for i in 0..self.slots.len() {
-            self.wake(i, w.now);
-        }
-    }
-
-    fn retry_unrecorded(&mut self, w: &mut World) {
-        let Some(o) = self.unrecorded.clone() else { return };
-        let (now, wall) = (w.now, w.wall());
-        let status = o.status.expect("only ended recoveries are unrecorded");
-        if w.store.finish_recovery(now, o.id, status, &o.summary, wall).is_ok() {
-            w.log(format!("the end of recovery {} is recorded now", o.id));
-            self.unrecorded = None;
-        }
-    }
-
-    // ---- former primaries --------------------------------------------------------
-
-    fn reload_fenced(&mut self, w: &mut World) {
-        self.fenced_read = w.now;
-        self.fenced =
-            w.store.fences.iter().filter_map(|f| Some((w.index_of(&f.instance)?, f.status.clone()))).collect();
-    }
-
-    /// Watchers of pending entries: a connection attempt goes through the
-    /// moment the server answers (a hung one's kernel still accepts it).
-    fn watch_fences(&mut self, w: &mut World) {
-        let pending: Vec<usize> = self.fenced.iter().filter(|(_, s)| *s == "pending").map(|(i, _)| *i).collect();
-        for i in pending {
-            if w.net.connected(Party::Pivot, Party::Server(i)) && w.servers[i].up() {
-                self.fence(w, i);
-            }
-        }
-    }
-
-    /// A former primary found writable is fenced again at once.
-    fn enforce_fence(&mut self, w: &mut World, i: usize) {
-        if self.fenced.contains_key(&i) && w.net.connected(Party::Pivot, Party::Server(i)) && w.servers[i].up() {
-            w.log(format!("pivot #{}: former primary s{} is writable: making it read-only", self.incarnation, i + 1));
-            self.fence(w, i);
-        }
-    }
-
-    fn fence(&mut self, w: &mut World, i: usize) {
-        let ended = w.servers[i].fence();
-        let analysis = analyze(&self.view, &w.cfg.detection, Millis(w.now));
-        let primary = analysis.primary;
-        let theirs = primary
-            .as_ref()
-            .and_then(|p| self.view.get(p))
-            .and_then(|r| r.last_state())
-            .map(|s| s.gtid.executed.clone());
-        let mine = pivot_core::GtidSet::MariaDb(w.servers[i].executed.clone());
-        let v = verdict::judge(&mine, primary.as_ref().zip(theirs.as_ref()));
-        let (status, detail) =
-            (v.status(), format!("made read-only, {ended} client session(s) ended; {}", v.describe()));
-        w.log(format!("pivot #{}: former primary s{}: {status}: {detail}", self.incarnation, i + 1));
-        let (now, key) = (w.now, w.servers[i].key.clone());
-        if let Err(e) = w.store.fence_update(now, &key, status, &detail) {
-            w.log(format!("cannot record the fence: {e}"));
-        }
-        self.fenced.insert(i, status.to_string());
-        invariants::on_fenced(w, i);
     }
 }

@@ -19,14 +19,30 @@ use pivot_core::GtidSet;
 pub enum Action {
     StopIo,
     WaitRelay,
-    CatchUp { from: usize, until: GtidSet },
+    CatchUp {
+        from: usize,
+        until: GtidSet,
+    },
     Prepare,
-    Promote { semi: bool },
-    Repoint { to: usize },
-    Confirm { source: usize },
-    Fence { old: bool },
-    Restore { source: usize, candidate: bool },
+    Promote {
+        semi: bool,
+    },
+    Repoint {
+        to: usize,
+    },
+    Confirm {
+        source: usize,
+    },
+    Fence {
+        old: bool,
+    },
+    Restore {
+        source: usize,
+        candidate: bool,
+    },
     Unfence,
+    /// Only the connection: does it answer?
+    Ping,
 }
 
 enum Cond {
@@ -82,6 +98,11 @@ impl Op {
             let now = w.now;
             match &self.phase {
                 Phase::Connect => {
+                    if reachable && matches!(self.action, Action::Ping) {
+                        // The greeting is the answer.
+                        self.finish(Ok((Ended::Ok, format!("{key} answers"))));
+                        return;
+                    }
                     if reachable {
                         self.phase = Phase::Act { at: now + w.cfg.timing.tick_ms };
                         self.deadline = now + w.cfg.timing.step_timeout_ms;
@@ -247,6 +268,7 @@ impl Op {
                 };
                 self.finish(ok(msg.into()));
             }
+            Action::Ping => self.finish(ok(format!("{key} answers"))), // (answered on connect)
             Action::Unfence => {
                 w.servers[i].read_only = false;
                 invariants::on_writable_again(w, i);

@@ -43,10 +43,14 @@ enum Kind {
 /// How the results of the sessions make the step's end.
 enum Agg {
     StopIo,
-    Single { prefix: &'static str },
+    Single {
+        prefix: &'static str,
+    },
     Lost(String),
     FenceOld,
     Restore(InstanceKey),
+    /// The session must fail: the instance must not answer.
+    Gone,
 }
 
 fn end(how: Ended, message: impl Into<String>) -> StepEnd {
@@ -104,6 +108,12 @@ impl StepRun {
                 ops: ops(w, std::slice::from_ref(instance), &|_| Action::Prepare, dl),
                 agg: Agg::Single { prefix: "" },
             },
+            Step::ConfirmPrimaryGone { instance } => {
+                // `exec::confirm_primary_gone`: 50 ms for its greeting (a
+                // hung server's kernel accepts the connection, sends nothing).
+                let quick = w.now + t.probe_timeout_ms.min(50);
+                Kind::Ops { ops: ops(w, std::slice::from_ref(instance), &|_| Action::Ping, quick), agg: Agg::Gone }
+            }
             Step::Promote { instance, semi_sync } => {
                 let semi = *semi_sync;
                 Kind::Ops {
@@ -140,6 +150,10 @@ impl StepRun {
                     agg: Agg::Restore(source.clone()),
                 }
             }
+            Step::ClearFence { instance } => Kind::Now(match w.store.fence_remove(w.now, instance) {
+                Ok(()) => end(Ended::Ok, ""),
+                Err(e) => end(Ended::Failed, e),
+            }),
             Step::UnregisterFence { instance } => Kind::Now(match w.store.fence_remove(w.now, instance) {
                 Ok(()) => end(Ended::Ok, ""),
                 Err(e) => end(Ended::Failed, e),
@@ -225,6 +239,10 @@ fn aggregate(w: &mut World, ops: &[Op], agg: &Agg) -> StepEnd {
                 Ended::Skipped,
                 format!("unreachable ({e}); kept in the fence list: made read-only the moment it answers"),
             ),
+        },
+        Agg::Gone => match ops[0].result.clone().expect("ended") {
+            Ok(_) => end(Ended::Failed, format!("{} answers again: failover abandoned", key(&ops[0]))),
+            Err(e) => end(Ended::Ok, format!("does not answer ({e})")),
         },
         Agg::Restore(source) => {
             if failed.is_empty() {

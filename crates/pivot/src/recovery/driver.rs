@@ -41,7 +41,8 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
     let env = perf.env.clone();
     let id = perf.id;
     let lease_ok = Arc::new(AtomicBool::new(true));
-    let heartbeat = tokio::spawn(heartbeat(env.clone(), id, lease_ok.clone()));
+    // Aborted when this function ends, however it ends (a panic included).
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(env.clone(), id, lease_ok.clone())));
     let may_act = || !stop.stopped() && lease_ok.load(Ordering::SeqCst);
     let outcome = loop {
         cmd = match cmd {
@@ -69,8 +70,16 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
             Command::Park { next_seq, reason } => break park(&env, id, &m, next_seq, &reason, &stop).await,
         };
     };
-    heartbeat.abort();
+    drop(heartbeat);
     outcome
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Record the step, perform it, record its end.
