@@ -120,6 +120,7 @@ async fn s2_hung_primary_fails_over_then_is_fenced_when_it_wakes_and_no_write_sp
     assert!(!fixed.is_empty());
     assert!(fixed.len() > 10, "the hard-coded writer really wrote to the old primary first");
     let node = rig.sb.node_at(&new_key).unwrap().name.clone();
+    assert!(!follow.is_empty(), "writes were acknowledged before the fault");
     let missing = missing_writes(&mut rig.sb.admin(&node).await.unwrap(), &follow).await;
     assert!(missing.is_empty(), "{} acknowledged writes missing", missing.len());
     // Every write the old primary ever acknowledged is on the new primary:

@@ -56,6 +56,7 @@ async fn s4_primary_cut_off_from_everyone_fails_over_and_is_fenced_when_it_retur
     .await;
     let acks = writer.stop().await;
     let node = rig.sb.node_at(&new_key).unwrap().name.clone();
+    assert!(!acks.is_empty(), "writes were acknowledged before the fault");
     let missing = missing_writes(&mut rig.sb.admin(&node).await.unwrap(), &acks).await;
     assert!(missing.is_empty(), "{} acknowledged writes missing", missing.len());
     let c = api_cluster(rig.addr).await.unwrap();

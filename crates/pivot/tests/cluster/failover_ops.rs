@@ -76,6 +76,7 @@ async fn manual_failover_refuses_a_live_primary_unless_forced_then_fences_it() {
     rig.wait_healthy_with_primary(&rig.key("node3")).await;
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true), "the old primary was fenced first");
     assert_eq!(rig.writable_nodes().await, vec![rig.key("node3")]);
+    assert!(!acks.is_empty(), "writes were acknowledged before the fault");
     let missing = missing_writes(&mut rig.sb.admin("node3").await.unwrap(), &acks).await;
     assert!(missing.is_empty());
     let h = rig.history();

@@ -25,6 +25,7 @@ async fn s11_killed_before_the_promotion_resumes_and_promotes_once() {
     let new = rig.wait_new_primary(&old).await;
     assert_eq!(new, rig.key("node2"));
     let acks = writer.stop().await;
+    assert!(!acks.is_empty(), "writes were acknowledged before the fault");
     let missing = missing_writes(&mut rig.sb.admin("node2").await.unwrap(), &acks).await;
     assert!(missing.is_empty(), "{} acknowledged writes missing", missing.len());
     assert_eq!(rig.writable_nodes().await, vec![new]);

@@ -29,6 +29,7 @@ async fn s5_lagging_candidate_applies_its_relay_log_before_it_opens_for_writes()
     let new = rig.wait_new_primary(&old).await;
     assert_eq!(new, rig.key("node2"), "the preferred replica is promoted once it has applied everything");
     let acks = writer.stop().await;
+    assert!(!acks.is_empty(), "writes were acknowledged before the fault");
     let missing = missing_writes(&mut rig.sb.admin("node2").await.unwrap(), &acks).await;
     assert!(missing.is_empty(), "{} acknowledged writes missing", missing.len());
     let h = rig.history();
