@@ -212,4 +212,61 @@ mod tests {
         alone.apply(down(P2, 1_100, FailureKind::Refused), 10);
         assert_eq!(Topology::derive(&alone).primary, Some(key(P1)));
     }
+
+    fn view(obs: Vec<crate::observation::Observation>) -> ClusterView {
+        let mut v = ClusterView::default();
+        for o in obs {
+            v.apply(o, 10);
+        }
+        v
+    }
+
+    #[test]
+    fn topology_table() {
+        const A: &str = "10.0.0.1:3306";
+        const B: &str = "10.0.0.2:3306";
+        const C: &str = "10.0.0.3:3306";
+        const D: &str = "10.0.0.4:3306";
+        // A chain: A -> B -> C; the tree is walked depth first.
+        let chain = view(vec![
+            up(A, 1, state(1, "0-1-5")),
+            up(B, 1, state(2, "0-1-5").replica_of(A, "0-1-5")),
+            up(C, 1, state(3, "0-1-5").replica_of(B, "0-1-5")),
+        ]);
+        let t = Topology::derive(&chain);
+        assert_eq!(t.primary, Some(key(A)));
+        assert_eq!(t.tree(), vec![(0, key(A)), (1, key(B)), (2, key(C))]);
+        assert!(t.cycle.is_empty() && t.detached.is_empty() && t.other_primaries.is_empty());
+        // A stand-alone instance next to the tree is detached.
+        let mut with_d = chain.clone();
+        with_d.apply(up(D, 1, state(4, "0-4-1").read_only(true)), 10);
+        assert_eq!(Topology::derive(&with_d).detached, vec![key(D)]);
+        // Dual primaries (a cycle): the one writable member is the primary.
+        let cycle = |a_writable: bool, b_writable: bool| {
+            view(vec![
+                up(A, 1, state(1, "0-1-5").replica_of(B, "0-1-5").read_only(!a_writable)),
+                up(B, 1, state(2, "0-1-5").replica_of(A, "0-1-5").read_only(!b_writable)),
+            ])
+        };
+        let t = Topology::derive(&cycle(true, false));
+        assert_eq!((t.primary.clone(), t.cycle.clone()), (Some(key(A)), vec![key(A), key(B)]));
+        assert_eq!(Topology::derive(&cycle(false, false)).primary, None, "no writable member");
+        assert_eq!(Topology::derive(&cycle(true, true)).primary, None, "two writable members");
+        // Nobody replicates: the only instance, or the only writable one.
+        assert_eq!(Topology::derive(&view(vec![up(A, 1, state(1, "0-1-5").read_only(true))])).primary, Some(key(A)));
+        let two = view(vec![up(A, 1, state(1, "0-1-5").read_only(true)), up(B, 1, state(2, "0-2-5"))]);
+        assert_eq!(Topology::derive(&two).primary, Some(key(B)));
+        let none = view(vec![up(A, 1, state(1, "0-1-5")), up(B, 1, state(2, "0-2-5"))]);
+        assert_eq!(Topology::derive(&none).primary, None, "two writable, nobody replicates");
+        // Two trees: the bigger wins; the other is reported.
+        let trees = view(vec![
+            up(A, 1, state(1, "0-1-5")),
+            up(B, 1, state(2, "0-1-5").replica_of(A, "0-1-5")),
+            up(C, 1, state(3, "0-3-5")),
+            up(D, 1, state(4, "0-3-5").replica_of(C, "0-3-5")),
+            up("10.0.0.5:3306", 1, state(5, "0-3-5").replica_of(D, "0-3-5")),
+        ]);
+        let t = Topology::derive(&trees);
+        assert_eq!((t.primary, t.other_primaries), (Some(key(C)), vec![key(A)]));
+    }
 }

@@ -295,7 +295,7 @@ impl Sim {
 
     /// What pivot's analysis says now (`None` while no pivot runs).
     pub fn analysis(&self) -> Option<pivot_core::ClusterAnalysis> {
-        self.pivot.as_ref().map(|p| p.analysis(&self.world))
+        self.pivot.as_ref().map(Pivot::analysis)
     }
 
     /// Servers that are up and writable.

@@ -213,9 +213,10 @@ fn s9_old_primary_restarted_is_read_only_at_once_and_reported_for_rejoin() {
     s.crash(0);
     let new = new_primary(&mut s, 0);
     finished(&mut s);
-    // A server takes a moment to start (the integration test starts it after
-    // pivot shows the new primary); one back within milliseconds of the end
-    // is finding F9.
+    // A server takes a moment to start (the integration test starts it once
+    // pivot shows the new primary): fenced in the probe round right after
+    // the end, it would first be recorded without a verdict (no primary
+    // known yet) and judged a moment later.
     ok(s.run_until(s.world.now + 1_000));
     s.restart(0);
     assert!(!s.world.servers[0].read_only, "its own configuration makes it writable on start");

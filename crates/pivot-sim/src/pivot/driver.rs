@@ -80,12 +80,13 @@ pub fn start(w: &mut World, incarnation: u32, view: &ClusterView, a: &ClusterAna
 /// Take over recovery `id`, left running by a pivot that is gone.
 pub fn resume(w: &mut World, incarnation: u32, id: i64, view: &ClusterView) -> Resumed {
     let now = w.now;
+    let previous = w.store.recovery(id).map_or(0, |r| r.owner);
     if let Err(e) = w.store.adopt(now, id, incarnation) {
         w.log(format!("cannot take recovery {id} over: {e}"));
         return Resumed::NotAdopted;
     }
     let rec = w.store.recovery(id).expect("a stored recovery").clone();
-    w.log(format!("resuming recovery {id} left running by pivot #{}", rec.owner));
+    w.log(format!("resuming recovery {id} left running by pivot #{previous}"));
     let steps: Vec<RecordedStep> = rec.steps.iter().map(|s| RecordedStep { seq: s.seq, ended: s.outcome }).collect();
     let failed_i = w.index_of(&rec.failed_primary).expect("a known primary");
     let (machine, first) = RecoveryMachine::resume(

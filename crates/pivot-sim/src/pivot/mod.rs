@@ -15,7 +15,8 @@
 //! * `ReadStore`: the simulated store read as `Monitor::read_store` reads
 //!   the real one, answered at once with `Event::Store`;
 //! * `StartRecovery`, `ResumeRecovery`: the recovery driver ([`driver`]),
-//!   whose end is `Event::RecoveryEnded` (on the next tick, as a task's end);
+//!   whose end is `Event::RecoveryEnded` (when the task is next polled, as
+//!   a spawned task's end reaches the monitor later);
 //! * `RetryUnrecorded`: the end of the last recovery written again;
 //!   `ReopenStore`: never asked for (the simulated file is never lost);
 //! * `WatchFormerPrimary`, `FenceNow`: fence tasks ([`watch::FenceTask`]),
@@ -60,7 +61,7 @@ struct Prober {
 /// The recovery task.
 enum Task {
     Running(Box<Recovery>),
-    /// Over; its end reaches the machine on the next tick.
+    /// Over; its end reaches the machine when the task is next polled.
     Ended(RecoveryEnd),
 }
 
@@ -111,7 +112,7 @@ impl Pivot {
     }
 
     /// What this process's analysis says now.
-    pub fn analysis(&self, _w: &World) -> ClusterAnalysis {
+    pub fn analysis(&self) -> ClusterAnalysis {
         self.machine.analysis().clone()
     }
 
