@@ -53,8 +53,16 @@ impl Topology {
         let with_replicas: Vec<&InstanceKey> =
             all_with_replicas.iter().copied().filter(|k| !view.fenced.contains(*k)).collect();
         let fenced_trees_only = with_replicas.is_empty() && !all_with_replicas.is_empty();
+        // Another instance known writable (now, or when last seen: a new
+        // primary that hangs is still the one to judge) takes the place.
         let new_primary: Vec<&InstanceKey> = if fenced_trees_only {
-            roots.iter().copied().filter(|k| !view.fenced.contains(*k) && writable_now(k)).collect()
+            let now: Vec<&InstanceKey> =
+                roots.iter().copied().filter(|k| !view.fenced.contains(*k) && writable_now(k)).collect();
+            if now.is_empty() {
+                roots.iter().copied().filter(|k| !view.fenced.contains(*k) && writable(k)).collect()
+            } else {
+                now
+            }
         } else {
             Vec::new()
         };
@@ -63,7 +71,7 @@ impl Topology {
         let (primary, reasoning) = if let [one] = new_primary.as_slice() {
             (
                 Some((*one).clone()),
-                format!("{one} is the only writable instance; the other trees hang off fenced former primaries"),
+                format!("{one} is the writable instance (now or when last seen); the other trees hang off fenced former primaries"),
             )
         } else if with_replicas.len() == 1 {
             (
@@ -208,9 +216,10 @@ mod tests {
         alone.apply(down("10.0.0.4:3306", 1_000, FailureKind::Timeout), 10);
         alone.fenced.insert(key(P1));
         assert_eq!(Topology::derive(&alone).primary, Some(key(P2)), "{}", Topology::derive(&alone).reasoning);
-        // Nothing else can be: the fenced one stays the root (and is reported).
-        alone.apply(down(P2, 1_100, FailureKind::Refused), 10);
-        assert_eq!(Topology::derive(&alone).primary, Some(key(P1)));
+        // The new primary hangs (simulator finding F2b): it is still the one
+        // to judge, not the fenced former primary with its lost replica.
+        alone.apply(down(P2, 1_100, FailureKind::Timeout), 10);
+        assert_eq!(Topology::derive(&alone).primary, Some(key(P2)), "{}", Topology::derive(&alone).reasoning);
     }
 
     fn view(obs: Vec<crate::observation::Observation>) -> ClusterView {

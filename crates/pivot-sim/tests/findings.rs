@@ -1,65 +1,33 @@
-//! What the simulator found, each with its reproduction.
-//!
-//! Open findings: the test FAILS on the current code and is `#[ignore]`d
-//! until the finding is fixed (run them with `cargo test -p pivot-sim --test
-//! findings -- --ignored`): a scripted run (the shortest way there) and the
-//! random seeds that found it. Fixed findings keep their scripted
-//! reproduction as a regression test (not ignored). Random seeds are not
-//! kept once a finding is fixed: a change to pivot or to the simulator
-//! changes what every seed does.
-//!
-//! Fixed (regression tests below):
+//! What the simulator found, each kept with its reproduction (a scripted
+//! run, the shortest way there, and the seeds that found it) as a
+//! regression test once fixed. An open finding's test fails on the current
+//! code and is `#[ignore]`d until it is fixed (`cargo test -p pivot-sim
+//! --test findings -- --ignored`). None is open now.
 //!
 //! F1  `RecoveryMachine::resume` replayed ended steps only up to the first
-//!     step without a recorded end (core; fixed in ae8adeb).
+//!     step without a recorded end: a lost end record made a step run again
+//!     (two promotions in one plan).
 //! F2  A replica lost during a failover made the former primary the root of
-//!     the biggest tree again (core `Topology::derive`; fixed in ae8adeb for
-//!     a new primary that answers; see F2b).
+//!     the biggest tree again (`Topology::derive` now never takes a fenced
+//!     former primary for the primary while another instance can be).
+//! F2b ... also while the new primary does not answer right now (hung, cut
+//!     off): it is still the one to judge (seeds 226, 521, 704, 1947).
 //! F3  Nothing checked the old primary again between `observe` and the
-//!     promotion (core; fixed in 436ebe7: `confirm_primary_gone`).
-//! F4  `SemiSyncPolicy::Auto` after a restart promoted without semi-sync (core; ae8adeb).
-//! F5  Semi-sync switched on for a new primary nobody follows (core; ae8adeb).
-//! F6  A dead primary without replicas (`no_primary`) was never alerted (core; ae8adeb).
-//!
-//! No longer applies: F7 (a takeover, `adopt`, that could not be written was
-//! never retried) was the hand-written monitor's. The cluster machine hears
-//! "held elsewhere" (`recovery::resume` answers `None`), reads the store
-//! again, finds the owner gone and resumes again: the reproduction promotes.
-//!
-//! Open:
-//!
-//! F2b A new primary that does not answer right now (hung, slow probes, cut
-//!     off from pivot) gives the fenced former primary its place back:
-//!     `Topology::derive` (crates/pivot-core/src/topology.rs) keeps a fenced
-//!     root out only while another root is `writable_now`; otherwise it
-//!     falls back to every tree with replicas, and a replica lost at the
-//!     failover (still naming the former primary) makes the former primary
-//!     "the primary". The analysis then says the former primary is dead,
-//!     confirmed by the lost replica, and once the block is over the gate
-//!     fails it over again: the lost replica is promoted while the real
-//!     primary only hung, two writers. With the block running, the alert
-//!     names the former primary, and the new primary's own death is never
-//!     named (seed 704). Seeds 226, 521, 704, 1947.
-//! F8  The anti-flapping block still ends early on a forward wall-clock
-//!     jump. The core now keeps a block's monotonic end once read
-//!     (`ClusterMachine::on_store`, while the same block is read again), but
-//!     `Monitor::read_store` (crates/pivot/src/daemon/monitor.rs) drops a
-//!     block whose wall-clock end has passed (`b.active(wall)`), and the
-//!     machine takes a block gone from the store as over. Seeds with
-//!     `expose_known` (short block, forward jumps): 18, 184, 273, 278, ...
-//! F9  A replica lost at a failover keeps the former primary as its source,
-//!     and nothing repoints it when it is back (the summary asks the
-//!     operator to). When the former primary is writable again where pivot
-//!     cannot fence it at once, that replica's semi-sync acknowledgements
-//!     let it acknowledge client writes that are not on the new primary:
-//!     restarted writable by its configuration (as S9) while its fence entry
-//!     says `read_only` (no fence watch then, only the next probe), or woken
-//!     from a hang behind a link to pivot that is cut (seed 512: s2, hung
-//!     through the failover, is back 1.5 s before s1 wakes; pivot sees it,
-//!     still replicating from s1, and leaves it). Core: the plan
-//!     (`plan/failover.rs`) leaves lost replicas where they are and
-//!     `ClusterMachine` (control/cluster.rs) never repoints or stops one that
-//!     comes back. Seed 512.
+//!     promotion (`confirm_primary_gone`).
+//! F4  `SemiSyncPolicy::Auto` after a restart promoted without semi-sync.
+//! F5  Semi-sync switched on for a new primary nobody follows.
+//! F6  `no_primary` and other problem verdicts were never alerted.
+//! F7  (the old hand-written monitor's; no longer applies) a takeover that
+//!     could not be written was never retried.
+//! F8  The anti-flapping block ended early on a forward wall-clock jump: the
+//!     machine keeps a block's first conversion to monotonic time and the
+//!     shell hands blocks over whatever the wall clock says.
+//! F9  A replica lost at a failover, back still replicating from the fenced
+//!     former primary, let it acknowledge writes when it came back writable:
+//!     such a replica is now detached (IO thread stopped, alerted), and a
+//!     fenced former primary that stops answering is watched by connection
+//!     attempts again, so it is fenced within milliseconds of coming back
+//!     (seed 512).
 
 use pivot_core::plan::HookPoint;
 use pivot_sim::server::key_of;
@@ -223,7 +191,6 @@ fn f6_dead_primary_without_replicas_not_alerted() {
 /// over automatically instead of alerted. Monotonic time says the block
 /// has 29 minutes to run.
 #[test]
-#[ignore = "finding F8: a forward wall-clock jump still ends the anti-flapping block (monitor read_store)"]
 fn f8_wall_clock_jump_ends_the_block() {
     let mut s = started(Config::scripted());
     s.crash(0);
@@ -240,7 +207,6 @@ fn f8_wall_clock_jump_ends_the_block() {
 /// it), "dead, confirmed by s3", and is failed over a second time: s3 is
 /// promoted while s2 is only hung. When s2 wakes up both are writable.
 #[test]
-#[ignore = "finding F2b: a new primary that does not answer gives the fenced former primary its place back"]
 fn f2b_hung_new_primary_gives_the_fenced_former_primary_its_place_back() {
     let mut cfg = Config { semi_sync: false, ..Config::scripted() };
     cfg.timing.block_period_ms = 20_000;
@@ -261,7 +227,6 @@ fn f2b_hung_new_primary_gives_the_fenced_former_primary_its_place_back() {
 }
 
 #[test]
-#[ignore = "finding F2b: random seeds 226, 521, 704, 1947"]
 fn f2b_seeds() {
     for seed in [226, 521, 704, 1947] {
         ok(run_seed(seed, &Config::default()));
@@ -274,7 +239,6 @@ fn f2b_seeds() {
 /// reconnects to it and acknowledges its semi-sync writes before pivot's
 /// next probe sees it writable.
 #[test]
-#[ignore = "finding F9: a lost replica acknowledges writes on a former primary restarted writable"]
 fn f9_lost_replica_acknowledges_writes_on_a_restarted_former_primary() {
     let mut s = started(Config::scripted());
     s.hang(2);
@@ -293,7 +257,6 @@ fn f9_lost_replica_acknowledges_writes_on_a_restarted_former_primary() {
 }
 
 #[test]
-#[ignore = "finding F9: random seed 512"]
 fn f9_seed() {
     ok(run_seed(512, &Config::default()));
 }
@@ -301,7 +264,6 @@ fn f9_seed() {
 /// The random runs that reach F8's triggers too (two servers, `auto`
 /// semi-sync, forward wall jumps with short blocks): `Config::expose_known`.
 #[test]
-#[ignore = "findings F2b, F8, F9 in random runs with expose_known"]
 fn exposed_known_seeds() {
     let cfg = Config { expose_known: true, ..Config::default() };
     let failures: Vec<String> = (0..200)

@@ -299,10 +299,15 @@ fn s11_killed_after_the_promotion_finishes_and_asks_the_interrupted_hook_again()
 /// primary runs is a second server that can acknowledge writes.
 #[test]
 fn the_one_writer_check_fires_on_a_second_writable_server() {
-    let mut s = sim(Config::scripted());
-    s.set_read_only(1, false);
-    let f = s.run_until(s.world.now + 100).expect_err("two servers can acknowledge writes");
+    let fail = || {
+        let mut s = sim(Config::scripted());
+        s.set_read_only(1, false);
+        s.run_until(s.world.now + 100).expect_err("two servers can acknowledge writes")
+    };
+    let f = fail();
     assert_eq!(f.invariant, "one writer");
     assert!(f.detail.contains("s1 and s2"), "{f}");
     assert!(f.to_string().contains("seed 1"), "{f}");
+    assert!(f.to_string().lines().count() > 10, "a short trace comes with it: {f}");
+    assert_eq!(fail(), f, "a failure replays exactly: same time, same trace");
 }

@@ -176,6 +176,10 @@ pub enum Command {
     WatchFormerPrimary(InstanceKey),
     /// Fence an instance that answers now.
     FenceNow(InstanceKey),
+    /// Stop the replication IO thread of a replica that still follows a
+    /// fenced former primary (lost at a failover, back since): its
+    /// acknowledgements must not let that former primary acknowledge writes.
+    DetachReplica(InstanceKey),
     /// Add (or replace) an entry of the fence list.
     RecordFence(FenceEntry),
     /// Raise an alert (logged, recorded, the alert hook).
@@ -224,6 +228,8 @@ pub struct ClusterMachine {
     fenced: BTreeMap<InstanceKey, FenceEntry>,
     /// Fences in flight (a watcher or a fence now).
     fencing: BTreeSet<InstanceKey>,
+    /// Replicas detached from a fenced former primary (asked once each).
+    detached: BTreeSet<InstanceKey>,
     problems: BTreeMap<&'static str, String>,
     /// The analysis alert last raised; cleared when the cluster is fine.
     last_alert: Option<String>,
@@ -256,6 +262,7 @@ impl ClusterMachine {
             wants_fresh_store: false,
             fenced: BTreeMap::new(),
             fencing: BTreeSet::new(),
+            detached: BTreeSet::new(),
             problems: BTreeMap::new(),
             last_alert: None,
             raised: VecDeque::new(),
@@ -307,6 +314,9 @@ impl ClusterMachine {
             .map(|r| r.id))
     }
 
+    /// The anti-flapping block, while it lasts in this process's monotonic
+    /// time (the store hands it over whatever the wall clock says; an
+    /// acknowledged block is not handed over).
     pub fn blocked_until(&self) -> Option<&BlockInfo> {
         self.store.block.as_ref().filter(|b| b.until > self.now)
     }
@@ -384,6 +394,14 @@ impl ClusterMachine {
         // the cluster is between two shapes (a candidate writable, replicas
         // not yet repointed) and must not be "repaired" meanwhile.
         let recovering = self.task != RecoveryTask::Idle;
+        // A former primary that stops answering is watched by connection
+        // attempts again, so that when it comes back (restarted writable by
+        // its configuration, say) it is fenced within milliseconds, not at
+        // the next probe.
+        let unreachable = self.view.get(&observed).is_some_and(|r| !r.reachable());
+        if unreachable && !recovering && self.fenced.contains_key(&observed) && self.fencing.insert(observed.clone()) {
+            out.push(Command::WatchFormerPrimary(observed.clone()));
+        }
         if writable && !recovering && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
             out.push(Command::Log {
                 level: Level::Error,
@@ -399,6 +417,7 @@ impl ClusterMachine {
         }
         if !recovering {
             self.judge_fenced(out);
+            self.detach_from_fenced(&observed, out);
         }
         self.log_analysis(out);
         self.steer_probes(&observed, out);
@@ -606,6 +625,33 @@ impl ClusterMachine {
             out.push(Command::RecordFence(entry.clone()));
             self.fenced.insert(key, entry);
         }
+    }
+
+    /// A replica lost at a failover that comes back still replicating from
+    /// the fenced former primary is cut off from it (IO thread stopped) and
+    /// reported: it must not acknowledge that server's writes.
+    fn detach_from_fenced(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
+        let Some(state) = self.view.get(observed).and_then(|r| r.current_state()) else { return };
+        let source = state
+            .replication
+            .as_ref()
+            .filter(|r| r.io_thread != crate::observation::IoThread::Stopped)
+            .map(|r| r.source.clone());
+        let Some(source) = source.filter(|s| self.fenced.contains_key(s) && self.analysis.primary.as_ref() != Some(s))
+        else {
+            self.detached.remove(observed);
+            return;
+        };
+        if !self.detached.insert(observed.clone()) {
+            return;
+        }
+        let text = format!(
+            "replica {observed} still replicates from the fenced former primary {source}: its IO thread is stopped; \
+             repoint it to {} (or rebuild it)",
+            self.analysis.primary.as_ref().map_or("the primary".to_string(), ToString::to_string)
+        );
+        self.alert_once(&format!("detached:{observed}:{source}"), text, None, out);
+        out.push(Command::DetachReplica(observed.clone()));
     }
 
     // ---- discovery ---------------------------------------------------------------

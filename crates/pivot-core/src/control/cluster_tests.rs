@@ -471,3 +471,26 @@ fn a_former_primary_fenced_without_a_verdict_is_judged_later() {
     let again = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-12").read_only(true))));
     assert!(!again.iter().any(|c| matches!(c, Command::RecordFence(_))), "judged once");
 }
+
+/// Simulator finding F9: a replica lost at a failover comes back still
+/// replicating from the fenced former primary: it is detached from it.
+#[test]
+fn a_replica_still_following_a_fenced_former_primary_is_detached() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    let entry =
+        FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "it can rejoin as a replica".into() };
+    rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
+    rig.ev(Event::Observed(down("10.0.0.9:3306", rig.now, FailureKind::Refused)));
+    rig.advance(10);
+    let lost = state(3, "0-9-3").replica_of("10.0.0.9:3306", "0-9-3");
+    let cmds = rig.ev(Event::Observed(up(R2, rig.now, lost.clone())));
+    assert!(cmds.contains(&Command::DetachReplica(key(R2))), "{cmds:?}");
+    assert!(alerts(&cmds).iter().any(|a| a.contains("still replicates from the fenced former primary")));
+    rig.advance(10);
+    let again = rig.ev(Event::Observed(up(R2, rig.now, lost)));
+    assert!(!again.contains(&Command::DetachReplica(key(R2))), "asked once");
+    // A replica of the current primary is left alone.
+    let cmds = rig.ev(Event::Observed(up(R1, rig.now + 1, state(2, "0-1-10").replica_of(P, "0-1-10"))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::DetachReplica(_))));
+}

@@ -32,6 +32,7 @@ pub mod probe;
 pub mod steps;
 pub mod watch;
 
+use crate::network::Party;
 use crate::world::World;
 use driver::{Outcome, Poll, Recovery, Resumed};
 use pivot_core::control::cluster::{
@@ -213,6 +214,16 @@ impl Pivot {
                     self.fences.push(FenceTask::now(w, key, i));
                 }
             }
+            Command::DetachReplica(key) => {
+                if let Some(i) = w.index_of(&key) {
+                    if w.servers[i].up() && w.net.connected(Party::Pivot, Party::Server(i)) {
+                        w.servers[i].stop_io();
+                        w.log(format!(
+                            "pivot #{me}: stopped the IO thread of {key} (it followed a fenced former primary)"
+                        ));
+                    }
+                }
+            }
             Command::RecordFence(entry) => {
                 let now = w.now;
                 if let Err(e) = w.store.fence_record(now, &entry.instance, &entry.status, &entry.detail) {
@@ -239,7 +250,8 @@ impl Pivot {
     /// What the store says, as `Monitor::read_store` builds it. One process
     /// runs at a time and every earlier one is dead: a recovery owned by
     /// another incarnation has its owner certainly gone. The block is in
-    /// wall time, turned into this process's monotonic time at each read.
+    /// wall time, handed over (unless acknowledged) whatever the wall clock
+    /// says; the machine keeps its first conversion to monotonic time.
     fn read_store(&self, w: &World) -> StoreView {
         let (now, wall) = (Millis(w.now), w.wall());
         let running = w.store.running_recovery().map(|r| RunningRecovery {
@@ -248,7 +260,7 @@ impl Pivot {
             ours: r.owner == self.incarnation,
             owner_gone: r.owner != self.incarnation,
         });
-        let block = w.store.block.as_ref().filter(|b| b.until_wall > wall).map(|b| BlockInfo {
+        let block = w.store.block.as_ref().map(|b| BlockInfo {
             until: now.plus((b.until_wall - wall).max(0) as u64),
             until_wall: b.until_wall,
             recovery_id: Some(b.recovery_id),

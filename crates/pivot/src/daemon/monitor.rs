@@ -232,6 +232,22 @@ impl Monitor {
                     self.fence_tx.clone(),
                 ));
             }
+            Command::DetachReplica(key) => {
+                let (creds, timeout) = (self.cfg.credentials.clone(), self.cfg.failover.step_timeout);
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let r = match pivot_server::Session::connect(&key, &creds, timeout).await {
+                        Ok(mut s) => pivot_server::actions::stop_io_thread(&mut s).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match r {
+                        Ok(()) => {
+                            tracing::warn!(%cluster, "stopped the IO thread of {key}: it followed a fenced former primary")
+                        }
+                        Err(e) => tracing::error!(%cluster, "cannot stop the IO thread of {key}: {e}"),
+                    }
+                });
+            }
             Command::RecordFence(entry) => {
                 if let Err(e) = self.record_fence(&entry) {
                     let more = self.machine.shell_problem(
@@ -294,7 +310,10 @@ impl Monitor {
                 }
             };
             let block = match s.block_of(&name) {
-                Ok(b) => b.filter(|b| b.active(wall)).map(|b| BlockInfo {
+                // Handed over unless acknowledged: whether it is over is decided
+                // in monotonic time by the machine (a wall clock that jumps
+                // forward must not end it).
+                Ok(b) => b.filter(|b| b.acked_at.is_none()).map(|b| BlockInfo {
                     until: now.plus((b.blocked_until - wall).max(0) as u64),
                     until_wall: b.blocked_until,
                     recovery_id: b.recovery_id,
