@@ -99,6 +99,20 @@ impl Topology {
             match (roots.as_slice(), writers.as_slice()) {
                 ([only], _) => (Some((*only).clone()), format!("{only} is the only instance")),
                 (_, [one]) => (Some((*one).clone()), format!("{one} is the only writable instance; nobody replicates")),
+                (_, []) => {
+                    // Nobody answers as writable: the one instance pivot does not
+                    // keep fenced that was writable when last seen (a primary
+                    // whose replicas are all gone, now unreachable too).
+                    let last: Vec<&InstanceKey> =
+                        roots.iter().copied().filter(|k| !view.fenced.contains(*k) && writable(k)).collect();
+                    match last.as_slice() {
+                        [one] => (
+                            Some((*one).clone()),
+                            format!("{one} was the only writable instance when last seen; nobody replicates"),
+                        ),
+                        _ => (None, "no instance has replicas and no single instance answers as writable".to_string()),
+                    }
+                }
                 _ => (None, "no instance has replicas and no single instance answers as writable".to_string()),
             }
         };
@@ -267,6 +281,13 @@ mod tests {
         assert_eq!(Topology::derive(&two).primary, Some(key(B)));
         let none = view(vec![up(A, 1, state(1, "0-1-5")), up(B, 1, state(2, "0-2-5"))]);
         assert_eq!(Topology::derive(&none).primary, None, "two writable, nobody replicates");
+        // A primary that lost its replicas, then went silent itself, next to
+        // its fenced predecessor: still the primary (so its death is named).
+        let mut alone = view(vec![up(A, 1, state(1, "0-1-5").read_only(true)), up(B, 1, state(2, "0-2-5"))]);
+        alone.apply(down(A, 2, FailureKind::Refused), 10);
+        alone.apply(down(B, 2, FailureKind::Timeout), 10);
+        alone.fenced.insert(key(A));
+        assert_eq!(Topology::derive(&alone).primary, Some(key(B)), "{}", Topology::derive(&alone).reasoning);
         // Two trees: the bigger wins; the other is reported.
         let trees = view(vec![
             up(A, 1, state(1, "0-1-5")),
