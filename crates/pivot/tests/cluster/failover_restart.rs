@@ -71,13 +71,7 @@ async fn s11_killed_after_the_promotion_finishes_and_asks_the_interrupted_hook_a
     wait_step_running(&rig, "hook_mha_start").await;
     rig.pivot.kill();
     // The hook outlives a SIGKILLed pivot; end it (its own process group) here.
-    let hook_pid: i32 = eventually(WAIT, "hook pid", || async {
-        std::fs::read_to_string(rig.sb.dir.join("mha.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or("not yet".to_string())
-    })
-    .await;
+    let hook_pid = wait_pid_file(&rig, "mha.pid").await;
     // SAFETY: signalling the process group of the hook this test's pivot started.
     unsafe { libc::kill(-hook_pid, libc::SIGKILL) };
     let writers = rig.writable_nodes().await;

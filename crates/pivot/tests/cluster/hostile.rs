@@ -29,13 +29,7 @@ async fn an_interrupted_fence_hook_is_asked_again_and_its_failure_still_vetoes()
     rig.sb.kill("node1").unwrap();
     wait_step_running(&rig, "hook_fence").await;
     rig.pivot.kill();
-    let hook_pid: i32 = eventually(WAIT, "hook pid", || async {
-        std::fs::read_to_string(rig.sb.dir.join("fence.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or("not yet".to_string())
-    })
-    .await;
+    let hook_pid = wait_pid_file(&rig, "fence.pid").await;
     assert!(std::path::Path::new(&format!("/proc/{hook_pid}")).exists(), "the hook outlives a SIGKILLed pivot");
     restart_daemon(&mut rig);
     // The restarted pivot ends the orphaned hook before asking again.
@@ -494,13 +488,7 @@ async fn a_killed_manual_failover_is_taken_over_by_the_daemon() {
     wait_step_running(&rig, "hook_pre_failover").await;
     let _ = cli_process.kill();
     let _ = cli_process.wait();
-    let hook_pid: i32 = eventually(WAIT, "hook pid", || async {
-        std::fs::read_to_string(rig.sb.dir.join("pre.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or("not yet".to_string())
-    })
-    .await;
+    let hook_pid = wait_pid_file(&rig, "pre.pid").await;
     // SAFETY: the process group of the hook started by this test's pivot.
     unsafe { libc::kill(-hook_pid, libc::SIGKILL) };
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true), "the live primary was fenced first");

@@ -241,6 +241,18 @@ pub fn script(sb: &TestSandbox, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// Wait until a hook wrote its process id into `file` (in the sandbox
+/// directory); returns it.
+pub async fn wait_pid_file(rig: &Rig, file: &str) -> i32 {
+    eventually(WAIT, &format!("a pid in {file}"), || async {
+        std::fs::read_to_string(rig.sb.dir.join(file))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or("not yet".to_string())
+    })
+    .await
+}
+
 /// Wait until the newest recovery has a step `name` that started and has not ended.
 pub async fn wait_step_running(rig: &Rig, name: &str) {
     eventually(WAIT, &format!("step {name} running"), || async {
