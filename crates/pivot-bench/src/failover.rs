@@ -31,6 +31,8 @@ struct Trial {
     acked: usize,
     /// SIGSTOP only: resume until pivot had the old primary read-only.
     two_writers: Option<Duration>,
+    /// The recovery's slowest step and how long it took.
+    slowest: Option<(String, i64)>,
     /// Isolate only: how long a client saw the old primary writable after
     /// it first answered again (zero: never seen writable).
     seen_writable: Option<Duration>,
@@ -146,12 +148,18 @@ async fn trial_inner(pivot_bin: &std::path::Path, fault: Fault, setup: Setup) ->
         .await
         .ok_or_else(|| anyhow::anyhow!("no write acknowledged by {new}"))?;
     let step_end = |name: &str| recovery.steps.iter().filter(|s| s.name == name).filter_map(|s| s.ended_at).max();
+    let slowest = recovery
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.ended_at? - s.started_at)))
+        .max_by_key(|(_, d)| *d);
     let mut t = Trial {
         detection: since(fault_ms, recovery.detected_at),
         decision: since(fault_ms, Some(recovery.started_at)),
         writable: since(fault_ms, step_end("promote")),
         first_write: Some(first_ack - fault_at),
         repointed: since(fault_ms, step_end("confirm_replicating").or(step_end("promote"))),
+        slowest,
         ..Trial::default()
     };
     if fault == Fault::Stop && !stonith {
@@ -255,6 +263,9 @@ fn print_trial(i: usize, t: &Trial) {
             .or(t.seen_writable.map(|d| format!("; old primary seen writable {} after it first answered", ms(d))))
             .unwrap_or_default()
     );
+    if let Some((name, d)) = &t.slowest {
+        println!("            slowest step: {name} {d} ms");
+    }
 }
 
 fn summary(fault: Fault, results: &[Trial]) {

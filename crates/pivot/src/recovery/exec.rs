@@ -19,7 +19,7 @@ use std::time::Duration;
 pub const HOOK_GROUP_NOTE: &str = "hook running as process group ";
 
 /// How long the failed primary gets to greet, right before the promotion.
-const CONFIRM_GONE_BOUND: Duration = Duration::from_millis(50);
+const CONFIRM_GONE_BOUND: Duration = Duration::from_millis(20);
 
 pub struct Performer {
     pub env: RecoveryEnv,

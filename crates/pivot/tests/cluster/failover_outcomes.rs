@@ -106,3 +106,45 @@ async fn a_former_primary_that_diverged_is_quarantined_with_its_gtids_named() {
     assert!(detail.contains("diverged: ") && detail.contains("are not on"), "{detail}");
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true));
 }
+
+async fn rows_in(rig: &Rig, node: &str, table: &str) -> usize {
+    let Ok(mut s) = rig.sb.admin(node).await else { return 0 };
+    let sql = pivot_dialect::Sql::plain(format!("SELECT COUNT(*) AS n FROM {table}"));
+    s.rows(&sql)
+        .await
+        .ok()
+        .and_then(|r| r.first()?.get("n").cloned().flatten())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Catch-up on real servers: the preferred replica received less than
+/// another one. It first replicates from that one up to what it received, so
+/// nothing a surviving replica has is lost, then it is promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_preferred_replica_catches_up_from_a_more_advanced_one_first() {
+    let mut rig =
+        Rig::start(3, false, |sb| format!("[cluster.failover]\npreferred = [{}]\n", toml_key(sb, "node2"))).await;
+    exec(&rig.sb, "node2", &["STOP SLAVE IO_THREAD"]).await;
+    exec(
+        &rig.sb,
+        "node1",
+        &["CREATE TABLE test.ahead (id INT PRIMARY KEY)", "INSERT INTO test.ahead VALUES (1), (2), (3)"],
+    )
+    .await;
+    eventually(WAIT, "node3 received the rows", || async {
+        let n = rows_in(&rig, "node3", "test.ahead").await;
+        (n == 3).then_some(()).ok_or(format!("{n} rows"))
+    })
+    .await;
+    assert_eq!(rows_in(&rig, "node2", "test.ahead").await, 0, "node2 received none of it");
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    // Its IO thread running again (and failing to reach node1), node2 confirms too.
+    exec(&rig.sb, "node2", &["START SLAVE IO_THREAD"]).await;
+    let new = rig.wait_new_primary(&old).await;
+    assert_eq!(new, rig.key("node2"), "the preferred replica");
+    let s = steps(last_recovery(&rig.history()));
+    assert!(s.contains(&"catch_up=ok".to_string()), "{s:?}");
+    assert_eq!(rows_in(&rig, "node2", "test.ahead").await, 3, "what only node3 had is on the new primary");
+}
