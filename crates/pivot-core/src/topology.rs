@@ -222,6 +222,11 @@ mod tests {
         let t = Topology::derive(&v);
         assert_eq!(t.primary, Some(key(P2)), "{}", t.reasoning);
         assert_eq!(t.other_primaries, vec![key(P1)], "its lost tree is still reported");
+        // The fenced one came back writable (not yet fenced again) with its
+        // lost replica: the new primary is still the primary.
+        let mut back = v.clone();
+        back.apply(up(P1, 1_200, state(1, "0-1-9")), 10);
+        assert_eq!(Topology::derive(&back).primary, Some(key(P2)), "{}", Topology::derive(&back).reasoning);
         // The new primary has no reachable follower at all: still the primary.
         let mut alone = ClusterView::default();
         alone.apply(down(P1, 1_000, FailureKind::Refused), 10);
@@ -283,7 +288,7 @@ mod tests {
         assert_eq!(Topology::derive(&none).primary, None, "two writable, nobody replicates");
         // A primary that lost its replicas, then went silent itself, next to
         // its fenced predecessor: still the primary (so its death is named).
-        let mut alone = view(vec![up(A, 1, state(1, "0-1-5").read_only(true)), up(B, 1, state(2, "0-2-5"))]);
+        let mut alone = view(vec![up(A, 1, state(1, "0-1-5")), up(B, 1, state(2, "0-2-5"))]);
         alone.apply(down(A, 2, FailureKind::Refused), 10);
         alone.apply(down(B, 2, FailureKind::Timeout), 10);
         alone.fenced.insert(key(A));

@@ -494,3 +494,63 @@ fn a_replica_still_following_a_fenced_former_primary_is_detached() {
     let cmds = rig.ev(Event::Observed(up(R1, rig.now + 1, state(2, "0-1-10").replica_of(P, "0-1-10"))));
     assert!(!cmds.iter().any(|c| matches!(c, Command::DetachReplica(_))));
 }
+
+#[test]
+fn an_unconfirmed_moment_does_not_reset_the_backoff() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let end = RecoveryEnd::Ended { id: 1, new_primary: None, parked: false, alert: None, unrecorded: None };
+    rig.ev(Event::RecoveryEnded(end));
+    // P answers again while the replicas are still frozen (not healthy), then
+    // fails anew: "unconfirmed" until the replicas are read, then dead.
+    rig.advance(100);
+    let frozen = |id| state(id, "0-1-10").replica_of(P, "0-1-10").io(IoThread::Stopped);
+    rig.ev(Event::Observed(up(R1, rig.now, frozen(2))));
+    rig.ev(Event::Observed(up(R2, rig.now, frozen(3))));
+    rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    assert_ne!(rig.m.analysis().code, crate::analysis::Code::Healthy);
+    rig.advance(100);
+    rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
+    assert_eq!(rig.m.analysis().code, crate::analysis::Code::PrimaryUnreachableUnconfirmed);
+    rig.advance(5);
+    let r = |id| state(id, "0-1-10").replica_of(P, "0-1-10").io(IoThread::Connecting);
+    rig.ev(Event::Observed(up(R1, rig.now, r(2))));
+    let mut cmds = rig.ev(Event::Observed(up(R2, rig.now, r(3))));
+    cmds.extend(rig.store(fresh_store()));
+    assert!(!starts(&cmds), "still backing off: {cmds:?}");
+}
+
+#[test]
+fn the_store_is_reopened_only_when_no_recovery_runs_and_a_finished_one_is_not_resumed() {
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    // Our own running recovery, as the store shows it while it runs.
+    let ours = RunningRecovery { id: 7, owner: "me".into(), ours: true, owner_gone: false };
+    rig.store(StoreView { running: Some(ours), ..fresh_store() });
+    rig.store(StoreView { file_ok: false, problem: Some("gone".into()), ..StoreView::default() });
+    assert!(!rig.ev(Event::Tick).iter().any(|c| matches!(c, Command::ReopenStore { .. })), "not mid-recovery");
+    let end = RecoveryEnd::Ended { id: 7, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let mut cmds = rig.ev(Event::RecoveryEnded(end));
+    cmds.extend(rig.store(fresh_store()));
+    cmds.extend(rig.ev(Event::Observed(up(R1, rig.now + 1, state(2, "0-1-10")))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { .. })), "{cmds:?}");
+}
+
+#[test]
+fn a_fence_entry_with_a_verdict_is_not_judged_again() {
+    let mut rig = Rig::new(true);
+    let x = key("10.0.0.9:3306");
+    for (status, detail) in [
+        ("quarantined", "diverged: 0-1-12 are not on it"),
+        ("read_only", "all its GTIDs are on 10.0.0.1:3306: it can rejoin as a replica"),
+        ("pending", "failed primary"),
+    ] {
+        let entry = FenceEntry { instance: x.clone(), status: status.into(), detail: detail.into() };
+        rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
+        rig.advance(10);
+        let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-10").read_only(true))));
+        assert!(!cmds.iter().any(|c| matches!(c, Command::RecordFence(_))), "{status}: {cmds:?}");
+    }
+}

@@ -716,3 +716,47 @@ fn a_forced_plan_is_not_resumed_over_a_primary_made_writable_again() {
     let f = run.finish.unwrap();
     assert!(f.summary.contains("writable again"), "{}", f.summary);
 }
+
+#[test]
+fn a_restart_after_a_finished_abandon_with_a_failed_veto_runs_nothing() {
+    let (plan, mut steps) = interrupted_at(HookSet::default(), "register_fence");
+    steps.last_mut().unwrap().ended = Some(Ended::Failed);
+    let (m, cmd) = resume(&plan, &steps, dead_primary_view(), HookSet::default());
+    let mut m = m.unwrap();
+    let mut cmd = cmd;
+    let mut stored = plan.clone();
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(doc) => {
+                stored = doc.to_json();
+                m.plan_recorded(Ok(()))
+            }
+            Command::RunStep { seq, step, needs_record, .. } => {
+                assert!(step.is_undo() && !needs_record, "{}: undo steps run even unrecorded", step.name());
+                steps.push(RecordedStep { seq, ended: Some(Ended::Ok) });
+                m.step_ended(seq, StepEnd::new(Ended::Ok, ""))
+            }
+            Command::Finish(_) => break,
+            Command::Park { .. } => panic!(),
+        };
+    }
+    let (_, cmd) = resume(&stored, &steps, dead_primary_view(), HookSet::default());
+    let Command::Finish(f) = cmd else { panic!("nothing runs again: {cmd:?}") };
+    assert_eq!(f.status, Status::Aborted);
+}
+
+#[test]
+fn forward_steps_need_their_start_record() {
+    let (mut m, mut cmd) = start(dead_primary_view(), HookSet::default(), automatic());
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(_) => m.plan_recorded(Ok(())),
+            Command::RunStep { seq, step, needs_record, .. } => {
+                assert!(needs_record, "{}", step.name());
+                m.step_ended(seq, observe_dead(&step))
+            }
+            Command::Finish(_) => break,
+            Command::Park { .. } => panic!(),
+        };
+    }
+}
