@@ -15,13 +15,18 @@
 //! former primaries read-only (and judging rejoin or quarantine); resolving a
 //! split brain; which alerts are raised, once each.
 
+mod fencing;
+mod io;
+
+pub use io::*;
+
 use super::backoff::Backoff;
 use super::discovery::{self, Discovery};
 use super::gate::{decide, Decision, Gate};
 use super::split_brain::{self, Resolution};
 use super::verdict;
-use crate::analysis::{analyze, ClusterAnalysis, Code, DetectionSettings};
-use crate::gtid::GtidSet;
+use crate::analysis::{analyze, ClusterAnalysis, Code};
+
 use crate::instance::InstanceKey;
 use crate::observation::Observation;
 use crate::time::Millis;
@@ -36,163 +41,6 @@ pub const STORE_FRESH_MS: u64 = 100;
 pub const WATCH_RETRY_MS: u64 = 1_000;
 /// Distinct alerts remembered, so each is raised once.
 const ALERTS_REMEMBERED: usize = 64;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterSettings {
-    pub name: String,
-    pub seeds: Vec<InstanceKey>,
-    pub detection: DetectionSettings,
-    pub automatic: bool,
-    pub max_instances: usize,
-}
-
-/// A recovery the state store says is running.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunningRecovery {
-    pub id: i64,
-    pub owner: String,
-    /// This process owns it.
-    pub ours: bool,
-    /// Its owner's lease has expired, or its process is certainly gone.
-    pub owner_gone: bool,
-}
-
-/// The anti-flapping block, in this process's monotonic time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockInfo {
-    pub until: Millis,
-    /// The same moment in wall time, for display.
-    pub until_wall: i64,
-    pub recovery_id: Option<i64>,
-}
-
-/// One entry of the fence list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FenceEntry {
-    pub instance: InstanceKey,
-    /// `pending`, `read_only`, `quarantined`.
-    pub status: String,
-    pub detail: String,
-}
-
-/// What the shell read from the state store.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StoreView {
-    pub running: Option<RunningRecovery>,
-    pub block: Option<BlockInfo>,
-    pub fenced: Vec<FenceEntry>,
-    /// The store cannot be read, or its file was deleted or replaced.
-    pub problem: Option<String>,
-    /// The file is the one opened (not deleted or replaced): the fence list
-    /// read from it is the truth; otherwise the list in memory is kept.
-    pub file_ok: bool,
-}
-
-/// How a recovery task ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecoveryEnd {
-    /// It ended (or parked); `promoted`: a new primary is in place.
-    Ended {
-        id: i64,
-        /// The instance it promoted (taken off the fence list if it was on it).
-        new_primary: Option<InstanceKey>,
-        parked: bool,
-        alert: Option<String>,
-        unrecorded: Option<String>,
-    },
-    /// Another process holds the recovery's lease.
-    HeldElsewhere,
-    /// It could not start (the store refused, e.g. another recovery runs).
-    NotStarted { reason: String },
-    /// The task failed (a panic): resume from the store.
-    TaskFailed { reason: String },
-}
-
-/// What fencing an instance came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FenceResult {
-    pub instance: InstanceKey,
-    pub result: Result<Fenced, String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fenced {
-    pub sessions_ended: usize,
-    pub executed: GtidSet,
-    pub took_ms: u64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    Observed(Observation),
-    Store(StoreView),
-    RecoveryEnded(RecoveryEnd),
-    Fence(FenceResult),
-    /// The connection kept waiting on `instance` ended.
-    WatchEnded(InstanceKey),
-    /// The periodic timer (about once a second).
-    Tick,
-    MayAct(bool),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    /// Start probing an instance.
-    Watch(InstanceKey),
-    /// Stop probing it.
-    Unwatch(InstanceKey),
-    ProbeNow(InstanceKey),
-    /// Probe every instance at the fast interval (primary suspect), or not.
-    SetFast(bool),
-    /// Keep a connection waiting on the primary (see the shell's crash watch).
-    WatchPrimary(InstanceKey),
-    /// Read the state store and report it ([`Event::Store`]).
-    ReadStore,
-    /// Start an automatic failover of the analysis' primary, on this view.
-    StartRecovery {
-        analysis: Box<ClusterAnalysis>,
-        view: Box<ClusterView>,
-    },
-    /// Take over the running recovery `id` (resume it from the store).
-    ResumeRecovery {
-        id: i64,
-        view: Box<ClusterView>,
-    },
-    /// Write the end of a recovery again (it could not be written).
-    RetryUnrecorded,
-    /// The state file was deleted or replaced: open it again at its path and
-    /// write these fence entries back (pivot kept them in memory).
-    ReopenStore {
-        fenced: Vec<FenceEntry>,
-    },
-    /// Keep trying to connect to a former primary; fence it when it answers.
-    WatchFormerPrimary(InstanceKey),
-    /// Fence an instance that answers now.
-    FenceNow(InstanceKey),
-    /// Stop the replication IO thread of a replica that still follows a
-    /// fenced former primary (lost at a failover, back since): its
-    /// acknowledgements must not let that former primary acknowledge writes.
-    DetachReplica(InstanceKey),
-    /// Add (or replace) an entry of the fence list.
-    RecordFence(FenceEntry),
-    /// Raise an alert (logged, recorded, the alert hook).
-    Alert {
-        text: String,
-        code: Option<Code>,
-        primary: Option<InstanceKey>,
-    },
-    Log {
-        level: Level,
-        text: String,
-    },
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum RecoveryTask {
@@ -544,116 +392,6 @@ impl ClusterMachine {
         }
     }
 
-    fn on_fence(&mut self, f: FenceResult, out: &mut Vec<Command>) {
-        self.fencing.remove(&f.instance);
-        let report = match f.result {
-            Err(e) => {
-                out.push(Command::Log { level: Level::Error, text: format!("fencing {} failed: {e}", f.instance) });
-                // Tried again on the next observation that finds it writable.
-                return;
-            }
-            Ok(r) => r,
-        };
-        let primary = self.analysis.primary.clone().filter(|p| *p != f.instance);
-        let primary_exec = primary
-            .as_ref()
-            .and_then(|p| self.view.get(p))
-            .and_then(|r| r.last_state())
-            .map(|s| s.gtid.executed.clone());
-        let v = verdict::judge(&report.executed, primary.as_ref().zip(primary_exec.as_ref()));
-        let detail = format!(
-            "made read-only in {} ms, {} client session(s) ended; {}",
-            report.took_ms,
-            report.sessions_ended,
-            v.describe()
-        );
-        if let verdict::Verdict::Quarantine { .. } = &v {
-            self.alert_once(
-                &format!("quarantine:{}", f.instance),
-                format!("former primary {} is quarantined: {}", f.instance, v.describe()),
-                None,
-                out,
-            );
-        }
-        let entry = FenceEntry { instance: f.instance.clone(), status: v.status().into(), detail };
-        out.push(Command::Log {
-            level: Level::Warn,
-            text: format!("former primary {}: {}: {}", f.instance, entry.status, entry.detail),
-        });
-        out.push(Command::RecordFence(entry.clone()));
-        self.fenced.insert(f.instance, entry);
-    }
-
-    /// Former primaries made read-only without a verdict (no primary was
-    /// known then, or the failover's own fence step did it) are judged as
-    /// soon as a primary and their own GTIDs are known.
-    fn judge_fenced(&mut self, out: &mut Vec<Command>) {
-        let Some(primary) = self.analysis.primary.clone() else { return };
-        let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
-        else {
-            return;
-        };
-        let unjudged: Vec<InstanceKey> = self
-            .fenced
-            .values()
-            .filter(|f| f.status == "read_only" && f.instance != primary && !verdict::judged(&f.detail))
-            .map(|f| f.instance.clone())
-            .collect();
-        for key in unjudged {
-            let Some(mine) = self.view.get(&key).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
-            else {
-                continue;
-            };
-            let v = verdict::judge(&mine, Some((&primary, &theirs)));
-            let entry = FenceEntry {
-                instance: key.clone(),
-                status: v.status().into(),
-                detail: format!("read-only; {}", v.describe()),
-            };
-            if entry.status == "quarantined" {
-                self.alert_once(
-                    &format!("quarantine:{key}"),
-                    format!("former primary {key} is quarantined: {}", v.describe()),
-                    None,
-                    out,
-                );
-            }
-            out.push(Command::Log {
-                level: Level::Warn,
-                text: format!("former primary {key}: {}: {}", entry.status, entry.detail),
-            });
-            out.push(Command::RecordFence(entry.clone()));
-            self.fenced.insert(key, entry);
-        }
-    }
-
-    /// A replica lost at a failover that comes back still replicating from
-    /// the fenced former primary is cut off from it (IO thread stopped) and
-    /// reported: it must not acknowledge that server's writes.
-    fn detach_from_fenced(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
-        let Some(state) = self.view.get(observed).and_then(|r| r.current_state()) else { return };
-        let source = state
-            .replication
-            .as_ref()
-            .filter(|r| r.io_thread != crate::observation::IoThread::Stopped)
-            .map(|r| r.source.clone());
-        let Some(source) = source.filter(|s| self.fenced.contains_key(s) && self.analysis.primary.as_ref() != Some(s))
-        else {
-            self.detached.remove(observed);
-            return;
-        };
-        if !self.detached.insert(observed.clone()) {
-            return;
-        }
-        let text = format!(
-            "replica {observed} still replicates from the fenced former primary {source}: its IO thread is stopped; \
-             repoint it to {} (or rebuild it)",
-            self.analysis.primary.as_ref().map_or("the primary".to_string(), ToString::to_string)
-        );
-        self.alert_once(&format!("detached:{observed}:{source}"), text, None, out);
-        out.push(Command::DetachReplica(observed.clone()));
-    }
-
     // ---- discovery ---------------------------------------------------------------
 
     fn offer(&mut self, key: InstanceKey, referenced: bool, out: &mut Vec<Command>) {
@@ -800,19 +538,6 @@ impl ClusterMachine {
 
     // ---- fencing and alerts ----------------------------------------------------------
 
-    fn fence_intruders(&mut self, intruders: Vec<InstanceKey>, reason: &str, out: &mut Vec<Command>) {
-        for key in intruders {
-            if !self.fencing.insert(key.clone()) {
-                continue;
-            }
-            let entry = FenceEntry { instance: key.clone(), status: "pending".into(), detail: reason.to_string() };
-            out.push(Command::RecordFence(entry.clone()));
-            self.fenced.insert(key.clone(), entry);
-            self.alert_once(&format!("split_brain:{key}"), reason.to_string(), Some(Code::SplitBrain), out);
-            out.push(Command::FenceNow(key));
-        }
-    }
-
     fn problem(&mut self, key: &'static str, text: String, out: &mut Vec<Command>) {
         if self.problems.get(key) != Some(&text) {
             self.alert_once(&format!("control:{key}:{text}"), text.clone(), None, out);
@@ -820,7 +545,7 @@ impl ClusterMachine {
         }
     }
 
-    fn alert_once(&mut self, key: &str, text: String, code: Option<Code>, out: &mut Vec<Command>) {
+    pub(super) fn alert_once(&mut self, key: &str, text: String, code: Option<Code>, out: &mut Vec<Command>) {
         if self.raised.iter().any(|k| k == key) {
             return;
         }

@@ -1,0 +1,130 @@
+//! Former primaries: fenced when they answer, judged (rejoin or quarantine),
+//! re-watched when they go silent; split-brain intruders; replicas that still
+//! follow a fenced former primary.
+
+use super::*;
+
+impl ClusterMachine {
+    pub(super) fn on_fence(&mut self, f: FenceResult, out: &mut Vec<Command>) {
+        self.fencing.remove(&f.instance);
+        let report = match f.result {
+            Err(e) => {
+                out.push(Command::Log { level: Level::Error, text: format!("fencing {} failed: {e}", f.instance) });
+                // Tried again on the next observation that finds it writable.
+                return;
+            }
+            Ok(r) => r,
+        };
+        let primary = self.analysis.primary.clone().filter(|p| *p != f.instance);
+        let primary_exec = primary
+            .as_ref()
+            .and_then(|p| self.view.get(p))
+            .and_then(|r| r.last_state())
+            .map(|s| s.gtid.executed.clone());
+        let v = verdict::judge(&report.executed, primary.as_ref().zip(primary_exec.as_ref()));
+        let detail = format!(
+            "made read-only in {} ms, {} client session(s) ended; {}",
+            report.took_ms,
+            report.sessions_ended,
+            v.describe()
+        );
+        if let verdict::Verdict::Quarantine { .. } = &v {
+            self.alert_once(
+                &format!("quarantine:{}", f.instance),
+                format!("former primary {} is quarantined: {}", f.instance, v.describe()),
+                None,
+                out,
+            );
+        }
+        let entry = FenceEntry { instance: f.instance.clone(), status: v.status().into(), detail };
+        out.push(Command::Log {
+            level: Level::Warn,
+            text: format!("former primary {}: {}: {}", f.instance, entry.status, entry.detail),
+        });
+        out.push(Command::RecordFence(entry.clone()));
+        self.fenced.insert(f.instance, entry);
+    }
+
+    /// Former primaries made read-only without a verdict (no primary was
+    /// known then, or the failover's own fence step did it) are judged as
+    /// soon as a primary and their own GTIDs are known.
+    pub(super) fn judge_fenced(&mut self, out: &mut Vec<Command>) {
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
+        else {
+            return;
+        };
+        let unjudged: Vec<InstanceKey> = self
+            .fenced
+            .values()
+            .filter(|f| f.status == "read_only" && f.instance != primary && !verdict::judged(&f.detail))
+            .map(|f| f.instance.clone())
+            .collect();
+        for key in unjudged {
+            let Some(mine) = self.view.get(&key).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
+            else {
+                continue;
+            };
+            let v = verdict::judge(&mine, Some((&primary, &theirs)));
+            let entry = FenceEntry {
+                instance: key.clone(),
+                status: v.status().into(),
+                detail: format!("read-only; {}", v.describe()),
+            };
+            if entry.status == "quarantined" {
+                self.alert_once(
+                    &format!("quarantine:{key}"),
+                    format!("former primary {key} is quarantined: {}", v.describe()),
+                    None,
+                    out,
+                );
+            }
+            out.push(Command::Log {
+                level: Level::Warn,
+                text: format!("former primary {key}: {}: {}", entry.status, entry.detail),
+            });
+            out.push(Command::RecordFence(entry.clone()));
+            self.fenced.insert(key, entry);
+        }
+    }
+
+    /// A replica lost at a failover that comes back still replicating from
+    /// the fenced former primary is cut off from it (IO thread stopped) and
+    /// reported: it must not acknowledge that server's writes.
+    pub(super) fn detach_from_fenced(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
+        let Some(state) = self.view.get(observed).and_then(|r| r.current_state()) else { return };
+        let source = state
+            .replication
+            .as_ref()
+            .filter(|r| r.io_thread != crate::observation::IoThread::Stopped)
+            .map(|r| r.source.clone());
+        let Some(source) = source.filter(|s| self.fenced.contains_key(s) && self.analysis.primary.as_ref() != Some(s))
+        else {
+            self.detached.remove(observed);
+            return;
+        };
+        if !self.detached.insert(observed.clone()) {
+            return;
+        }
+        let text = format!(
+            "replica {observed} still replicates from the fenced former primary {source}: its IO thread is stopped; \
+             repoint it to {} (or rebuild it)",
+            self.analysis.primary.as_ref().map_or("the primary".to_string(), ToString::to_string)
+        );
+        self.alert_once(&format!("detached:{observed}:{source}"), text, None, out);
+        out.push(Command::DetachReplica(observed.clone()));
+    }
+
+    pub(super) fn fence_intruders(&mut self, intruders: Vec<InstanceKey>, reason: &str, out: &mut Vec<Command>) {
+        for key in intruders {
+            if !self.fencing.insert(key.clone()) {
+                continue;
+            }
+            let entry = FenceEntry { instance: key.clone(), status: "pending".into(), detail: reason.to_string() };
+            out.push(Command::RecordFence(entry.clone()));
+            self.fenced.insert(key.clone(), entry);
+            self.alert_once(&format!("split_brain:{key}"), reason.to_string(), Some(Code::SplitBrain), out);
+            out.push(Command::FenceNow(key));
+        }
+    }
+}

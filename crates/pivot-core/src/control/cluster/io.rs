@@ -1,0 +1,166 @@
+//! What goes in and out of the cluster machine: the events the shell feeds
+//! it, the commands it answers with, and the values they carry.
+
+use crate::analysis::{ClusterAnalysis, Code, DetectionSettings};
+use crate::gtid::GtidSet;
+use crate::instance::InstanceKey;
+use crate::observation::Observation;
+use crate::time::Millis;
+use crate::view::ClusterView;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub seeds: Vec<InstanceKey>,
+    pub detection: DetectionSettings,
+    pub automatic: bool,
+    pub max_instances: usize,
+}
+
+/// A recovery the state store says is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningRecovery {
+    pub id: i64,
+    pub owner: String,
+    /// This process owns it.
+    pub ours: bool,
+    /// Its owner's lease has expired, or its process is certainly gone.
+    pub owner_gone: bool,
+}
+
+/// The anti-flapping block, in this process's monotonic time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub until: Millis,
+    /// The same moment in wall time, for display.
+    pub until_wall: i64,
+    pub recovery_id: Option<i64>,
+}
+
+/// One entry of the fence list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceEntry {
+    pub instance: InstanceKey,
+    /// `pending`, `read_only`, `quarantined`.
+    pub status: String,
+    pub detail: String,
+}
+
+/// What the shell read from the state store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreView {
+    pub running: Option<RunningRecovery>,
+    pub block: Option<BlockInfo>,
+    pub fenced: Vec<FenceEntry>,
+    /// The store cannot be read, or its file was deleted or replaced.
+    pub problem: Option<String>,
+    /// The file is the one opened (not deleted or replaced): the fence list
+    /// read from it is the truth; otherwise the list in memory is kept.
+    pub file_ok: bool,
+}
+
+/// How a recovery task ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryEnd {
+    /// It ended (or parked); `promoted`: a new primary is in place.
+    Ended {
+        id: i64,
+        /// The instance it promoted (taken off the fence list if it was on it).
+        new_primary: Option<InstanceKey>,
+        parked: bool,
+        alert: Option<String>,
+        unrecorded: Option<String>,
+    },
+    /// Another process holds the recovery's lease.
+    HeldElsewhere,
+    /// It could not start (the store refused, e.g. another recovery runs).
+    NotStarted { reason: String },
+    /// The task failed (a panic): resume from the store.
+    TaskFailed { reason: String },
+}
+
+/// What fencing an instance came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceResult {
+    pub instance: InstanceKey,
+    pub result: Result<Fenced, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fenced {
+    pub sessions_ended: usize,
+    pub executed: GtidSet,
+    pub took_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Observed(Observation),
+    Store(StoreView),
+    RecoveryEnded(RecoveryEnd),
+    Fence(FenceResult),
+    /// The connection kept waiting on `instance` ended.
+    WatchEnded(InstanceKey),
+    /// The periodic timer (about once a second).
+    Tick,
+    MayAct(bool),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start probing an instance.
+    Watch(InstanceKey),
+    /// Stop probing it.
+    Unwatch(InstanceKey),
+    ProbeNow(InstanceKey),
+    /// Probe every instance at the fast interval (primary suspect), or not.
+    SetFast(bool),
+    /// Keep a connection waiting on the primary (see the shell's crash watch).
+    WatchPrimary(InstanceKey),
+    /// Read the state store and report it ([`Event::Store`]).
+    ReadStore,
+    /// Start an automatic failover of the analysis' primary, on this view.
+    StartRecovery {
+        analysis: Box<ClusterAnalysis>,
+        view: Box<ClusterView>,
+    },
+    /// Take over the running recovery `id` (resume it from the store).
+    ResumeRecovery {
+        id: i64,
+        view: Box<ClusterView>,
+    },
+    /// Write the end of a recovery again (it could not be written).
+    RetryUnrecorded,
+    /// The state file was deleted or replaced: open it again at its path and
+    /// write these fence entries back (pivot kept them in memory).
+    ReopenStore {
+        fenced: Vec<FenceEntry>,
+    },
+    /// Keep trying to connect to a former primary; fence it when it answers.
+    WatchFormerPrimary(InstanceKey),
+    /// Fence an instance that answers now.
+    FenceNow(InstanceKey),
+    /// Stop the replication IO thread of a replica that still follows a
+    /// fenced former primary (lost at a failover, back since): its
+    /// acknowledgements must not let that former primary acknowledge writes.
+    DetachReplica(InstanceKey),
+    /// Add (or replace) an entry of the fence list.
+    RecordFence(FenceEntry),
+    /// Raise an alert (logged, recorded, the alert hook).
+    Alert {
+        text: String,
+        code: Option<Code>,
+        primary: Option<InstanceKey>,
+    },
+    Log {
+        level: Level,
+        text: String,
+    },
+}
