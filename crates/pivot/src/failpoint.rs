@@ -4,6 +4,7 @@
 //!
 //! * `panic_before_step:NAME`: the recovery task panics before it runs the
 //!   first step called NAME (e.g. `promote`), as a bug would.
+//! * `panic_in_monitor`: a cluster's control loop panics at its first tick.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};

@@ -53,7 +53,36 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         }
         None => None,
     };
-    shutdown.await;
+    // Crash-only: a cluster's monitor that ends on its own (a panic in its
+    // control loop) must not leave that cluster unwatched while the process
+    // looks alive. pivot says so and exits non-zero for the service manager,
+    // whose restart resumes any recovery from the state file.
+    let mut failed_monitor = None;
+    {
+        let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
+        let watchers: Vec<_> = tasks
+            .iter()
+            .zip(&config.clusters)
+            .map(|(t, c)| {
+                let (abort, tx, name) = (t.abort_handle(), fail_tx.clone(), c.name.clone());
+                tokio::spawn(async move {
+                    while !abort.is_finished() {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    let _ = tx.send(name).await;
+                })
+            })
+            .collect();
+        drop(fail_tx);
+        tokio::select! {
+            _ = shutdown => {}
+            Some(name) = fail_rx.recv() => {
+                tracing::error!("ALERT: the control loop of cluster `{name}` stopped unexpectedly: pivot exits so that its service manager restarts it");
+                failed_monitor = Some(name);
+            }
+        }
+        watchers.iter().for_each(tokio::task::JoinHandle::abort);
+    }
     tracing::info!("shutting down");
     privilege_checks.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = stop_tx.send(true);
@@ -66,6 +95,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     if let Some(s) = server {
         let _ = s.await;
+    }
+    if let Some(name) = failed_monitor {
+        anyhow::bail!("the control loop of cluster `{name}` stopped unexpectedly ({})", unfinished.join("; "));
     }
     if !unfinished.is_empty() {
         anyhow::bail!("stopped with work unfinished: {}", unfinished.join("; "));

@@ -133,6 +133,9 @@ impl Monitor {
     }
 
     fn handle(&mut self, event: Event) {
+        if matches!(event, Event::Tick) && crate::failpoint::fires("panic_in_monitor") {
+            panic!("failpoint panic_in_monitor (PIVOT_FAILPOINTS)");
+        }
         let commands = self.machine.handle(event, clock::now());
         self.queue.extend(commands);
         self.perform_queued();

@@ -499,3 +499,27 @@ async fn a_killed_manual_failover_is_taken_over_by_the_daemon() {
     assert_ne!(new, old);
     assert_eq!(rig.writable_nodes().await, vec![new]);
 }
+
+/// Crash-only: a cluster's control loop that panics does not leave the
+/// process running with that cluster unwatched: pivot alerts and exits
+/// non-zero, for its service manager to restart it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_control_loop_makes_pivot_exit_non_zero() {
+    let mut rig = Rig::start(3, false, |_| String::new()).await;
+    rig.pivot.kill();
+    let log = rig.sb.dir.join("pivot-monitor-panic.log");
+    rig.pivot =
+        PivotProcess::start_with_env(pivot_bin(), &rig.config, &log, &[("PIVOT_FAILPOINTS", "panic_in_monitor")]);
+    // Waited for, bounded: the process ends on its own.
+    let mut status = None;
+    for _ in 0..2_000 {
+        status = rig.pivot.try_exit_status();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = status.expect("pivot exits within 20 s");
+    assert_eq!(status.code(), Some(1), "{}", rig.pivot.log_text());
+    assert!(rig.pivot.log_text().contains("stopped unexpectedly"), "{}", rig.pivot.log_text());
+}
