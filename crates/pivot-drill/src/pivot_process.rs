@@ -51,18 +51,25 @@ impl PivotProcess {
 
     /// SIGTERM, then wait up to `bound` for the exit status (killed past it).
     pub fn terminate(&mut self, bound: std::time::Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
+        let pid = self.child.as_ref()?.id();
         // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        let status = self.wait_exit(bound);
+        if status.is_none() {
+            self.kill();
+        }
+        status
+    }
+
+    /// Wait up to `bound` for the process to end by itself; its exit status.
+    pub fn wait_exit(&mut self, bound: std::time::Duration) -> Option<std::process::ExitStatus> {
         let start = std::time::Instant::now();
         while start.elapsed() < bound {
-            if let Ok(Some(status)) = c.try_wait() {
+            if let Some(status) = self.try_exit_status() {
                 return Some(status);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = c.kill();
-        let _ = c.wait();
         None
     }
 

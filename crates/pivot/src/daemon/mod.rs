@@ -23,12 +23,16 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles = Vec::new();
-    let mut tasks = Vec::new();
+    // Each monitor's output carries its cluster's name, so that one that
+    // stops (or panics) can be named.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     for cluster in &config.clusters {
         let env = RecoveryEnv { cluster: Arc::new(cluster.clone()), state: state.clone(), owner: owner.clone() };
         let (monitor, snapshots) = Monitor::new(env, limit.clone());
         handles.push(ClusterHandle { name: cluster.name.clone(), snapshots });
-        tasks.push(tokio::spawn(monitor.run(stop_rx.clone())));
+        let task = tasks.spawn(monitor.run(stop_rx.clone()));
+        names.insert(task.id(), cluster.name.clone());
     }
     // Start-up check, off the monitors' path: a missing privilege is logged
     // now rather than met in the middle of a failover.
@@ -58,37 +62,24 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // looks alive. pivot says so and exits non-zero for the service manager,
     // whose restart resumes any recovery from the state file.
     let mut failed_monitor = None;
-    {
-        let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
-        let watchers: Vec<_> = tasks
-            .iter()
-            .zip(&config.clusters)
-            .map(|(t, c)| {
-                let (abort, tx, name) = (t.abort_handle(), fail_tx.clone(), c.name.clone());
-                tokio::spawn(async move {
-                    while !abort.is_finished() {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    }
-                    let _ = tx.send(name).await;
-                })
-            })
-            .collect();
-        drop(fail_tx);
-        tokio::select! {
-            _ = shutdown => {}
-            Some(name) = fail_rx.recv() => {
-                tracing::error!("ALERT: the control loop of cluster `{name}` stopped unexpectedly: pivot exits so that its service manager restarts it");
-                failed_monitor = Some(name);
-            }
+    tokio::select! {
+        _ = shutdown => {}
+        Some(ended) = tasks.join_next_with_id() => {
+            let (id, why) = match ended {
+                Ok((id, exit)) => (id, format!("it ended: {:?}", exit.unfinished)),
+                Err(e) => (e.id(), format!("it failed: {e}")),
+            };
+            let name = names.get(&id).cloned().unwrap_or_default();
+            tracing::error!("ALERT: the control loop of cluster `{name}` stopped unexpectedly ({why}): pivot exits so that its service manager restarts it");
+            failed_monitor = Some(format!("{name}: {why}"));
         }
-        watchers.iter().for_each(tokio::task::JoinHandle::abort);
     }
     tracing::info!("shutting down");
     privilege_checks.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = stop_tx.send(true);
     let mut unfinished = Vec::new();
-    for t in tasks {
-        match t.await {
+    while let Some(ended) = tasks.join_next().await {
+        match ended {
             Ok(exit) => unfinished.extend(exit.unfinished),
             Err(e) => unfinished.push(format!("a cluster monitor failed: {e}")),
         }
@@ -97,7 +88,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         let _ = s.await;
     }
     if let Some(name) = failed_monitor {
-        anyhow::bail!("the control loop of cluster `{name}` stopped unexpectedly ({})", unfinished.join("; "));
+        anyhow::bail!("the control loop of cluster {name} stopped unexpectedly; {}", unfinished.join("; "));
     }
     if !unfinished.is_empty() {
         anyhow::bail!("stopped with work unfinished: {}", unfinished.join("; "));

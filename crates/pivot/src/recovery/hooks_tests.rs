@@ -10,6 +10,18 @@ fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
+/// Whether `cond` becomes true within 5 s (checked every 10 ms): a
+/// condition waited for, not a sleep.
+fn comes_true(cond: impl Fn() -> bool) -> bool {
+    (0..500).any(|_| {
+        let now = cond();
+        if !now {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        now
+    })
+}
+
 fn data() -> HookData {
     HookData {
         cluster: "main".into(),
@@ -99,15 +111,8 @@ async fn failures_timeouts_and_missing_programs_are_reported() {
     let r = run(&[hang], HookPoint::Fence, &data(), Duration::from_millis(300)).await;
     assert!(matches!(r, HookResult::TimedOut { after_ms, .. } if after_ms < 30_000), "{r:?}");
     let pid: i32 = std::fs::read_to_string(&child_pid).unwrap().trim().parse().unwrap();
-    // Waited for, not slept on: the child is gone (killed with the group).
-    let gone = (0..500).any(|_| {
-        let alive = std::fs::read(format!("/proc/{pid}/stat"))
-            .map(|s| !String::from_utf8_lossy(&s).contains(") Z "))
-            .unwrap_or(false);
-        if alive {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        !alive
+    let gone = comes_true(|| {
+        !std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|s| !String::from_utf8_lossy(&s).contains(") Z "))
     });
     assert!(gone, "the hook's children were killed with it");
 
@@ -198,14 +203,8 @@ async fn a_dropped_hook_is_killed_with_its_group() {
     let pgid = tokio::task::spawn_blocking(move || pid_rx.recv().unwrap()).await.unwrap();
     task.abort();
     let _ = task.await;
-    // The group is gone: signal 0 to it fails (waited for, not slept on).
-    let gone = (0..200).any(|_| {
-        // SAFETY: probing (signal 0) the process group of a child we spawned.
-        let alive = unsafe { libc::kill(-(pgid as libc::pid_t), 0) } == 0;
-        if alive {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        !alive
-    });
+    // The group is gone: signal 0 to it fails.
+    // SAFETY: probing (signal 0) the process group of a child we spawned.
+    let gone = comes_true(|| unsafe { libc::kill(-(pgid as libc::pid_t), 0) } != 0);
     assert!(gone, "the hook's process group was killed");
 }

@@ -510,16 +510,8 @@ async fn a_panicking_control_loop_makes_pivot_exit_non_zero() {
     let log = rig.sb.dir.join("pivot-monitor-panic.log");
     rig.pivot =
         PivotProcess::start_with_env(pivot_bin(), &rig.config, &log, &[("PIVOT_FAILPOINTS", "panic_in_monitor")]);
-    // Waited for, bounded: the process ends on its own.
-    let mut status = None;
-    for _ in 0..2_000 {
-        status = rig.pivot.try_exit_status();
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let status = status.expect("pivot exits within 20 s");
+    let status = rig.pivot.wait_exit(WAIT);
+    let status = status.expect("pivot exits by itself");
     assert_eq!(status.code(), Some(1), "{}", rig.pivot.log_text());
     assert!(rig.pivot.log_text().contains("stopped unexpectedly"), "{}", rig.pivot.log_text());
 }
