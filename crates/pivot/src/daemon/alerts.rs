@@ -39,13 +39,7 @@ impl Alerts {
         };
         let (hooks_cfg, timeout, cluster) = (self.cfg.hooks.clone(), self.cfg.hooks.timeout, self.cfg.name.clone());
         tokio::spawn(async move {
-            let argv = tokio::task::spawn_blocking({
-                let data = data.clone();
-                move || hooks::command_for(&hooks_cfg, HookPoint::Alert, &data)
-            })
-            .await
-            .ok()
-            .flatten();
+            let argv = hooks::command_for_off_thread(&hooks_cfg, HookPoint::Alert, &data).await;
             if let Some(argv) = argv {
                 let r = hooks::run(&argv, HookPoint::Alert, &data, timeout).await;
                 if !r.ok() {

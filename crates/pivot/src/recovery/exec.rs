@@ -278,10 +278,7 @@ impl Performer {
     }
 
     async fn hook(&mut self, point: HookPoint) -> StepEnd {
-        // Building the MHA arguments resolves host names: off the runtime's threads.
-        let (cfg, data) = (self.env.cluster.hooks.clone(), self.data.clone());
-        let argv = tokio::task::spawn_blocking(move || hooks::command_for(&cfg, point, &data)).await.ok().flatten();
-        let Some(argv) = argv else {
+        let Some(argv) = hooks::command_for_off_thread(&self.env.cluster.hooks, point, &self.data).await else {
             return end(Ended::Skipped, "not configured");
         };
         // The hook's process group goes on its step record at once: a pivot

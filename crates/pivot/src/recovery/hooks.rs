@@ -85,6 +85,13 @@ pub fn command_for(hooks: &HooksConfig, point: HookPoint, data: &HookData) -> Op
     }
 }
 
+/// [`command_for`] off the runtime's threads: building the MHA arguments
+/// resolves host names, which blocks.
+pub async fn command_for_off_thread(hooks: &HooksConfig, point: HookPoint, data: &HookData) -> Option<Vec<String>> {
+    let (hooks, data) = (hooks.clone(), data.clone());
+    tokio::task::spawn_blocking(move || command_for(&hooks, point, &data)).await.ok().flatten()
+}
+
 fn pivot_args(point: HookPoint, d: &HookData) -> Vec<String> {
     let mut v = vec![format!("--hook={}", point.as_str()), format!("--cluster={}", d.cluster)];
     if let Some(k) = &d.failed_primary {
