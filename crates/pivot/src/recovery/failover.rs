@@ -35,16 +35,7 @@ pub async fn run(
     let request =
         FailoverRequest { automatic: trigger.automatic, target: trigger.target.clone(), force: trigger.force };
     let (machine, first) = RecoveryMachine::start(failed.clone(), view.clone(), settings(cluster), request);
-    let data = HookData {
-        cluster: cluster.name.clone(),
-        failed_primary: Some(failed),
-        recovery_id: Some(id),
-        analysis: analysis.code.to_string(),
-        signal: analysis.signal.clone(),
-        new_primary_user: Some(cluster.credentials.user.clone()),
-        new_primary_password: Some(cluster.credentials.password.clone()),
-        ..HookData::default()
-    };
+    let data = HookData::for_recovery(cluster, failed, id, analysis.code.to_string(), analysis.signal.clone());
     let perf = Performer::new(env.clone(), id, trigger.force, data);
     Ok(driver::drive(machine, first, perf, stop).await)
 }

@@ -34,6 +34,29 @@ pub struct HookData {
     pub new_primary_password: Option<Secret>,
 }
 
+impl HookData {
+    /// What the hooks of recovery `id` of `failed` start with; the machine's
+    /// progress (new primary, lost replicas, outcome) is filled in as it goes.
+    pub fn for_recovery(
+        cluster: &crate::config::ClusterConfig,
+        failed: InstanceKey,
+        id: i64,
+        analysis: String,
+        signal: String,
+    ) -> HookData {
+        HookData {
+            cluster: cluster.name.clone(),
+            failed_primary: Some(failed),
+            recovery_id: Some(id),
+            analysis,
+            signal,
+            new_primary_user: Some(cluster.credentials.user.clone()),
+            new_primary_password: Some(cluster.credentials.password.clone()),
+            ..HookData::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HookResult {
     Succeeded { output: String },

@@ -54,16 +54,8 @@ pub async fn resume(env: &RecoveryEnv, record: RecoveryRecord, view: &ClusterVie
         settings(&env.cluster),
         request,
     );
-    let data = HookData {
-        cluster: cluster.clone(),
-        failed_primary: Some(failed.clone()),
-        recovery_id: Some(id),
-        analysis: record.analysis.clone(),
-        signal: format!("resumed after a pivot restart: {}", record.analysis),
-        new_primary_user: Some(env.cluster.credentials.user.clone()),
-        new_primary_password: Some(env.cluster.credentials.password.clone()),
-        ..HookData::default()
-    };
+    let signal = format!("resumed after a pivot restart: {}", record.analysis);
+    let data = HookData::for_recovery(&env.cluster, failed.clone(), id, record.analysis.clone(), signal);
     let Some(machine) = machine else {
         // Nothing pivot can follow: record why, change nothing.
         let pivot_core::control::Command::Finish(f) = first else { unreachable!("resume without a machine finishes") };
