@@ -195,6 +195,7 @@ impl Config {
             semi_sync: self.semi_sync_policy,
             hooks: self.hooks.configured,
             lag_threshold_s: self.detection.lag_threshold_s,
+            routes: vec![],
         }
     }
 

@@ -51,6 +51,10 @@
 //! * **anti-flapping** (when an automatic recovery starts): none within the
 //!   block period, in monotonic time, after a recovery that promoted and
 //!   recorded its block.
+//! * **routes follow the newest epoch** (whenever a pivot process's route
+//!   table changes): its write target is the primary of the newest stored
+//!   epoch, never a server in the fence list; a table never replaces one of
+//!   a newer epoch (the hub refuses it).
 //! * at the end, after every fault healed and a quiet period: at most one
 //!   writable server.
 
@@ -206,6 +210,19 @@ pub fn on_step_end(w: &mut World, id: i64, step: &Step, end: &StepEnd, vetoes: b
     let vetoing_hook = matches!(step, Step::Hook { point } if point.vetoes());
     if vetoes && vetoing_hook && end.how == Ended::Failed && !w.book.promotions.contains_key(&id) {
         w.book.vetoed.entry(id).or_insert_with(|| format!("{} ({})", step.name(), end.message));
+    }
+}
+
+pub fn on_routes(w: &mut World, table: &pivot_core::routes::RouteTable) {
+    let Some(target) = table.write_target() else { return };
+    let newest = w.store.current_epoch().map(|e| (e.number, e.primary.clone()));
+    if newest.as_ref().map(|(_, p)| p) != Some(target) {
+        w.fail(
+            "routes follow the newest epoch",
+            format!("writes routed to {target} (table epoch {}), newest stored epoch: {newest:?}", table.epoch),
+        );
+    } else if w.store.fences.iter().any(|f| &f.instance == target) {
+        w.fail("routes follow the newest epoch", format!("writes routed to {target}, which is in the fence list"));
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Store {
     pub recoveries: Vec<RecoveryRecord>,
     pub fences: Vec<FenceEntry>,
     pub block: Option<Block>,
+    /// Epochs stored by promotions (and adoptions), oldest first.
+    pub epochs: Vec<pivot_core::routes::EpochRecord>,
     /// Every write fails before then.
     pub fail_until: u64,
     /// The next writes fail.
@@ -197,6 +199,35 @@ impl Store {
         self.write(now)?;
         self.block = Some(Block { recovery_id: id, until_wall });
         Ok(())
+    }
+
+    /// The epoch of recovery `id`'s promotion: stored once, the same number
+    /// when asked again (as `SqliteStore::epoch_advance`).
+    pub fn epoch_advance(&mut self, now: u64, primary: &InstanceKey, id: Option<i64>, wall: i64) -> R<u64> {
+        if let Some(e) = self.epochs.iter().find(|e| id.is_some() && e.recovery_id == id) {
+            return Ok(e.number);
+        }
+        self.write(now)?;
+        let number = self.epochs.last().map_or(1, |e| e.number + 1);
+        self.epochs.push(pivot_core::routes::EpochRecord {
+            number,
+            primary: primary.clone(),
+            recovery_id: id,
+            since_ms: wall,
+        });
+        Ok(number)
+    }
+
+    /// An adoption: a new epoch only if the newest is still `expected`.
+    pub fn epoch_adopt(&mut self, now: u64, primary: &InstanceKey, expected: Option<u64>, wall: i64) -> R<Option<u64>> {
+        if self.epochs.last().map(|e| e.number) != expected {
+            return Ok(None);
+        }
+        self.epoch_advance(now, primary, None, wall).map(Some)
+    }
+
+    pub fn current_epoch(&self) -> Option<&pivot_core::routes::EpochRecord> {
+        self.epochs.last()
     }
 
     pub fn fence_register(&mut self, now: u64, instance: &InstanceKey, id: i64) -> R<()> {

@@ -12,6 +12,9 @@ pub enum RecoveryStatus {
     Succeeded,
     /// A new primary was promoted but something after it failed (lost replicas, hooks).
     SucceededWithErrors,
+    /// A new primary was promoted but a required route could not be updated:
+    /// clients may not reach it.
+    Failed,
     /// Refused or aborted before promotion; the cluster was left as it was.
     Aborted,
     /// A pivot restart found it running and could not resume it.
@@ -24,6 +27,7 @@ impl RecoveryStatus {
             RecoveryStatus::Running => "running",
             RecoveryStatus::Succeeded => "succeeded",
             RecoveryStatus::SucceededWithErrors => "succeeded_with_errors",
+            RecoveryStatus::Failed => "failed",
             RecoveryStatus::Aborted => "aborted",
             RecoveryStatus::Interrupted => "interrupted",
         }
@@ -34,6 +38,7 @@ impl RecoveryStatus {
             "running" => RecoveryStatus::Running,
             "succeeded" => RecoveryStatus::Succeeded,
             "succeeded_with_errors" => RecoveryStatus::SucceededWithErrors,
+            "failed" => RecoveryStatus::Failed,
             "aborted" => RecoveryStatus::Aborted,
             _ => RecoveryStatus::Interrupted,
         }
@@ -41,7 +46,7 @@ impl RecoveryStatus {
 
     /// Whether a new primary was put in place.
     pub fn promoted(self) -> bool {
-        matches!(self, RecoveryStatus::Succeeded | RecoveryStatus::SucceededWithErrors)
+        matches!(self, RecoveryStatus::Succeeded | RecoveryStatus::SucceededWithErrors | RecoveryStatus::Failed)
     }
 }
 
@@ -122,6 +127,18 @@ pub struct FencedInstance {
     /// `pending` (not reached yet), `read_only` (fenced), `rejoined`, `quarantined`.
     pub status: String,
     pub detail: String,
+}
+
+/// A promotion (or adoption) of a primary: every route is set from the
+/// newest epoch, and epoch numbers only grow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub cluster: String,
+    pub number: u64,
+    pub primary: String,
+    /// The recovery that promoted it; `None`: adopted.
+    pub recovery_id: Option<RecoveryId>,
+    pub since: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

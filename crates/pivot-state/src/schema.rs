@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS fenced (
     detail TEXT NOT NULL,
     PRIMARY KEY (cluster, instance)
 );
+CREATE TABLE IF NOT EXISTS epochs (
+    cluster TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    primary_instance TEXT NOT NULL,
+    recovery_id INTEGER,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (cluster, number)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_epoch_per_recovery ON epochs(cluster, recovery_id) WHERE recovery_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     cluster TEXT NOT NULL,

@@ -161,6 +161,27 @@ impl SqliteStore {
     }
 }
 
+/// The newest epoch matching `filter`.
+fn epoch_where(c: &Connection, filter: &str, p: impl rusqlite::Params) -> rusqlite::Result<Option<Epoch>> {
+    c.query_row(
+        &format!(
+            "SELECT cluster, number, primary_instance, recovery_id, since FROM epochs WHERE {filter} \
+             ORDER BY number DESC LIMIT 1"
+        ),
+        p,
+        |r| {
+            Ok(Epoch {
+                cluster: r.get(0)?,
+                number: r.get::<_, i64>(1)? as u64,
+                primary: r.get(2)?,
+                recovery_id: r.get(3)?,
+                since: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
 impl StateStore for SqliteStore {
     fn path(&self) -> &Path {
         &self.path
@@ -407,6 +428,45 @@ impl StateStore for SqliteStore {
         })
     }
 
+    // ---- epochs --------------------------------------------------------------------
+
+    fn epoch_advance(
+        &self,
+        cluster: &str,
+        primary: &str,
+        recovery_id: Option<RecoveryId>,
+        expected: Option<Option<u64>>,
+        at: i64,
+    ) -> Result<Option<Epoch>, StateError> {
+        self.with(|c| {
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(id) = recovery_id {
+                if let Some(e) = epoch_where(&tx, "cluster = ?1 AND recovery_id = ?2", params![cluster, id])? {
+                    return Ok(Some(e));
+                }
+            }
+            let newest = epoch_where(&tx, "cluster = ?1", params![cluster])?;
+            if expected.is_some_and(|want| want != newest.as_ref().map(|e| e.number)) {
+                return Ok(None);
+            }
+            let number = newest.map_or(1, |e| e.number + 1);
+            tx.execute(
+                "INSERT INTO epochs (cluster, number, primary_instance, recovery_id, since) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![cluster, number as i64, primary, recovery_id, at],
+            )?;
+            tx.commit()?;
+            Ok(Some(Epoch { cluster: cluster.into(), number, primary: primary.into(), recovery_id, since: at }))
+        })
+    }
+
+    fn epoch(&self, cluster: &str) -> Result<Option<Epoch>, StateError> {
+        self.with(|c| epoch_where(c, "cluster = ?1", params![cluster]))
+    }
+
+    fn epoch_of_recovery(&self, cluster: &str, id: RecoveryId) -> Result<Option<Epoch>, StateError> {
+        self.with(|c| epoch_where(c, "cluster = ?1 AND recovery_id = ?2", params![cluster, id]))
+    }
+
     // ---- events --------------------------------------------------------------------
 
     fn event(&self, cluster: &str, at: i64, level: &str, message: &str) -> Result<(), StateError> {
@@ -556,5 +616,34 @@ mod tests {
         assert_eq!(s.check_file(), Ok(()), "a fresh file at the same path");
         s.event("main", 2, "info", "after").unwrap();
         assert_eq!(s.events(None, 10).unwrap().len(), 1, "the new file holds only what came after");
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+
+    #[test]
+    fn epochs_grow_once_per_recovery_and_adoption_is_compare_and_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(s.epoch("main").unwrap(), None);
+        // An adoption expecting a newer epoch than there is writes nothing.
+        assert_eq!(s.epoch_advance("main", "a:1", None, Some(Some(3)), 1).unwrap(), None);
+        let first = s.epoch_advance("main", "a:1", None, Some(None), 1).unwrap().unwrap();
+        assert_eq!((first.number, first.primary.as_str(), first.recovery_id), (1, "a:1", None));
+        // A second adoption that expected "no epoch" lost the race.
+        assert_eq!(s.epoch_advance("main", "b:1", None, Some(None), 2).unwrap(), None);
+        let promoted = s.epoch_advance("main", "b:1", Some(7), None, 3).unwrap().unwrap();
+        assert_eq!(promoted.number, 2);
+        // Asked again (a resumed recovery), the same epoch, nothing new.
+        let again = s.epoch_advance("main", "c:1", Some(7), None, 4).unwrap().unwrap();
+        assert_eq!(again, promoted);
+        assert_eq!(s.epoch("main").unwrap().unwrap(), promoted);
+        assert_eq!(s.epoch_of_recovery("main", 7).unwrap().unwrap(), promoted);
+        assert_eq!(s.epoch_of_recovery("main", 8).unwrap(), None);
+        // Clusters are apart.
+        assert_eq!(s.epoch_advance("other", "z:1", Some(7), None, 5).unwrap().unwrap().number, 1);
+        assert_eq!(s.epoch("main").unwrap().unwrap().number, 2);
     }
 }

@@ -77,6 +77,25 @@ pub trait StateStore: Send + Sync {
     fn fence_remove(&self, cluster: &str, instance: &str) -> Result<(), StateError>;
     fn fenced(&self, cluster: &str) -> Result<Vec<FencedInstance>, StateError>;
 
+    // ---- epochs --------------------------------------------------------------------
+
+    /// Store a new epoch with `primary`. For a recovery it is stored once:
+    /// asked again, the same epoch comes back. `expected` (an adoption):
+    /// only if the newest epoch is still that number (`None`: no epoch yet);
+    /// otherwise nothing is written and `None` comes back.
+    fn epoch_advance(
+        &self,
+        cluster: &str,
+        primary: &str,
+        recovery_id: Option<RecoveryId>,
+        expected: Option<Option<u64>>,
+        at: i64,
+    ) -> Result<Option<Epoch>, StateError>;
+    /// The newest epoch of `cluster`.
+    fn epoch(&self, cluster: &str) -> Result<Option<Epoch>, StateError>;
+    /// The epoch recovery `id` stored, if it did.
+    fn epoch_of_recovery(&self, cluster: &str, id: RecoveryId) -> Result<Option<Epoch>, StateError>;
+
     // ---- events --------------------------------------------------------------------
 
     fn event(&self, cluster: &str, at: i64, level: &str, message: &str) -> Result<(), StateError>;

@@ -12,3 +12,4 @@ pub mod failpoint;
 pub mod http;
 pub mod recovery;
 pub mod render;
+pub mod routes;

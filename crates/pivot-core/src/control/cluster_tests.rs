@@ -18,6 +18,7 @@ fn settings(automatic: bool) -> ClusterSettings {
         detection: DetectionSettings::default(),
         automatic,
         max_instances: 16,
+        route_max_lag_s: 10,
     }
 }
 
@@ -75,8 +76,11 @@ impl Rig {
     }
 }
 
+/// The commands other than log lines and routes (tested on their own).
 fn acts(cmds: Vec<Command>) -> Vec<Command> {
-    cmds.into_iter().filter(|c| !matches!(c, Command::Log { .. })).collect()
+    cmds.into_iter()
+        .filter(|c| !matches!(c, Command::Log { .. } | Command::PublishRoutes(_) | Command::AdoptPrimary { .. }))
+        .collect()
 }
 
 fn obs_state_mut(o: &mut crate::observation::Observation) -> Option<&mut crate::observation::InstanceState> {
@@ -553,4 +557,128 @@ fn a_fence_entry_with_a_verdict_is_not_judged_again() {
         let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-10").read_only(true))));
         assert!(!cmds.iter().any(|c| matches!(c, Command::RecordFence(_))), "{status}: {cmds:?}");
     }
+}
+
+// ---- routes ------------------------------------------------------------------------
+
+fn epoch(number: u64, primary: &str, recovery_id: Option<i64>) -> crate::routes::EpochRecord {
+    crate::routes::EpochRecord { number, primary: key(primary), recovery_id, since_ms: 0 }
+}
+
+fn tables(cmds: &[Command]) -> Vec<crate::routes::RouteTable> {
+    cmds.iter().filter_map(|c| if let Command::PublishRoutes(t) = c { Some((**t).clone()) } else { None }).collect()
+}
+
+fn adoptions(cmds: &[Command]) -> Vec<(InstanceKey, Option<u64>)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::AdoptPrimary { primary, expected } => Some((primary.clone(), *expected)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Rig {
+    /// Every command of an event, log lines included.
+    fn raw(&mut self, e: Event) -> Vec<Command> {
+        self.m.handle(e, Millis(self.now))
+    }
+}
+
+#[test]
+fn the_first_healthy_primary_is_adopted_once_and_routes_follow_the_stored_epoch() {
+    let mut rig = Rig::new(true);
+    let cmds = rig.raw(Event::Tick);
+    assert_eq!(adoptions(&cmds), vec![], "asked when the primary was first seen, not again: {cmds:?}");
+    assert_eq!(rig.m.route_table().write_target(), None, "no epoch, no writes anywhere");
+    // Asked while the cluster came into view: exactly once.
+    let mut rig2 = Rig::new(true);
+    rig2.advance(10);
+    let again = rig2.raw(Event::Observed(up(R1, rig2.now, state(2, "0-1-10").replica_of(P, "0-1-10"))));
+    assert!(adoptions(&again).is_empty(), "not asked twice: {again:?}");
+    // The store answers with epoch 1: the routes point at P, reads at the replicas.
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    let t = tables(&cmds).pop().expect("a new table");
+    assert_eq!((t.epoch, t.write_target()), (1, Some(&key(P))));
+    assert_eq!(t.read_targets(), vec![key(R1), key(R2)]);
+    // Nothing new to say: no table.
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    assert!(tables(&cmds).is_empty(), "{cmds:?}");
+}
+
+#[test]
+fn a_first_view_asks_for_epoch_one() {
+    let (mut m, _) = ClusterMachine::new(settings(true), Millis(1_000));
+    let mut cmds = m.handle(Event::Store(fresh_store()), Millis(1_000));
+    let mut p = up(P, 1_000, state(1, "0-1-10").read_only(false));
+    if let Some(s) = obs_state_mut(&mut p) {
+        s.registered_replicas = vec![key(R1)];
+    }
+    cmds.extend(m.handle(Event::Observed(p), Millis(1_001)));
+    assert!(adoptions(&cmds).is_empty(), "R1 not observed yet: the view is incomplete");
+    cmds.extend(m.handle(Event::Observed(up(R1, 1_002, state(2, "0-1-10").replica_of(P, "0-1-10"))), Millis(1_002)));
+    assert_eq!(adoptions(&cmds), vec![(key(P), None)]);
+}
+
+#[test]
+fn writes_are_held_from_the_recovery_start_until_its_epoch_is_read() {
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    assert!(!rig.m.route_table().hold);
+    rig.primary_dies();
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    assert!(starts(&cmds));
+    let t = tables(&cmds).pop().expect("the hold is published");
+    assert!(t.hold && t.write_target().is_none(), "{t:?}");
+    // The store shows it running, with no epoch of its own yet: still held.
+    let running = RunningRecovery { id: 3, owner: "me".into(), ours: true, owner_gone: false };
+    rig.store(StoreView { running: Some(running.clone()), epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    assert!(rig.m.route_table().hold);
+    // Its promotion is stored (epoch 2, R1): released to R1 while it goes on.
+    let cmds = rig.raw(Event::Store(StoreView {
+        running: Some(running),
+        epoch: Some(epoch(2, R1, Some(3))),
+        ..fresh_store()
+    }));
+    let t = tables(&cmds).pop().expect("released");
+    assert_eq!((t.hold, t.epoch, t.write_target()), (false, 2, Some(&key(R1))));
+    assert!(adoptions(&cmds).is_empty(), "a running recovery's primary is never adopted");
+}
+
+#[test]
+fn a_recovery_that_ended_keeps_writes_held_until_its_epoch_is_read() {
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.primary_dies();
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    rig.raw(Event::RecoveryEnded(end));
+    let t = rig.m.route_table();
+    assert!(t.hold, "the old epoch's primary must not get writes back: {t:?}");
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R1, Some(3))), ..fresh_store() }));
+    let t = tables(&cmds).pop().expect("released");
+    assert_eq!((t.hold, t.write_target()), (false, Some(&key(R1))));
+}
+
+#[test]
+fn a_primary_promoted_outside_pivot_is_adopted_with_compare_and_set() {
+    let mut rig = Rig::new(true);
+    // The epoch names R2, but P is the healthy primary everybody follows.
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
+    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
+    // Not while the store says a recovery runs.
+    let mut rig = Rig::new(true);
+    let running = RunningRecovery { id: 5, owner: "other".into(), ours: false, owner_gone: false };
+    let cmds = rig.raw(Event::Store(StoreView {
+        running: Some(running),
+        epoch: Some(epoch(4, R2, Some(9))),
+        ..fresh_store()
+    }));
+    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
+    // Never a fenced former primary.
+    let mut rig = Rig::new(true);
+    let fenced = FenceEntry { instance: key(P), status: "read_only".into(), detail: String::new() };
+    let cmds =
+        rig.raw(Event::Store(StoreView { fenced: vec![fenced], epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
+    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
 }

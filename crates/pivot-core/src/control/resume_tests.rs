@@ -57,7 +57,7 @@ fn an_interrupted_promotion_is_checked_first_and_ended_steps_never_run_again() {
     assert_eq!((step.name().as_str(), *check_first), ("promote", true));
     assert_eq!(*seq, steps.last().unwrap().seq);
     let (_, run) = drive(m.unwrap(), cmd, &ok, false);
-    assert_eq!(steps_of(&run), ["promote", "repoint", "confirm_replicating", "fence_old_primary"]);
+    assert_eq!(steps_of(&run), ["promote", "record_epoch", "repoint", "confirm_replicating", "fence_old_primary"]);
     assert_eq!(run.finish.unwrap().status, Status::Succeeded);
 }
 
@@ -158,12 +158,12 @@ fn outcomes_and_statuses_read_back_as_written() {
         assert_eq!(Ended::parse(e.as_str()), e);
     }
     assert_eq!(Ended::parse("garbage"), Ended::Failed, "an unknown outcome counts as a failure");
-    let all = [Status::Succeeded, Status::SucceededWithErrors, Status::Aborted, Status::Interrupted];
+    let all = [Status::Succeeded, Status::SucceededWithErrors, Status::Failed, Status::Aborted, Status::Interrupted];
     let names: std::collections::BTreeSet<&str> = all.iter().map(|s| s.as_str()).collect();
-    assert_eq!(names.len(), 4);
+    assert_eq!(names.len(), 5);
     assert_eq!(Status::Succeeded.as_str(), "succeeded");
     let promoted: Vec<Status> = all.into_iter().filter(|s| s.promoted()).collect();
-    assert_eq!(promoted, vec![Status::Succeeded, Status::SucceededWithErrors]);
+    assert_eq!(promoted, vec![Status::Succeeded, Status::SucceededWithErrors, Status::Failed]);
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn settings(hooks: HookSet) -> FailoverSettings {
         semi_sync: SemiSyncPolicy::Off,
         hooks,
         lag_threshold_s: 10,
+        routes: vec![],
     }
 }
 
@@ -127,6 +128,7 @@ fn a_dead_primary_is_failed_over_in_plan_order() {
             "register_fence",
             "confirm_primary_gone",
             "promote",
+            "record_epoch",
             "repoint",
             "confirm_replicating",
             "fence_old_primary"
@@ -287,3 +289,41 @@ fn a_process_that_may_no_longer_act_parks_between_steps() {
 
 #[path = "resume_tests.rs"]
 mod resume_tests;
+
+#[test]
+fn a_required_route_that_fails_makes_the_failover_failed_an_optional_one_does_not() {
+    use crate::routes::{RouteKind, RouteSpec};
+    let fail = |kind: RouteKind| {
+        move |step: &Step| match step {
+            Step::UpdateRoute { route, .. } if *route == kind => StepEnd::new(Ended::Failed, "etcd unreachable"),
+            _ => observe_dead(step),
+        }
+    };
+    let with_routes = |required: bool| {
+        let mut s = settings(HookSet::default());
+        s.routes =
+            vec![RouteSpec { kind: RouteKind::Local, required: true }, RouteSpec { kind: RouteKind::Etcd, required }];
+        s
+    };
+    for (required, status) in [(true, Status::Failed), (false, Status::SucceededWithErrors)] {
+        let (m, cmd) = RecoveryMachine::start(key(P), dead_primary_view(), with_routes(required), automatic());
+        let (_, run) = drive(m, cmd, &fail(RouteKind::Etcd), false);
+        let f = run.finish.clone().expect("finished");
+        assert_eq!(f.status, status, "required: {required}: {}", f.summary);
+        assert!(f.status.promoted() && f.new_primary == Some(key(C)), "the promotion stands");
+        assert!(f.alert, "operators are told");
+        assert_eq!(
+            f.summary.contains("clients may not reach the new primary"),
+            required,
+            "only a required route says so: {}",
+            f.summary
+        );
+        let ran = steps_of(&run);
+        let at = ran.iter().position(|s| *s == "promote").unwrap();
+        assert_eq!(ran[at..at + 4], ["promote", "record_epoch", "route_local", "route_etcd"]);
+        assert!(ran.contains(&"fence_old_primary"), "the plan goes on after a failed route: {ran:?}");
+    }
+    let (m, cmd) = RecoveryMachine::start(key(P), dead_primary_view(), with_routes(true), automatic());
+    let (_, run) = drive(m, cmd, &observe_dead, false);
+    assert_eq!(run.finish.unwrap().status, Status::Succeeded);
+}

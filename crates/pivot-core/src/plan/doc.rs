@@ -8,7 +8,9 @@ use crate::instance::InstanceKey;
 use serde::{Deserialize, Serialize};
 
 /// The version of the plan document this pivot writes and reads.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
+/// Older versions this pivot still reads (their steps are a subset).
+const READS_VERSIONS: [u32; 2] = [2, 3];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,11 +82,12 @@ impl PlanDoc {
         }
         let v: Version = serde_json::from_str(text).map_err(|e| format!("not a plan document: {e}"))?;
         match v.version {
-            Some(PLAN_VERSION) => {}
-            Some(other) => return Err(format!("plan version {other}; this pivot reads version {PLAN_VERSION}")),
+            Some(v) if READS_VERSIONS.contains(&v) => {}
+            Some(other) => return Err(format!("plan version {other}; this pivot reads versions {READS_VERSIONS:?}")),
             None => return Err(format!("a plan without a version (written before version {PLAN_VERSION})")),
         }
-        let doc: PlanDoc = serde_json::from_str(text).map_err(|e| format!("plan version {PLAN_VERSION}: {e}"))?;
+        let doc: PlanDoc =
+            serde_json::from_str(text).map_err(|e| format!("plan version {}: {e}", v.version.unwrap_or(0)))?;
         doc.check()?;
         Ok(doc)
     }
@@ -109,6 +112,18 @@ impl PlanDoc {
             }
             if let Some(late) = self.steps[p + 1..].iter().find(|s| s.vetoes) {
                 return Err(format!("{} after the promotion declares a veto", late.step.name()));
+            }
+        }
+        // Routes follow the stored epoch of a promotion, never precede it.
+        let epoch = self.steps.iter().position(|s| matches!(s.step, Step::RecordEpoch { .. }));
+        if let Some(e) = epoch {
+            if promotes.first().is_none_or(|p| *p > e) {
+                return Err("the epoch is stored before the promotion".into());
+            }
+        }
+        if let Some(r) = self.steps.iter().position(|s| matches!(s.step, Step::UpdateRoute { .. })) {
+            if epoch.is_none_or(|e| e > r) {
+                return Err("a route is updated before the new epoch is stored".into());
             }
         }
         for s in &self.steps {

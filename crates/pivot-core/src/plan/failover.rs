@@ -4,6 +4,7 @@ use super::doc::{PlanDoc, PlanKind};
 use super::step::{HookPoint, Step};
 use crate::candidate::Choice;
 use crate::instance::InstanceKey;
+use crate::routes::RouteSpec;
 use serde::{Deserialize, Serialize};
 
 /// Which hooks are configured.
@@ -49,19 +50,23 @@ fn restore(failed: &InstanceKey, replicas: Vec<InstanceKey>, candidate: Option<I
 ///    first) made sure to still not answer, and the candidate is promoted
 ///    (with semi-sync, replicas attach first so the first write is
 ///    acknowledged at once);
-/// 4. MHA `--command=start`, replicas repointed and confirmed, the old
+/// 4. the new epoch stored and every route updated from it;
+/// 5. MHA `--command=start`, replicas repointed and confirmed, the old
 ///    primary fenced if reachable, the post-failover hook.
 pub fn extend_failover(doc: &mut PlanDoc, choice: Choice, semi_sync: bool, hooks: HookSet) {
-    extend_failover_fenced(doc, choice, semi_sync, hooks, false)
+    extend_failover_fenced(doc, choice, semi_sync, hooks, &[], false)
 }
 
-/// As [`extend_failover`]; `candidate_fenced`: the candidate is on the fence
-/// list (a former primary that rejoined) and leaves it before it is promoted.
+/// As [`extend_failover`], with `routes` to update right after the promotion
+/// (its epoch stored first); `candidate_fenced`: the candidate is on the
+/// fence list (a former primary that rejoined) and leaves it before it is
+/// promoted.
 pub fn extend_failover_fenced(
     doc: &mut PlanDoc,
     choice: Choice,
     semi_sync: bool,
     hooks: HookSet,
+    routes: &[RouteSpec],
     candidate_fenced: bool,
 ) {
     // Semi-sync with nobody to acknowledge would make every write wait.
@@ -115,6 +120,11 @@ pub fn extend_failover_fenced(
         Step::Promote { instance: candidate.clone(), semi_sync },
         vec![restore(&failed, vec![candidate.clone()], Some(candidate.clone()))],
     );
+    // Clients move as soon as the new primary is writable and its epoch stored.
+    doc.push(Step::RecordEpoch { primary: candidate.clone() }, vec![]);
+    for r in routes {
+        doc.push(Step::UpdateRoute { route: r.kind, primary: candidate.clone(), required: r.required }, vec![]);
+    }
     if hooks.mha {
         doc.push(Step::Hook { point: HookPoint::MhaStart }, vec![]);
     }

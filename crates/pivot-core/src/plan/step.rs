@@ -4,6 +4,7 @@
 
 use crate::gtid::GtidSet;
 use crate::instance::InstanceKey;
+use crate::routes::RouteKind;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,6 +99,20 @@ pub enum Step {
         instance: InstanceKey,
         semi_sync: bool,
     },
+    /// Store the promotion as the cluster's new epoch (idempotent per
+    /// recovery): every route is set from it, and none goes back to an
+    /// older one.
+    RecordEpoch {
+        primary: InstanceKey,
+    },
+    /// Send clients to the new primary through one route, retried within a
+    /// bound. A `required` route that could not be updated makes the
+    /// failover "failed": the primary is new but clients may not reach it.
+    UpdateRoute {
+        route: RouteKind,
+        primary: InstanceKey,
+        required: bool,
+    },
     Repoint {
         instances: Vec<InstanceKey>,
         to: InstanceKey,
@@ -151,6 +166,8 @@ impl Step {
             Step::ClearFence { .. } => "clear_fence".into(),
             Step::ConfirmPrimaryGone { .. } => "confirm_primary_gone".into(),
             Step::Promote { .. } => "promote".into(),
+            Step::RecordEpoch { .. } => "record_epoch".into(),
+            Step::UpdateRoute { route, .. } => format!("route_{}", route.as_str()),
             Step::Repoint { .. } => "repoint".into(),
             Step::ConfirmReplicating { .. } => "confirm_replicating".into(),
             Step::FenceOldPrimary { .. } => "fence_old_primary".into(),
@@ -190,6 +207,12 @@ impl Step {
                 "promote {instance}: stop and reset replication{}, make it writable",
                 if *semi_sync { ", semi-sync primary side on" } else { "" }
             ),
+            Step::RecordEpoch { primary } => format!("store a new epoch with {primary} as the primary"),
+            Step::UpdateRoute { route, primary, required } => format!(
+                "send {} clients to {primary} ({})",
+                route.as_str(),
+                if *required { "required" } else { "optional" }
+            ),
             Step::Repoint { instances, to } => format!("repoint {} to {to}", list(instances)),
             Step::ConfirmReplicating { instances, source } => {
                 format!("confirm {} replicate from {source}", list(instances))
@@ -223,7 +246,9 @@ impl Step {
             | Step::ClearFence { .. }
             | Step::ConfirmPrimaryGone { .. }
             | Step::Promote { .. } => true,
-            Step::Repoint { .. }
+            Step::RecordEpoch { .. }
+            | Step::UpdateRoute { .. }
+            | Step::Repoint { .. }
             | Step::ConfirmReplicating { .. }
             | Step::FenceOldPrimary { .. }
             | Step::RestoreReplication { .. }

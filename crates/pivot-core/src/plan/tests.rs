@@ -47,6 +47,7 @@ fn plain_plan_freezes_observes_applies_fences_durably_then_promotes_then_repoint
             "register_fence",
             "confirm_primary_gone",
             "promote",
+            "record_epoch",
             "repoint",
             "confirm_replicating",
             "fence_old_primary"
@@ -69,6 +70,7 @@ fn with_semi_sync_replicas_attach_before_writes_open() {
             "repoint",
             "confirm_primary_gone",
             "promote",
+            "record_epoch",
             "confirm_replicating",
             "fence_old_primary"
         ]
@@ -76,7 +78,14 @@ fn with_semi_sync_replicas_attach_before_writes_open() {
     let alone = plan(false, &[], true, HookSet::default(), false);
     assert_eq!(
         names(&alone)[2..],
-        ["wait_relay_applied", "register_fence", "confirm_primary_gone", "promote", "fence_old_primary"]
+        [
+            "wait_relay_applied",
+            "register_fence",
+            "confirm_primary_gone",
+            "promote",
+            "record_epoch",
+            "fence_old_primary"
+        ]
     );
 }
 
@@ -97,6 +106,7 @@ fn catch_up_waits_for_the_source_first_and_hooks_sit_where_mha_puts_them() {
             "catch_up",
             "register_fence",
             "promote",
+            "record_epoch",
             "hook_mha_start",
             "fence_old_primary",
             "hook_post_failover"
@@ -169,7 +179,9 @@ fn stored_plans_round_trip_and_unreadable_ones_say_why() {
     assert_eq!(PlanDoc::from_json(&p.to_json()).unwrap(), p);
     let old = r#"{"first_seq":3,"force":false,"plan":{"steps":[]}}"#;
     assert!(PlanDoc::from_json(old).unwrap_err().contains("without a version"));
-    let newer = p.to_json().replace("\"version\":2", "\"version\":9");
+    let v2 = p.to_json().replace("\"version\":3", "\"version\":2");
+    assert_eq!(PlanDoc::from_json(&v2).unwrap().version, 2, "plans of version 2 are still read");
+    let newer = p.to_json().replace("\"version\":3", "\"version\":9");
     assert!(PlanDoc::from_json(&newer).unwrap_err().contains("plan version 9"));
     assert!(PlanDoc::from_json("{").unwrap_err().contains("not a plan document"));
     let mut bad = p.clone();
@@ -202,6 +214,36 @@ fn check_names_each_broken_rule() {
     assert_eq!(after_undo.check(), Ok(()));
     after_undo.push(Step::WaitRelayApplied { instance: key(C) }, vec![]);
     assert!(after_undo.check().unwrap_err().contains("after the plan was abandoned"));
+}
+
+#[test]
+fn routes_follow_the_stored_epoch_right_after_the_promotion() {
+    use crate::routes::{RouteKind, RouteSpec};
+    let mut doc = failover_prelude(&key(P), &[key(C), key(R)], &[key(C), key(R)], false, false);
+    let routes =
+        [RouteSpec { kind: RouteKind::Local, required: true }, RouteSpec { kind: RouteKind::Etcd, required: false }];
+    extend_failover_fenced(&mut doc, choice(false, &[R]), false, HookSet::default(), &routes, false);
+    let names: Vec<String> = doc.steps.iter().map(|s| s.step.name()).collect();
+    let at = names.iter().position(|n| n == "promote").unwrap();
+    assert_eq!(names[at..at + 5], ["promote", "record_epoch", "route_local", "route_etcd", "repoint"]);
+    let required: Vec<bool> = doc
+        .steps
+        .iter()
+        .filter_map(|s| if let Step::UpdateRoute { required, .. } = s.step { Some(required) } else { None })
+        .collect();
+    assert_eq!(required, vec![true, false]);
+    assert!(doc.steps[at + 1..at + 4].iter().all(|s| !s.vetoes), "nothing after the promotion vetoes");
+    assert_eq!(doc.check(), Ok(()));
+    // A route before its epoch, or an epoch before the promotion, is refused.
+    let mut early = doc.clone();
+    early.steps.swap(at + 1, at + 2);
+    assert!(early.check().unwrap_err().contains("before the new epoch is stored"), "{:?}", early.check());
+    let mut no_epoch = doc.clone();
+    no_epoch.steps.remove(at + 1);
+    assert!(no_epoch.check().unwrap_err().contains("before the new epoch is stored"));
+    let mut epoch_first = doc.clone();
+    epoch_first.steps.swap(at, at + 1);
+    assert!(epoch_first.check().unwrap_err().contains("epoch is stored before the promotion"));
 }
 
 /// Simulator finding F5: semi-sync on a new primary nobody follows would
@@ -259,7 +301,7 @@ fn an_edited_plan_is_refused() {
 fn a_fenced_candidate_leaves_the_fence_list_before_it_is_promoted() {
     let replicas: Vec<InstanceKey> = [C, R].iter().map(|k| key(k)).collect();
     let mut doc = failover_prelude(&key(P), &replicas, &replicas, false, false);
-    extend_failover_fenced(&mut doc, choice(false, &[R]), false, HookSet::default(), true);
+    extend_failover_fenced(&mut doc, choice(false, &[R]), false, HookSet::default(), &[], true);
     let at = doc.promote_index().unwrap();
     let clear = doc.steps.iter().position(|s| s.step == Step::ClearFence { instance: key(C) }).unwrap();
     assert!(clear < at && doc.steps[clear].vetoes);

@@ -81,6 +81,8 @@ pub struct Pivot {
     queue: VecDeque<Command>,
     /// Set when a fault kills this process at a command boundary.
     pub killed: bool,
+    /// This process's route table (its hub): never an older epoch.
+    routes: pivot_core::routes::RouteTable,
 }
 
 impl Pivot {
@@ -93,6 +95,7 @@ impl Pivot {
             detection: w.cfg.detection.clone(),
             automatic: true,
             max_instances: MAX_INSTANCES,
+            route_max_lag_s: w.cfg.detection.lag_threshold_s,
         };
         let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
@@ -107,6 +110,7 @@ impl Pivot {
             fences: Vec::new(),
             queue: first.into(),
             killed: false,
+            routes: pivot_core::routes::RouteTable::default(),
         };
         p.perform_queued(w);
         p
@@ -234,6 +238,21 @@ impl Pivot {
                     self.queue.extend(more);
                 }
             }
+            Command::PublishRoutes(table) => {
+                if table.supersedes(&self.routes) {
+                    self.routes = *table;
+                    crate::invariants::on_routes(w, &self.routes);
+                }
+            }
+            Command::AdoptPrimary { primary, expected } => {
+                let (now, wall) = (w.now, w.wall());
+                match w.store.epoch_adopt(now, &primary, expected, wall) {
+                    Ok(Some(n)) => w.log(format!("pivot #{me}: epoch {n}: {primary} adopted")),
+                    Ok(None) => w.log(format!("pivot #{me}: epoch moved: {primary} not adopted")),
+                    Err(e) => w.log(format!("pivot #{me}: cannot store the epoch of {primary}: {e}")),
+                }
+                return Some(Event::Store(self.read_store(w)));
+            }
             Command::Alert { text, .. } => w.alert(text),
             Command::Log { level, text } => {
                 let level = match level {
@@ -271,7 +290,7 @@ impl Pivot {
             .iter()
             .map(|f| FenceEntry { instance: f.instance.clone(), status: f.status.clone(), detail: f.detail.clone() })
             .collect();
-        StoreView { running, block, fenced, problem: None, file_ok: true }
+        StoreView { running, block, fenced, problem: None, file_ok: true, epoch: w.store.current_epoch().cloned() }
     }
 
     // ---- recoveries ----------------------------------------------------------------

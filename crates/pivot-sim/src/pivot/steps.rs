@@ -121,6 +121,15 @@ impl StepRun {
                     agg: Agg::Single { prefix: "" },
                 }
             }
+            Step::RecordEpoch { primary } => {
+                let wall = w.now as i64;
+                Kind::Now(match w.store.epoch_advance(w.now, primary, Some(ctx.recovery), wall) {
+                    Ok(n) => end(Ended::Ok, format!("epoch {n}")),
+                    Err(e) => end(Ended::Failed, e),
+                })
+            }
+            // Routes are not modelled yet: clients find the writable server themselves.
+            Step::UpdateRoute { .. } => Kind::Now(end(Ended::Ok, "")),
             Step::Repoint { instances, to } => {
                 let to_i = idx(w, to);
                 Kind::Ops {

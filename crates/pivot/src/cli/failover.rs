@@ -29,7 +29,8 @@ pub async fn run(config_path: &Path, cluster: &str, to: Option<InstanceKey>, for
             analysis.signal
         ));
     }
-    let env = RecoveryEnv { cluster: Arc::new(c.clone()), state, owner: owner::this_process("pivot failover") };
+    let env =
+        RecoveryEnv { cluster: Arc::new(c.clone()), state, owner: owner::this_process("pivot failover"), routes: None };
     // Ctrl-C or SIGTERM: the recovery parks at the next step boundary (its
     // lease released) instead of dying mid-way; whoever may act resumes it.
     let stop = StopFlag::default();

@@ -8,6 +8,7 @@ mod prober;
 use crate::config::Config;
 use crate::http::{self, ClusterHandle};
 use crate::recovery::{owner, RecoveryEnv};
+use crate::routes::RouteHub;
 use monitor::Monitor;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
@@ -28,9 +29,15 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let mut tasks = tokio::task::JoinSet::new();
     let mut names = std::collections::HashMap::new();
     for cluster in &config.clusters {
-        let env = RecoveryEnv { cluster: Arc::new(cluster.clone()), state: state.clone(), owner: owner.clone() };
+        let routes = RouteHub::new();
+        let env = RecoveryEnv {
+            cluster: Arc::new(cluster.clone()),
+            state: state.clone(),
+            owner: owner.clone(),
+            routes: Some(routes.clone()),
+        };
         let (monitor, snapshots) = Monitor::new(env, limit.clone());
-        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots });
+        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes });
         let task = tasks.spawn(monitor.run(stop_rx.clone()));
         names.insert(task.id(), cluster.name.clone());
     }

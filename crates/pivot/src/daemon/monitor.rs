@@ -17,6 +17,7 @@ use pivot_core::control::cluster::{
     BlockInfo, ClusterMachine, ClusterSettings, Command, Event, FenceEntry, FenceResult, Level, RecoveryEnd,
     RunningRecovery, StoreView,
 };
+use pivot_core::routes::EpochRecord;
 use pivot_core::{InstanceKey, Observation};
 use pivot_state::{FencedInstance, StateStore};
 use std::collections::{BTreeMap, VecDeque};
@@ -84,6 +85,7 @@ impl Monitor {
             detection: cfg.detection.clone(),
             automatic: cfg.failover.automatic,
             max_instances: cfg.max_instances,
+            route_max_lag_s: cfg.detection.lag_threshold_s,
         };
         let (machine, first) = ClusterMachine::new(settings, clock::now());
         let snap = snapshot(&cfg.name, machine.view(), machine.analysis());
@@ -260,6 +262,20 @@ impl Monitor {
                     self.queue.extend(more);
                 }
             }
+            Command::PublishRoutes(table) => {
+                if let Some(hub) = &self.env.routes {
+                    hub.offer(*table);
+                }
+            }
+            Command::AdoptPrimary { primary, expected } => {
+                let key = primary.to_string();
+                match self.store(|s| s.epoch_advance(&cluster, &key, None, Some(expected), clock::wall_ms())) {
+                    Ok(Some(e)) => tracing::info!(%cluster, "epoch {}: {} is the primary", e.number, e.primary),
+                    Ok(None) => tracing::info!(%cluster, "the epoch changed meanwhile: {primary} not adopted"),
+                    Err(e) => tracing::error!(%cluster, "cannot store the epoch of {primary}: {e}"),
+                }
+                return Some(Event::Store(self.read_store()));
+            }
             Command::Alert { text, code, primary } => self.alerts.send(&text, code, primary),
             Command::Log { level, text } => match level {
                 Level::Info => tracing::info!(%cluster, "{text}"),
@@ -338,8 +354,22 @@ impl Monitor {
                     Vec::new()
                 }
             };
+            let epoch = match s.epoch(&name) {
+                Ok(e) => e.and_then(|e| {
+                    Some(EpochRecord {
+                        number: e.number,
+                        primary: e.primary.parse().ok()?,
+                        recovery_id: e.recovery_id,
+                        since_ms: e.since,
+                    })
+                }),
+                Err(e) => {
+                    problems.push(format!("cannot read the epoch: {e}"));
+                    None
+                }
+            };
             let problem = (!problems.is_empty()).then(|| problems.join("; "));
-            StoreView { running, block, fenced, problem, file_ok }
+            StoreView { running, block, fenced, problem, file_ok, epoch }
         })
     }
 

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 pub struct ClusterHandle {
     pub name: String,
     pub snapshots: watch::Receiver<Arc<ClusterSnapshot>>,
+    /// The cluster's route table (health checks follow it).
+    pub routes: crate::routes::RouteHub,
 }
 
 #[derive(Clone)]

@@ -131,6 +131,7 @@ pub fn status_of(s: Status) -> RecoveryStatus {
     match s {
         Status::Succeeded => RecoveryStatus::Succeeded,
         Status::SucceededWithErrors => RecoveryStatus::SucceededWithErrors,
+        Status::Failed => RecoveryStatus::Failed,
         Status::Aborted => RecoveryStatus::Aborted,
         Status::Interrupted => RecoveryStatus::Interrupted,
     }

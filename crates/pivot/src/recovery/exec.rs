@@ -165,6 +165,17 @@ impl Performer {
                     Err(e) => end(Ended::Failed, e.to_string()),
                 }
             }
+            Step::RecordEpoch { primary } => {
+                let (cluster, p, id) = (self.env.cluster.name.clone(), primary.to_string(), self.id);
+                match blocking(&self.env, move |s| s.epoch_advance(&cluster, &p, Some(id), None, clock::wall_ms()))
+                    .await
+                {
+                    Ok(Some(e)) => end(Ended::Ok, format!("epoch {}", e.number)),
+                    Ok(None) => end(Ended::Failed, "the epoch was not stored"),
+                    Err(e) => end(Ended::Failed, e),
+                }
+            }
+            Step::UpdateRoute { route, primary, .. } => super::route_step::perform(self, *route, primary).await,
             Step::Repoint { instances, to } => {
                 let to2 = to.clone();
                 let results = on_each(instances, &creds, timeout, move |mut s| {

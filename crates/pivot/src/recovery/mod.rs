@@ -17,11 +17,13 @@ pub mod fence_watch;
 pub mod hooks;
 pub mod owner;
 pub mod resume;
+mod route_step;
 
 use crate::config::{ClusterConfig, SemiSyncPolicy as ConfigSemiSync};
 use pivot_core::candidate::PromotionRules;
 use pivot_core::control::{FailoverSettings, SemiSyncPolicy};
 use pivot_core::plan::HookSet;
+use pivot_core::routes::{RouteKind, RouteSpec};
 use pivot_core::InstanceKey;
 use pivot_state::{RecoveryId, RecoveryStatus, StateStore};
 use serde::Serialize;
@@ -34,6 +36,8 @@ pub struct RecoveryEnv {
     pub state: Arc<dyn StateStore>,
     /// Who runs it (unique per process start), recorded with its lease.
     pub owner: String,
+    /// This process's routes of the cluster (`pivot run`); `None` in the CLI.
+    pub routes: Option<crate::routes::RouteHub>,
 }
 
 /// Run a state-store call off the async runtime's threads.
@@ -115,5 +119,6 @@ pub fn settings(c: &ClusterConfig) -> FailoverSettings {
             post_unsuccessful_failover: c.hooks.post_unsuccessful_failover.is_some(),
         },
         lag_threshold_s: c.detection.lag_threshold_s,
+        routes: vec![RouteSpec { kind: RouteKind::Local, required: false }],
     }
 }

@@ -5,6 +5,7 @@ use crate::analysis::{ClusterAnalysis, Code, DetectionSettings};
 use crate::gtid::GtidSet;
 use crate::instance::InstanceKey;
 use crate::observation::Observation;
+use crate::routes::{EpochRecord, RouteTable};
 use crate::time::Millis;
 use crate::view::ClusterView;
 
@@ -15,6 +16,8 @@ pub struct ClusterSettings {
     pub detection: DetectionSettings,
     pub automatic: bool,
     pub max_instances: usize,
+    /// Replicas lagging more leave the read routes.
+    pub route_max_lag_s: u64,
 }
 
 /// A recovery the state store says is running.
@@ -57,6 +60,8 @@ pub struct StoreView {
     /// The file is the one opened (not deleted or replaced): the fence list
     /// read from it is the truth; otherwise the list in memory is kept.
     pub file_ok: bool,
+    /// The newest epoch.
+    pub epoch: Option<EpochRecord>,
 }
 
 /// How a recovery task ended.
@@ -151,6 +156,17 @@ pub enum Command {
     /// fenced former primary (lost at a failover, back since): its
     /// acknowledgements must not let that former primary acknowledge writes.
     DetachReplica(InstanceKey),
+    /// Every route of this process (proxy, DNS, health checks) follows this
+    /// table from now on; the shell never lets an older epoch replace a newer.
+    PublishRoutes(Box<RouteTable>),
+    /// Store a new epoch with `primary`, a healthy primary no recovery put
+    /// in place (the first one pivot sees, or one an operator promoted by
+    /// hand): only if the newest epoch is still `expected`. Answered with a
+    /// store read.
+    AdoptPrimary {
+        primary: InstanceKey,
+        expected: Option<u64>,
+    },
     /// Add (or replace) an entry of the fence list.
     RecordFence(FenceEntry),
     /// Raise an alert (logged, recorded, the alert hook).

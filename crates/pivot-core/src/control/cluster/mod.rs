@@ -17,6 +17,7 @@
 
 mod fencing;
 mod io;
+mod routing;
 
 pub use io::*;
 
@@ -84,6 +85,13 @@ pub struct ClusterMachine {
     raised: VecDeque<String>,
     may_act: bool,
     now: Millis,
+    /// The table last handed to the shell's routes.
+    routes: Option<crate::routes::RouteTable>,
+    /// A recovery promoted this instance; its epoch is not read yet: writes
+    /// stay held meanwhile.
+    awaiting_epoch: Option<InstanceKey>,
+    /// The adoption last asked for (primary, expected epoch), asked once.
+    adoption_asked: Option<(InstanceKey, Option<u64>)>,
 }
 
 impl ClusterMachine {
@@ -116,6 +124,9 @@ impl ClusterMachine {
             raised: VecDeque::new(),
             may_act: true,
             now,
+            routes: None,
+            awaiting_epoch: None,
+            adoption_asked: None,
         };
         let mut out = vec![Command::ReadStore];
         for seed in m.settings.seeds.clone() {
@@ -199,6 +210,7 @@ impl ClusterMachine {
             }
             Event::MayAct(may) => self.may_act = may,
         }
+        self.route(&mut out);
         out
     }
 
@@ -340,6 +352,10 @@ impl ClusterMachine {
         match end {
             RecoveryEnd::Ended { id, new_primary, parked, alert, unrecorded } => {
                 if let Some(p) = &new_primary {
+                    // Writes stay held until its epoch is read.
+                    if self.store.epoch.as_ref().is_none_or(|e| e.primary != *p) {
+                        self.awaiting_epoch = Some(p.clone());
+                    }
                     // It leaves the fence list (its `clear_fence` step wrote
                     // that; the memory must not wait for the next read).
                     self.fenced.remove(p);

@@ -34,6 +34,8 @@ pub struct FailoverSettings {
     pub semi_sync: SemiSyncPolicy,
     pub hooks: HookSet,
     pub lag_threshold_s: u64,
+    /// Routes a promotion updates, in this order.
+    pub routes: Vec<crate::routes::RouteSpec>,
 }
 
 /// Who asked for the failover.
@@ -54,6 +56,9 @@ pub enum Status {
     Succeeded,
     /// Promoted, but something after the promotion failed.
     SucceededWithErrors,
+    /// Promoted, but a required route could not be updated: clients may
+    /// not reach the new primary.
+    Failed,
     /// Refused or abandoned before the promotion; what was done was undone.
     Aborted,
     /// Stopped without a plan pivot can follow: left for an operator.
@@ -65,13 +70,14 @@ impl Status {
         match self {
             Status::Succeeded => "succeeded",
             Status::SucceededWithErrors => "succeeded_with_errors",
+            Status::Failed => "failed",
             Status::Aborted => "aborted",
             Status::Interrupted => "interrupted",
         }
     }
 
     pub fn promoted(self) -> bool {
-        matches!(self, Status::Succeeded | Status::SucceededWithErrors)
+        matches!(self, Status::Succeeded | Status::SucceededWithErrors | Status::Failed)
     }
 }
 
@@ -358,7 +364,7 @@ impl RecoveryMachine {
             },
         };
         let fenced = self.view.fenced.contains(&choice.candidate);
-        extend_failover_fenced(&mut self.doc, choice, semi_sync, self.settings.hooks, fenced);
+        extend_failover_fenced(&mut self.doc, choice, semi_sync, self.settings.hooks, &self.settings.routes, fenced);
         self.ends.resize(self.doc.steps.len(), None);
         Command::RecordPlan(self.doc.clone())
     }
@@ -463,7 +469,17 @@ impl RecoveryMachine {
         if self.resumed {
             summary = format!("resumed after a pivot restart; {summary}");
         }
-        let status = if self.errors.is_empty() { Status::Succeeded } else { Status::SucceededWithErrors };
+        let route_failed = self.doc.steps.iter().zip(&self.ends).any(|(s, e)| {
+            matches!(s.step, Step::UpdateRoute { required: true, .. }) && e.is_some_and(|e| !e.succeeded())
+        });
+        let status = if route_failed {
+            summary.push_str("; a required route was not updated: clients may not reach the new primary");
+            Status::Failed
+        } else if self.errors.is_empty() {
+            Status::Succeeded
+        } else {
+            Status::SucceededWithErrors
+        };
         Command::Finish(Finish {
             status,
             summary,

@@ -1,0 +1,86 @@
+//! The cluster machine's routes: the table every route of this process
+//! follows, and the adoption of a primary no recovery put in place.
+
+use super::*;
+use crate::routes::RouteTable;
+
+/// Verdicts under which the analysis' primary may be adopted as the
+/// epoch's primary: it answers, writable, and is the only one.
+const ADOPTABLE: [Code; 2] = [Code::Healthy, Code::AllReplicasNotReplicating];
+
+impl ClusterMachine {
+    /// The table the routes follow now.
+    pub fn route_table(&self) -> RouteTable {
+        RouteTable::derive(self.store.epoch.as_ref(), &self.view, self.holding(), self.settings.route_max_lag_s)
+    }
+
+    /// New write connections wait: a recovery runs and its promotion is not
+    /// stored as an epoch yet (or was, but not read yet).
+    fn holding(&self) -> bool {
+        if let Some(p) = &self.awaiting_epoch {
+            return self.store.epoch.as_ref().is_none_or(|e| e.primary != *p);
+        }
+        let stored = self.store.running.as_ref().filter(|r| self.unrecorded != Some(r.id)).map(|r| r.id);
+        let running = match self.task {
+            // Its id comes with the next store read.
+            RecoveryTask::Running { id } => Some(id.or(stored)),
+            RecoveryTask::Idle => self.pending_resume.or(stored).map(Some),
+        };
+        match running {
+            None => false,
+            // Its promotion is stored: the routes follow the new primary.
+            Some(Some(id)) => self.store.epoch.as_ref().is_none_or(|e| e.recovery_id != Some(id)),
+            Some(None) => true,
+        }
+    }
+
+    /// Hand the shell a new table when it changed; adopt a primary nobody
+    /// recovered to.
+    pub(super) fn route(&mut self, out: &mut Vec<Command>) {
+        if self.awaiting_epoch.as_ref().is_some_and(|p| self.store.epoch.as_ref().is_some_and(|e| e.primary == *p)) {
+            self.awaiting_epoch = None;
+        }
+        self.adopt(out);
+        let table = self.route_table();
+        if self.routes.as_ref() != Some(&table) {
+            self.routes = Some(table.clone());
+            out.push(Command::PublishRoutes(Box::new(table)));
+        }
+    }
+
+    fn adopt(&mut self, out: &mut Vec<Command>) {
+        if self.task != RecoveryTask::Idle
+            || self.pending_resume.is_some()
+            || self.store.running.is_some()
+            || self.store_read_at.is_none()
+            || !self.store.file_ok
+            || !ADOPTABLE.contains(&self.analysis.code)
+        {
+            return;
+        }
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        let writable = self.view.get(&primary).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
+        if !writable || self.fenced.contains_key(&primary) {
+            return;
+        }
+        let expected = self.store.epoch.as_ref().map(|e| e.number);
+        if self.store.epoch.as_ref().is_some_and(|e| e.primary == primary) {
+            return;
+        }
+        let ask = (primary.clone(), expected);
+        if self.adoption_asked.as_ref() == Some(&ask) {
+            return;
+        }
+        self.adoption_asked = Some(ask);
+        let text = match &self.store.epoch {
+            None => format!("epoch 1: {primary} is the primary (the first pivot sees)"),
+            Some(e) => format!(
+                "{primary} is the healthy primary but epoch {} names {}: storing a new epoch for it (promoted \
+                 outside pivot?)",
+                e.number, e.primary
+            ),
+        };
+        out.push(Command::Log { level: if expected.is_none() { Level::Info } else { Level::Warn }, text });
+        out.push(Command::AdoptPrimary { primary, expected });
+    }
+}

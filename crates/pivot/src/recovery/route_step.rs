@@ -1,0 +1,56 @@
+//! Performing a `route_*` step: clients are sent to the new primary, from
+//! the epoch this recovery stored.
+
+use super::blocking;
+use super::exec::Performer;
+use pivot_core::control::{Ended, StepEnd};
+use pivot_core::routes::{EpochRecord, RouteKind};
+use pivot_core::InstanceKey;
+
+pub async fn perform(p: &mut Performer, route: RouteKind, primary: &InstanceKey) -> StepEnd {
+    let epoch = match stored_epoch(p).await {
+        Ok(e) => e,
+        Err(e) => return StepEnd::new(Ended::Failed, e),
+    };
+    if epoch.primary != *primary {
+        return StepEnd::new(
+            Ended::Failed,
+            format!("the epoch of this recovery names {}, not {primary}: routes left alone", epoch.primary),
+        );
+    }
+    match route {
+        RouteKind::Local => local(p, &epoch),
+        other => StepEnd::new(
+            Ended::Failed,
+            format!("the {} route is not available in this pivot: remove it from the configuration", other.as_str()),
+        ),
+    }
+}
+
+async fn stored_epoch(p: &Performer) -> Result<EpochRecord, String> {
+    let (cluster, id) = (p.env.cluster.name.clone(), p.id);
+    let e = blocking(&p.env, move |s| s.epoch_of_recovery(&cluster, id))
+        .await?
+        .ok_or("this recovery stored no epoch: no route may follow it")?;
+    let primary = e.primary.parse().map_err(|err| format!("stored epoch {} names `{}`: {err}", e.number, e.primary))?;
+    Ok(EpochRecord { number: e.number, primary, recovery_id: e.recovery_id, since_ms: e.since })
+}
+
+/// This process's proxy, DNS answers and health checks.
+fn local(p: &Performer, epoch: &EpochRecord) -> StepEnd {
+    let Some(hub) = &p.env.routes else {
+        return StepEnd::new(
+            Ended::Skipped,
+            "no routes in this process: a running `pivot run` follows the new epoch from the state file within a second",
+        );
+    };
+    let current = hub.current();
+    let table = current.after_promotion(epoch, p.data.failed_primary.as_ref());
+    if hub.offer(table) {
+        StepEnd::new(Ended::Ok, format!("epoch {}: writes go to {}", epoch.number, epoch.primary))
+    } else if hub.current().epoch >= epoch.number {
+        StepEnd::new(Ended::Ok, format!("already at epoch {} or newer", epoch.number))
+    } else {
+        StepEnd::new(Ended::Failed, "the route table refused the new epoch")
+    }
+}

@@ -1,0 +1,74 @@
+//! One cluster's current route table, shared by everything that routes
+//! clients. Two publishers (the monitor, a recovery's route step) and never
+//! a step back: a table of an older epoch than the current one is refused.
+
+use pivot_core::routes::RouteTable;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct RouteHub {
+    tx: Arc<watch::Sender<Arc<RouteTable>>>,
+}
+
+impl Default for RouteHub {
+    fn default() -> Self {
+        RouteHub::new()
+    }
+}
+
+impl RouteHub {
+    /// A hub with no epoch: nothing is routed until one is published.
+    pub fn new() -> RouteHub {
+        RouteHub { tx: Arc::new(watch::channel(Arc::new(RouteTable::default())).0) }
+    }
+
+    /// Publish `table` unless it would move the routes back to an older
+    /// epoch. Returns whether it was taken.
+    pub fn offer(&self, table: RouteTable) -> bool {
+        let mut taken = false;
+        self.tx.send_if_modified(|current| {
+            if !table.supersedes(current) || **current == table {
+                return false;
+            }
+            *current = Arc::new(table);
+            taken = true;
+            true
+        });
+        taken
+    }
+
+    pub fn current(&self) -> Arc<RouteTable> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<RouteTable>> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pivot_core::routes::EpochRecord;
+
+    fn table(epoch: u64, primary: &str, hold: bool) -> RouteTable {
+        let e = EpochRecord { number: epoch, primary: primary.parse().unwrap(), recovery_id: None, since_ms: 0 };
+        RouteTable::derive(Some(&e), &pivot_core::ClusterView::default(), hold, 10)
+    }
+
+    #[test]
+    fn an_older_epoch_never_replaces_a_newer_one() {
+        let hub = RouteHub::new();
+        let mut rx = hub.subscribe();
+        assert!(hub.offer(table(2, "a:1", false)));
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        assert!(!hub.offer(table(1, "b:1", false)), "older epoch refused");
+        assert!(!hub.offer(table(2, "a:1", false)), "the same table is no change");
+        assert!(!rx.has_changed().unwrap());
+        assert!(hub.offer(table(2, "a:1", true)), "the same epoch may change (hold, health)");
+        assert!(hub.offer(table(3, "b:1", false)));
+        assert_eq!(hub.current().write_target().map(ToString::to_string), Some("b:1".into()));
+    }
+}

@@ -1,0 +1,7 @@
+//! The routes this process serves: the hub each cluster's route table is
+//! published to (by its monitor, and by a recovery's `route_local` step),
+//! and what follows it: the built-in proxy, the health checks.
+
+mod hub;
+
+pub use hub::RouteHub;
