@@ -3,7 +3,11 @@
 # Usage: source scripts/deps.sh; ensure_deps
 set -euo pipefail
 
-PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime)
+# etcd-server: the KV route's integration test starts a real etcd.
+# protobuf-compiler, libprotobuf-dev: the etcd-client crate compiles etcd's
+# .proto files at build time (protoc and google/protobuf/*.proto).
+# dnsutils: dig, which the DNS route's integration test queries pivot with.
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils)
 
 ensure_deps() {
     local missing=()

@@ -19,7 +19,7 @@ pub struct ConfigError {
 }
 
 /// Locates spans in the source text.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     path: &'a Path,
     text: &'a str,
 }
@@ -29,20 +29,20 @@ impl Source<'_> {
         self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
-    fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         ConfigError { path: self.path.to_path_buf(), line: Some(self.line_of(span.start)), message: message.into() }
     }
 
-    fn err<T>(&self, s: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err<T>(&self, s: &Spanned<T>, message: impl Into<String>) -> ConfigError {
         self.err_at(s.span(), message)
     }
 
-    fn whole(&self, message: impl Into<String>) -> ConfigError {
+    pub(super) fn whole(&self, message: impl Into<String>) -> ConfigError {
         ConfigError { path: self.path.to_path_buf(), line: None, message: message.into() }
     }
 
     /// Relative paths in the file are relative to the file's directory.
-    fn resolve(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -87,6 +87,7 @@ impl Config {
             }
             clusters.push(cluster);
         }
+        let pivot = PivotSettings { dns: super::dns::dns(&src, &raw.pivot.dns, &clusters)?, ..pivot };
         Ok(Config { path: path.to_path_buf(), pivot, clusters })
     }
 }
@@ -100,10 +101,11 @@ fn pivot_settings(src: &Source, raw: &RawPivot) -> Result<PivotSettings, ConfigE
             src.err(s, format!("http `{}` is not an address: write it as 127.0.0.1:9099, or \"off\"", s.get_ref()))
         })?),
     };
-    Ok(PivotSettings { state, http })
+    // [pivot.dns] is checked once the clusters are (their names are labels).
+    Ok(PivotSettings { state, http, dns: None })
 }
 
-fn duration_in(
+pub(super) fn duration_in(
     src: &Source,
     value: &Option<Spanned<Dur>>,
     name: &str,
@@ -127,7 +129,7 @@ fn duration_in(
     Ok(d)
 }
 
-fn int_in(
+pub(super) fn int_in(
     src: &Source,
     value: &Option<Spanned<i64>>,
     name: &str,
@@ -143,7 +145,7 @@ fn int_in(
     Ok(n)
 }
 
-fn instance(src: &Source, s: &Spanned<String>, what: &str) -> Result<InstanceKey, ConfigError> {
+pub(super) fn instance(src: &Source, s: &Spanned<String>, what: &str) -> Result<InstanceKey, ConfigError> {
     s.get_ref().parse().map_err(|e| src.err(s, format!("{what}: {e}")))
 }
 
@@ -171,9 +173,14 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
             .as_millis() as u64,
         lag_threshold_s: lag_threshold.as_secs(),
     };
+    let read_max_lag = duration_in(src, &raw.read_max_lag, "read_max_lag", lag_threshold, secs(0), secs(86400 * 7))?;
     Ok(ClusterConfig {
         failover: failover(src, &raw.failover)?,
         hooks: hooks(src, &raw.hooks)?,
+        etcd: super::kv::etcd(src, &raw.etcd)?,
+        consul: super::kv::consul(src, &raw.consul)?,
+        proxy: super::proxy::proxy(src, &raw.proxy)?,
+        read_max_lag,
         name,
         seeds,
         credentials,

@@ -5,11 +5,17 @@
 //! returns plain validated values. Nothing else in pivot reads the file, and
 //! configuration is passed down explicitly (no global state).
 
+mod dns;
 mod duration;
+mod kv;
+mod proxy;
 mod load;
 mod raw;
 
+pub use dns::DnsConfig;
+pub use kv::{ConsulConfig, EtcdConfig};
 pub use load::ConfigError;
+pub use proxy::ProxyConfig;
 
 use pivot_core::analysis::DetectionSettings;
 use pivot_core::InstanceKey;
@@ -31,6 +37,8 @@ pub struct PivotSettings {
     pub state: PathBuf,
     /// Where the HTTP API, metrics and health checks listen; `None` = off.
     pub http: Option<SocketAddr>,
+    /// The authoritative DNS responder for the routes; `None` = off.
+    pub dns: Option<DnsConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +56,15 @@ pub struct ClusterConfig {
     pub detection: DetectionSettings,
     pub failover: FailoverConfig,
     pub hooks: HooksConfig,
+    /// The primary published to etcd v3, if configured.
+    pub etcd: Option<EtcdConfig>,
+    /// The primary published to Consul's KV store, if configured.
+    pub consul: Option<ConsulConfig>,
+    /// The built-in proxy, if configured.
+    pub proxy: Option<ProxyConfig>,
+    /// Replicas lagging more leave the read routes (proxy read port, DNS,
+    /// health checks).
+    pub read_max_lag: Duration,
 }
 
 #[derive(Clone, Debug)]

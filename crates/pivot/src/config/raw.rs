@@ -18,6 +18,8 @@ pub struct RawConfig {
 pub struct RawPivot {
     pub state: Option<Spanned<String>>,
     pub http: Option<Spanned<String>>,
+    /// `[pivot.dns]`: absent, no DNS.
+    pub dns: Option<Spanned<super::dns::RawDns>>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +39,12 @@ pub struct RawCluster {
     pub failover: RawFailover,
     #[serde(default)]
     pub hooks: RawHooks,
+    /// `[cluster.etcd]` / `[cluster.consul]`: the primary published there.
+    pub etcd: Option<Spanned<super::kv::RawEtcd>>,
+    pub consul: Option<Spanned<super::kv::RawConsul>>,
+    pub proxy: Option<Spanned<super::proxy::RawProxy>>,
+    /// Replicas lagging more leave the read routes (default: lag_threshold).
+    pub read_max_lag: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]

@@ -28,8 +28,21 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // stops (or panics) can be named.
     let mut tasks = tokio::task::JoinSet::new();
     let mut names = std::collections::HashMap::new();
+    // Each cluster's KV routes (etcd, Consul) follow its route table.
+    let mut kv_followers = Vec::new();
+    // The proxies bind first: a port in use stops pivot before it watches anything.
+    let mut hubs = Vec::new();
+    let mut proxies = Vec::new();
     for cluster in &config.clusters {
         let routes = RouteHub::new();
+        let proxy = match &cluster.proxy {
+            Some(p) => Some(crate::proxy::start(&cluster.name, p.clone(), routes.clone())?),
+            None => None,
+        };
+        hubs.push((routes, proxy.as_ref().map(|p| p.stats.clone())));
+        proxies.extend(proxy);
+    }
+    for (cluster, (routes, proxy)) in config.clusters.iter().zip(hubs) {
         let env = RecoveryEnv {
             cluster: Arc::new(cluster.clone()),
             state: state.clone(),
@@ -37,7 +50,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             routes: Some(routes.clone()),
         };
         let (monitor, snapshots) = Monitor::new(env, limit.clone());
-        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes });
+        kv_followers.extend(crate::routes::kv::reconcile::spawn_all(cluster, &routes, stop_rx.clone()));
+        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes, proxy });
         let task = tasks.spawn(monitor.run(stop_rx.clone()));
         names.insert(task.id(), cluster.name.clone());
     }
@@ -45,6 +59,18 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // now rather than met in the middle of a failover.
     let privilege_checks: Vec<_> =
         config.clusters.iter().map(|c| tokio::spawn(log_missing_privileges(Arc::new(c.clone())))).collect();
+    // DNS for the routes ([pivot.dns]), answered from the hubs at query time.
+    let dns = match &config.pivot.dns {
+        Some(d) => {
+            let hubs = handles.iter().map(|h| (h.name.clone(), h.routes.clone())).collect();
+            let dns = crate::routes::dns::DnsServer::start(d, hubs).await.map_err(|e| {
+                anyhow::anyhow!("cannot serve DNS on {} (the `listen` setting in [pivot.dns]): {e}", d.listen)
+            })?;
+            tracing::info!(addr = %dns.local_addr(), domain = %d.domain, "DNS for the routes listening (UDP and TCP)");
+            Some(dns)
+        }
+        None => None,
+    };
     let server = match config.pivot.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -83,6 +109,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     tracing::info!("shutting down");
     privilege_checks.iter().for_each(tokio::task::JoinHandle::abort);
+    kv_followers.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = stop_tx.send(true);
     let mut unfinished = Vec::new();
     while let Some(ended) = tasks.join_next().await {
@@ -93,6 +120,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     }
     if let Some(s) = server {
         let _ = s.await;
+    }
+    if let Some(d) = dns {
+        d.stop().await;
+    }
+    for p in proxies {
+        tokio::task::block_in_place(|| p.stop());
     }
     if let Some(name) = failed_monitor {
         anyhow::bail!("the control loop of cluster {name} stopped unexpectedly; {}", unfinished.join("; "));

@@ -2,6 +2,8 @@
 //! published to (by its monitor, and by a recovery's `route_local` step),
 //! and what follows it: the built-in proxy, the health checks.
 
+pub mod dns;
 mod hub;
+pub mod kv;
 
 pub use hub::RouteHub;

@@ -14,3 +14,7 @@ mod failover_restart;
 mod failover_rules;
 mod hostile;
 mod monitoring;
+mod routes_dns;
+mod routes_haproxy;
+mod routes_kv;
+mod routes_proxy;
