@@ -119,6 +119,9 @@ pub fn settings(c: &ClusterConfig) -> FailoverSettings {
             post_unsuccessful_failover: c.hooks.post_unsuccessful_failover.is_some(),
         },
         lag_threshold_s: c.detection.lag_threshold_s,
-        routes: vec![RouteSpec { kind: RouteKind::Local, required: false }],
+        routes: vec![RouteSpec { kind: RouteKind::Local, required: c.proxy.as_ref().is_some_and(|p| p.required) }]
+            .into_iter()
+            .chain(crate::routes::kv::route_specs(c))
+            .collect(),
     }
 }

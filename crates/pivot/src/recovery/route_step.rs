@@ -20,6 +20,7 @@ pub async fn perform(p: &mut Performer, route: RouteKind, primary: &InstanceKey)
     }
     match route {
         RouteKind::Local => local(p, &epoch),
+        RouteKind::Etcd | RouteKind::Consul => kv(p, route, &epoch).await,
         other => StepEnd::new(
             Ended::Failed,
             format!("the {} route is not available in this pivot: remove it from the configuration", other.as_str()),
@@ -52,5 +53,23 @@ fn local(p: &Performer, epoch: &EpochRecord) -> StepEnd {
         StepEnd::new(Ended::Ok, format!("already at epoch {} or newer", epoch.number))
     } else {
         StepEnd::new(Ended::Failed, "the route table refused the new epoch")
+    }
+}
+
+/// The primary's keys in etcd or Consul (`crate::routes::kv`): up to 3
+/// attempts within the store's timeout. A newer epoch already there is no
+/// failure: it wins, and this step says so.
+async fn kv(p: &Performer, route: RouteKind, epoch: &EpochRecord) -> StepEnd {
+    let Some(publisher) = crate::routes::kv::KvPublisher::for_route(&p.env.cluster, route) else {
+        return StepEnd::new(
+            Ended::Failed,
+            format!("no [cluster.{}] in the configuration: the keys were not updated", route.as_str()),
+        );
+    };
+    match publisher.publish(epoch.number, &epoch.primary).await {
+        Ok(done) => {
+            StepEnd::new(Ended::Ok, done.describe(route.as_str(), publisher.layout(), epoch.number, &epoch.primary))
+        }
+        Err(e) => StepEnd::new(Ended::Failed, e),
     }
 }
