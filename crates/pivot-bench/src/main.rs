@@ -3,6 +3,7 @@
 
 mod failover;
 mod probe;
+mod proxy;
 mod simulate;
 mod stats;
 
@@ -49,6 +50,19 @@ enum Bench {
         seconds: u64,
         #[arg(long, default_value = "250ms")]
         poll_interval: String,
+    },
+    /// sysbench directly, through pivot's write port and through HAProxy;
+    /// then kill -9 of the primary under a writer that only knows the write port.
+    Proxy {
+        /// Seconds per sysbench run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Trials of kill -9 under the proxy (0: none).
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Only the kill trials.
+        #[arg(long)]
+        skip_throughput: bool,
     },
     /// Random seeds through the deterministic simulator (no servers): seeds
     /// per second, faults injected, simulated recovery times; fails on a
@@ -98,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(command: Bench) -> anyhow::Result<()> {
     match command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
+        Bench::Proxy { seconds, trials, skip_throughput } => proxy::run(seconds, trials, skip_throughput).await,
         Bench::Simulate { seeds, from, expose_known } => {
             tokio::task::spawn_blocking(move || simulate::run(seeds, from, expose_known)).await?
         }

@@ -17,6 +17,10 @@ pub enum WriterTarget {
     /// Always this instance, as a script with a hard-coded host would; keeps
     /// a write waiting on a hung server as long as `write_timeout` allows.
     Fixed(InstanceKey),
+    /// Through a proxy (or any one address): reconnects there on error; each
+    /// acknowledgement is credited to the server behind it, found by its
+    /// `@@server_id` among `servers`.
+    Proxy { proxy: InstanceKey, servers: Vec<(u32, InstanceKey)> },
 }
 
 /// One acknowledged write.
@@ -62,8 +66,13 @@ impl Writer {
         let task = tokio::spawn(async move {
             let nodes = match &target {
                 WriterTarget::FollowPrimary(n) => n.clone(),
-                WriterTarget::Fixed(k) => vec![k.clone()],
+                WriterTarget::Fixed(k) | WriterTarget::Proxy { proxy: k, .. } => vec![k.clone()],
             };
+            let servers = match &target {
+                WriterTarget::Proxy { servers, .. } => Some(servers.clone()),
+                _ => None,
+            };
+            let mut behind: Option<InstanceKey> = None;
             let mut next_id = u64::from(writer) << 40;
             let follow = matches!(target, WriterTarget::FollowPrimary(_));
             let mut session: Option<Session> = None;
@@ -81,9 +90,16 @@ impl Writer {
                         tokio::time::sleep(Duration::from_millis(if follow { 2 } else { 10 })).await;
                         continue;
                     }
+                    if let (Some(servers), Some(sess)) = (&servers, session.as_mut()) {
+                        behind = server_behind(sess, servers).await;
+                        if behind.is_none() {
+                            session = None;
+                            continue;
+                        }
+                    }
                 }
                 let sess = session.as_mut().expect("connected");
-                let key = sess.key.clone();
+                let key = behind.clone().unwrap_or_else(|| sess.key.clone());
                 let id = next_id;
                 let insert = sql(&format!("INSERT INTO {TABLE} (id, writer, at) VALUES ({id}, {writer}, NOW(6))"));
                 match sess.exec(&insert).await {
@@ -123,6 +139,13 @@ impl Writer {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         self.acks.lock().unwrap().clone()
     }
+}
+
+/// Which of `servers` a session through a proxy reached.
+async fn server_behind(s: &mut Session, servers: &[(u32, InstanceKey)]) -> Option<InstanceKey> {
+    let rows = s.rows(&sql("SELECT @@server_id AS id")).await.ok()?;
+    let id: u32 = rows.first()?.get("id").cloned().flatten()?.parse().ok()?;
+    servers.iter().find(|(sid, _)| *sid == id).map(|(_, k)| k.clone())
 }
 
 /// A session on whichever of `nodes` answers first as writable.

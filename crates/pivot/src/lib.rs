@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod failpoint;
 pub mod http;
+pub mod proxy;
 pub mod recovery;
 pub mod render;
 pub mod routes;

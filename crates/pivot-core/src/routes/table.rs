@@ -138,6 +138,25 @@ impl RouteTable {
         t
     }
 
+    /// Whether a write connection to `backend` may stay open: only while
+    /// it is where new writes go (a recovery that starts, or a new epoch,
+    /// ends it at once).
+    pub fn keeps_write(&self, backend: &InstanceKey) -> bool {
+        self.write_target() == Some(backend)
+    }
+
+    /// Whether a read connection to `backend` may stay open: while it is a
+    /// read target, or a replica that only lags (new reads avoid it, open
+    /// ones finish); a fenced, unreachable or broken one is cut off.
+    pub fn keeps_read(&self, backend: &InstanceKey) -> bool {
+        if self.read_targets().contains(backend) {
+            return true;
+        }
+        self.get(backend).is_some_and(|r| {
+            r.role == Role::Replica && r.reachable && !r.healthy && r.lag_s.is_some_and(|l| l > self.max_lag_s)
+        })
+    }
+
     pub fn get(&self, key: &InstanceKey) -> Option<&InstanceRoute> {
         self.instances.iter().find(|r| r.instance == *key)
     }

@@ -190,3 +190,27 @@ fn after_a_promotion_writes_go_to_the_new_primary_and_nothing_to_the_old() {
     assert_eq!(answer(&t, &key(P), HealthCheck::Primary).status, 503);
     assert_eq!(t.instances.len(), 3, "each instance once");
 }
+
+#[test]
+fn open_connections_are_cut_when_their_backend_leaves_the_route() {
+    // (case, R2's state, the table holds, write kept on P, read kept on R2)
+    let cases: Vec<(&str, Option<StateBuilder>, bool, bool, bool)> = vec![
+        ("healthy", Some(replica()), false, true, true),
+        ("a recovery starts: writes cut", Some(replica()), true, false, true),
+        ("lagging: open reads finish", Some(replica().lag(60)), false, true, true),
+        ("SQL thread broke: reads cut", Some(replica().sql_error(1062, "dup")), false, true, false),
+        ("unreachable: reads cut", None, false, true, false),
+    ];
+    for (case, r2, hold, write, read) in cases {
+        let t = RouteTable::derive(Some(&epoch(3, P)), &view_with(r2), hold, 10);
+        assert_eq!(t.keeps_write(&key(P)), write, "{case}: write");
+        assert_eq!(t.keeps_read(&key(R2)), read, "{case}: read");
+        assert!(!t.keeps_write(&key(R1)), "{case}: writes never to a replica");
+    }
+    let moved = RouteTable::derive(Some(&epoch(4, R1)), &view_with(Some(replica())), false, 10);
+    assert!(!moved.keeps_write(&key(P)) && moved.keeps_write(&key(R1)), "a new epoch moves writes");
+    let mut v = view_with(Some(replica()));
+    v.fenced.insert(key(R2));
+    let fenced = RouteTable::derive(Some(&epoch(4, P)), &v, false, 10);
+    assert!(!fenced.keeps_read(&key(R2)), "nothing stays on a fenced instance");
+}

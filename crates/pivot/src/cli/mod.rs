@@ -3,6 +3,7 @@
 //! ran but found a cluster that needs attention (or refused to act on it).
 
 mod failover;
+pub mod haproxy_config;
 mod history;
 mod out;
 mod sandbox;
@@ -86,6 +87,20 @@ pub enum Command {
         #[arg(long)]
         cluster: String,
     },
+    /// Print an HAProxy configuration (write and read backends) whose health
+    /// checks ask pivot who is primary.
+    HaproxyConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: String,
+        /// Where HAProxy's write frontend listens.
+        #[arg(long, default_value = "127.0.0.1:3306")]
+        write_bind: std::net::SocketAddr,
+        /// Where HAProxy's read frontend listens.
+        #[arg(long, default_value = "127.0.0.1:3307")]
+        read_bind: std::net::SocketAddr,
+    },
     /// A throwaway local MariaDB cluster, for trying pivot and for tests.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -117,6 +132,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             history::history(&config.config, cluster.as_deref(), json, limit as usize)
         }
         Command::Ack { config, cluster } => history::ack(&config.config, &cluster),
+        Command::HaproxyConfig { config, cluster, write_bind, read_bind } => {
+            haproxy_config::run(&config.config, &cluster, write_bind, read_bind).await
+        }
         Command::Sandbox(cmd) => sandbox::run(cmd).await,
     }
 }

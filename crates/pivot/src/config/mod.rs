@@ -8,8 +8,8 @@
 mod dns;
 mod duration;
 mod kv;
-mod proxy;
 mod load;
+mod proxy;
 mod raw;
 
 pub use dns::DnsConfig;

@@ -85,7 +85,7 @@ impl Monitor {
             detection: cfg.detection.clone(),
             automatic: cfg.failover.automatic,
             max_instances: cfg.max_instances,
-            route_max_lag_s: cfg.detection.lag_threshold_s,
+            route_max_lag_s: cfg.read_max_lag.as_secs(),
         };
         let (machine, first) = ClusterMachine::new(settings, clock::now());
         let snap = snapshot(&cfg.name, machine.view(), machine.analysis());

@@ -1,6 +1,8 @@
 //! The HTTP surface: JSON API, Prometheus metrics.
 
+mod health;
 mod metrics;
+mod route_metrics;
 
 use crate::render::ClusterSnapshot;
 use axum::extract::{Path, State};
@@ -18,6 +20,8 @@ pub struct ClusterHandle {
     pub snapshots: watch::Receiver<Arc<ClusterSnapshot>>,
     /// The cluster's route table (health checks follow it).
     pub routes: crate::routes::RouteHub,
+    /// The built-in proxy's counters, if it runs.
+    pub proxy: Option<Arc<crate::proxy::stats::ProxyStats>>,
 }
 
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/clusters", get(clusters))
         .route("/api/clusters/{name}", get(cluster))
         .route("/metrics", get(metrics_text))
+        .route("/haproxy/{cluster}/{server}", get(health::haproxy))
+        .route("/{check}/{cluster}/{instance}", get(health::check))
         .fallback(not_found)
         .with_state(state)
 }
@@ -64,7 +70,8 @@ async fn cluster(State(s): State<AppState>, Path(name): Path<String>) -> Respons
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    let body = metrics::render(&s.all());
+    let mut body = metrics::render(&s.all());
+    body.push_str(&route_metrics::render(&s.clusters));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

@@ -1,0 +1,297 @@
+//! The proxy benchmark: sysbench against the primary directly, through
+//! pivot's write port, and through HAProxy in TCP mode with an equivalent
+//! configuration, in one run; then kill -9 of the primary under a writer
+//! that only knows the write port.
+
+use crate::stats::{ms, summarize};
+use pivot_core::InstanceKey;
+use pivot_drill::{PivotProcess, TestSandbox, Writer, WriterTarget};
+use pivot_state::StateStore;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const WORKLOADS: [&str; 2] = ["oltp_point_select", "oltp_read_write"];
+const THREADS: [u32; 3] = [1, 4, 16];
+
+/// A process this benchmark started, killed by PID on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Figures {
+    qps: f64,
+    p95_ms: f64,
+}
+
+pub async fn run(seconds: u64, trials: usize, skip_throughput: bool) -> anyhow::Result<()> {
+    let pivot = crate::pivot_binary()?;
+    if !skip_throughput {
+        throughput(&pivot, seconds).await?;
+    }
+    if trials > 0 {
+        kill_under_proxy(&pivot, trials).await?;
+    }
+    Ok(())
+}
+
+/// Append a `[cluster.proxy]` table to the sandbox's configuration.
+fn add_proxy(sb: &TestSandbox, write: u16) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(sb.config_path())?;
+    text.push_str(&format!("\n[cluster.proxy]\nwrite = \"127.0.0.1:{write}\"\n"));
+    std::fs::write(sb.config_path(), text)?;
+    Ok(())
+}
+
+async fn wait_healthy(sb: &TestSandbox) -> anyhow::Result<()> {
+    let api: std::net::SocketAddr = ([127, 0, 0, 1], sb.manifest.http_port).into();
+    for _ in 0..2000 {
+        if let Ok((_, body)) = pivot_drill::http_get(api, "/api/clusters/sandbox").await {
+            if body.contains("\"code\":\"healthy\"") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("cluster never healthy under pivot")
+}
+
+async fn throughput(pivot_bin: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
+    let sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 2, semi_sync: false, ..s }).await;
+    let primary = sb.key("node1")?;
+    let (pivot_port, haproxy_port) = (free_port(), free_port());
+    add_proxy(&sb, pivot_port)?;
+    let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
+    wait_healthy(&sb).await?;
+    let cfg = sb.dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    maxconn 4096\n\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 8h\n    \
+             timeout server 8h\n\nfrontend write\n    bind 127.0.0.1:{haproxy_port}\n    default_backend primary\n\n\
+             backend primary\n    server primary {primary}\n"
+        ),
+    )?;
+    let log = std::fs::File::create(sb.dir.join("haproxy.log"))?;
+    let _haproxy = Owned(
+        Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("haproxy: {e} (Debian package haproxy)"))?,
+    );
+    let app = sb.credentials("app")?;
+    let base = |port: u16| -> Vec<String> {
+        vec![
+            "--mysql-host=127.0.0.1".into(),
+            format!("--mysql-port={port}"),
+            format!("--mysql-user={}", app.user),
+            format!("--mysql-password={}", app.password.expose()),
+            "--mysql-db=test".into(),
+            "--tables=4".into(),
+            "--table-size=10000".into(),
+            "--db-ps-mode=disable".into(),
+        ]
+    };
+    let prepare = Command::new("sysbench").arg("oltp_read_write").args(base(primary.port)).arg("prepare").output()?;
+    anyhow::ensure!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
+    println!(
+        "\nproxy benchmark: sysbench {seconds} s per run, 2-node MariaDB sandbox; HAProxy {} in TCP mode \
+         (one server, no checks) and pivot's write port, both on this 2-core machine with client and server",
+        haproxy_version()
+    );
+    println!(
+        "{:<18} {:>3} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>7} {:>7}",
+        "workload",
+        "thr",
+        "direct qps",
+        "p95 ms",
+        "pivot qps",
+        "p95 ms",
+        "haproxy",
+        "p95 ms",
+        "pv/hap",
+        "pv/dir",
+        "hap/dir"
+    );
+    for workload in WORKLOADS {
+        for threads in THREADS {
+            let mut f = Vec::new();
+            for port in [primary.port, pivot_port, haproxy_port] {
+                f.push(sysbench(workload, threads, seconds, &base(port))?);
+            }
+            let (d, p, h) = (f[0], f[1], f[2]);
+            println!(
+                "{workload:<18} {threads:>3} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>6.2}x {:>6.2}x {:>6.2}x{}",
+                d.qps,
+                d.p95_ms,
+                p.qps,
+                p.p95_ms,
+                h.qps,
+                h.p95_ms,
+                p.qps / h.qps,
+                p.qps / d.qps,
+                h.qps / d.qps,
+                if p.p95_ms <= h.p95_ms { "" } else { "  (pivot's p95 higher)" }
+            );
+        }
+    }
+    pivot.stop();
+    Ok(())
+}
+
+fn haproxy_version() -> String {
+    Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().nth(2).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn sysbench(workload: &str, threads: u32, seconds: u64, base: &[String]) -> anyhow::Result<Figures> {
+    let out = Command::new("sysbench")
+        .arg(workload)
+        .args(base)
+        .arg(format!("--threads={threads}"))
+        .arg(format!("--time={seconds}"))
+        .arg("--report-interval=0")
+        .arg("run")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "sysbench {workload}: {}", String::from_utf8_lossy(&out.stderr));
+    let qps = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("queries:"))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no queries line in sysbench output:\n{text}"))?;
+    let p95_ms = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("95th percentile:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no 95th percentile in sysbench output:\n{text}"))?;
+    Ok(Figures { qps, p95_ms })
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// kill -9 of the primary under a writer that only knows the write port:
+/// fault to its first acknowledged write through the proxy, against pivot's
+/// own time to a writable new primary.
+async fn kill_under_proxy(pivot_bin: &std::path::Path, trials: usize) -> anyhow::Result<()> {
+    println!(
+        "\nkill -9 of the primary under a writer connected only through pivot's write port (reconnects on error), \
+         3-node semi-sync sandbox, {trials} trials"
+    );
+    let (mut through, mut writable, mut extra) = (Vec::new(), Vec::new(), Vec::new());
+    let mut late_total = 0;
+    for i in 1..=trials {
+        match trial(pivot_bin).await {
+            Ok((t, w, late)) => {
+                println!(
+                    "  trial {i:>2}: new primary writable {}, first write through the proxy {}, difference {}, \
+                     writes acknowledged by the old primary after that: {late}",
+                    ms(w),
+                    ms(t),
+                    ms(t.saturating_sub(w))
+                );
+                through.push(t);
+                writable.push(w);
+                extra.push(t.saturating_sub(w));
+                late_total += late;
+            }
+            Err(e) => println!("  trial {i:>2}: FAILED: {e}"),
+        }
+    }
+    if through.is_empty() {
+        anyhow::bail!("no trial succeeded");
+    }
+    let (t, w, x) = (summarize(&through), summarize(&writable), summarize(&extra));
+    println!(
+        "  median / worst: new primary writable {} / {}; first write through the proxy {} / {}; \
+         proxy's extra {} / {} (target: at most 50 ms more); late writes on the old primary: {late_total}",
+        ms(w.median),
+        ms(w.worst),
+        ms(t.median),
+        ms(t.worst),
+        ms(x.median),
+        ms(x.worst)
+    );
+    Ok(())
+}
+
+async fn trial(pivot_bin: &std::path::Path) -> anyhow::Result<(Duration, Duration, usize)> {
+    let mut sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 3, semi_sync: true, ..s }).await;
+    let mut admin = sb.admin("node1").await?;
+    Writer::create_table(&mut admin).await;
+    drop(admin);
+    let port = free_port();
+    add_proxy(&sb, port)?;
+    let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
+    wait_healthy(&sb).await?;
+    let servers: Vec<(u32, InstanceKey)> = sb.nodes().iter().map(|n| (n.server_id, sb.key(&n.name).unwrap())).collect();
+    let proxy: InstanceKey = format!("127.0.0.1:{port}").parse()?;
+    let old = sb.key("node1")?;
+    let writer = Writer::start(
+        1,
+        WriterTarget::Proxy { proxy, servers },
+        sb.credentials("app")?,
+        Duration::from_secs(5),
+        Duration::from_millis(1),
+    );
+    // Writes flowing, and a random phase against pivot's probe schedule.
+    let phase = (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 250) as u64;
+    tokio::time::sleep(Duration::from_millis(1000 + phase)).await;
+    anyhow::ensure!(!writer.acks().is_empty(), "no write through the proxy before the fault");
+    let (fault_at, fault_ms) = (Instant::now(), unix_ms());
+    sb.kill("node1")?;
+    let state = pivot_state::SqliteStore::open(&sb.dir.join("pivot.db"))?;
+    let mut recovery = None;
+    for _ in 0..3000 {
+        recovery = state.recoveries(None, 1)?.pop().filter(|r| r.ended_at.is_some());
+        if recovery.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let recovery = recovery.ok_or_else(|| anyhow::anyhow!("no recovery within 30 s"))?;
+    let new: InstanceKey = recovery.new_primary.as_deref().unwrap_or_default().parse()?;
+    let promoted = recovery
+        .steps
+        .iter()
+        .filter(|s| s.name == "promote")
+        .filter_map(|s| s.ended_at)
+        .max()
+        .ok_or_else(|| anyhow::anyhow!("no promotion"))?;
+    let mut first = None;
+    for _ in 0..1000 {
+        first = writer.first_ack_on(&new, fault_at);
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = first.ok_or_else(|| anyhow::anyhow!("no write through the proxy on {new}"))?;
+    let acks = writer.stop().await;
+    let late = acks.iter().filter(|a| a.instance == old && a.at > first).count();
+    pivot.stop();
+    sb.down(true)?;
+    Ok((first - fault_at, Duration::from_millis((promoted - fault_ms).max(0) as u64), late))
+}
