@@ -4,6 +4,7 @@
 mod failover;
 mod probe;
 mod proxy;
+mod routes;
 mod simulate;
 mod stats;
 
@@ -57,12 +58,25 @@ enum Bench {
         /// Seconds per sysbench run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Runs of each target per workload and thread count (mean printed).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
         /// Trials of kill -9 under the proxy (0: none).
         #[arg(long, default_value_t = 20)]
         trials: usize,
         /// Only the kill trials.
         #[arg(long)]
         skip_throughput: bool,
+    },
+    /// kill -9 of the primary under a client that finds the primary only
+    /// through one route: time to its first write on the new primary.
+    Routes {
+        /// Trials per route.
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Comma-separated: proxy, dns, etcd.
+        #[arg(long, default_value = "proxy,dns,etcd")]
+        routes: String,
     },
     /// Random seeds through the deterministic simulator (no servers): seeds
     /// per second, faults injected, simulated recovery times; fails on a
@@ -112,7 +126,13 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(command: Bench) -> anyhow::Result<()> {
     match command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
-        Bench::Proxy { seconds, trials, skip_throughput } => proxy::run(seconds, trials, skip_throughput).await,
+        Bench::Proxy { seconds, rounds, trials, skip_throughput } => {
+            proxy::run(seconds, rounds, trials, skip_throughput).await
+        }
+        Bench::Routes { trials, routes } => {
+            let routes = routes.split(',').map(routes::Route::parse).collect::<anyhow::Result<Vec<_>>>()?;
+            routes::run(&routes, trials).await
+        }
         Bench::Simulate { seeds, from, expose_known } => {
             tokio::task::spawn_blocking(move || simulate::run(seeds, from, expose_known)).await?
         }

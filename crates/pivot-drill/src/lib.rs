@@ -21,4 +21,4 @@ pub use http::{http_get, http_request};
 pub use pivot_process::PivotProcess;
 pub use test_sandbox::TestSandbox;
 pub use wait::eventually;
-pub use writer::{missing_writes, Ack, Writer, WriterTarget};
+pub use writer::{missing_writes, Ack, Lookup, Writer, WriterTarget};

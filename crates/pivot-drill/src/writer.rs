@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where a [`Writer`] sends its writes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum WriterTarget {
     /// Whichever of these instances accepts writes: the way an application
     /// behind a router behaves. Moves on at the first error.
@@ -21,7 +21,15 @@ pub enum WriterTarget {
     /// acknowledgement is credited to the server behind it, found by its
     /// `@@server_id` among `servers`.
     Proxy { proxy: InstanceKey, servers: Vec<(u32, InstanceKey)> },
+    /// Ask `lookup` where the primary is at every (re)connect: a client of
+    /// DNS or of a KV store.
+    Lookup(Lookup),
 }
+
+/// Where to connect now (`None`: nowhere known yet).
+pub type Lookup = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<InstanceKey>> + Send>> + Send + Sync,
+>;
 
 /// One acknowledged write.
 #[derive(Clone, Debug)]
@@ -67,6 +75,11 @@ impl Writer {
             let nodes = match &target {
                 WriterTarget::FollowPrimary(n) => n.clone(),
                 WriterTarget::Fixed(k) | WriterTarget::Proxy { proxy: k, .. } => vec![k.clone()],
+                WriterTarget::Lookup(_) => Vec::new(),
+            };
+            let lookup = match &target {
+                WriterTarget::Lookup(l) => Some(l.clone()),
+                _ => None,
             };
             let servers = match &target {
                 WriterTarget::Proxy { servers, .. } => Some(servers.clone()),
@@ -81,13 +94,19 @@ impl Writer {
                     // Following the primary, ask every node at once who is
                     // writable, as a client behind a router would be redirected:
                     // a hung node must not hide the new primary for a timeout.
-                    session = if follow {
+                    session = if let Some(lookup) = &lookup {
+                        match lookup().await {
+                            Some(k) => Session::connect(&k, &creds, write_timeout).await.ok(),
+                            None => None,
+                        }
+                    } else if follow {
                         find_writable(&nodes, &creds, write_timeout).await
                     } else {
                         Session::connect(&nodes[0], &creds, write_timeout).await.ok()
                     };
                     if session.is_none() {
-                        tokio::time::sleep(Duration::from_millis(if follow { 2 } else { 10 })).await;
+                        let pause = if follow || lookup.is_some() { 2 } else { 10 };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
                         continue;
                     }
                     if let (Some(servers), Some(sess)) = (&servers, session.as_mut()) {

@@ -63,7 +63,7 @@ pub fn render(s: &HaproxySpec) -> String {
          frontend {c}_read\n    bind {}\n    default_backend {c}_read\n\n\
          backend {c}_read\n    balance leastconn\n    option httpchk\n    \
          http-check send meth GET uri-lf /haproxy/{c}/%[srv_name]?lag={lag}s\n    http-check expect status 200\n    \
-         default-server {check_at} inter 1s fall 1 rise 2 on-marked-down shutdown-sessions\n",
+         default-server {check_at} inter 1s fall 1 rise 1 on-marked-down shutdown-sessions\n",
         s.read_bind,
         lag = s.max_lag_s
     ));

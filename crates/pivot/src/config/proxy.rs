@@ -19,6 +19,7 @@ pub struct RawProxy {
     pub connect_timeout: Option<Spanned<Dur>>,
     pub idle_timeout: Option<Spanned<Dur>>,
     pub required: Option<bool>,
+    pub threads: Option<Spanned<i64>>,
 }
 
 /// The built-in proxy of one cluster.
@@ -39,6 +40,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// A failover whose proxy could not be switched counts as failed.
     pub required: bool,
+    /// Threads moving bytes (the proxy's own runtime).
+    pub threads: usize,
 }
 
 fn addr(src: &Source, v: &Option<Spanned<String>>, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -76,5 +79,6 @@ pub(super) fn proxy(src: &Source, raw: &Option<Spanned<RawProxy>>) -> Result<Opt
             secs(86400 * 7),
         )?,
         required: raw.required.unwrap_or(write.is_some()),
+        threads: int_in(src, &raw.threads, "proxy threads", 1, 1, 64)? as usize,
     }))
 }

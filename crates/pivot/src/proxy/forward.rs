@@ -1,17 +1,20 @@
-//! Moving bytes between a client and its backend: two 64 KiB buffers per
-//! connection, allocated once (`copy_bidirectional_with_sizes`), never one
-//! per packet; bytes counted as they pass; an idle timeout; the connection
-//! cut the moment its backend leaves the route.
+//! Moving bytes between a client and its backend: one 64 KiB buffer per
+//! direction, allocated once per connection, never one per packet; bytes
+//! counted as they pass; an idle timeout; the connection cut the moment its
+//! backend leaves the route.
+//!
+//! Each direction reads once and writes what it read. A read that did not
+//! fill the buffer emptied the socket, so the socket is marked not ready at
+//! once instead of being read again only to learn it is empty: one read and
+//! one write per message, the way HAProxy moves small packets.
 
 use super::stats::BackendStats;
 use pivot_core::routes::RouteTable;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -47,40 +50,64 @@ impl Activity {
     }
 }
 
-/// A stream whose reads are counted.
-struct Counted<'a> {
-    inner: &'a mut TcpStream,
-    bytes: &'a AtomicU64,
-    local: &'a AtomicU64,
-    activity: &'a Activity,
-}
-
-impl AsyncRead for Counted<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        if n > 0 {
-            self.bytes.fetch_add(n, Relaxed);
-            self.local.fetch_add(n, Relaxed);
-            self.activity.touch();
+/// Move bytes from `src` to `dst` until `src` ends (then `dst`'s write side
+/// is shut down) or either fails.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    buf: &mut [u8],
+    bytes: &AtomicU64,
+    local: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = src.as_raw_fd();
+    loop {
+        src.readable().await?;
+        let mut got: Option<usize> = None;
+        let read = src.try_io(Interest::READABLE, || {
+            // SAFETY: `buf` is valid for `buf.len()` bytes and `fd` is open
+            // for as long as `src` is borrowed.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            got = Some(n);
+            if n > 0 && n < buf.len() {
+                // The socket is drained: mark it not ready now (a byte that
+                // arrived meanwhile raises a new readiness event).
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match (read, got) {
+            (_, Some(0)) => {
+                let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                return Ok(());
+            }
+            (_, Some(n)) => {
+                bytes.fetch_add(n as u64, Relaxed);
+                local.fetch_add(n as u64, Relaxed);
+                activity.touch();
+                write_all(dst, &buf[..n]).await?;
+            }
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(e), None) => return Err(e),
+            (Ok(()), None) => unreachable!("a successful read sets the count"),
         }
-        r
     }
 }
 
-impl AsyncWrite for Counted<'_> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
+async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
     }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
-    }
+    Ok(())
 }
 
 /// What one connection's forwarding moved, for the caller's decisions.
@@ -105,9 +132,14 @@ pub async fn forward(
     let activity = Activity { base: Instant::now(), last_ms: AtomicU64::new(0) };
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
     let end = {
-        let mut c = Counted { inner: client, bytes: &stats.bytes_to_backend, local: &up, activity: &activity };
-        let mut b = Counted { inner: backend, bytes: &stats.bytes_to_client, local: &down, activity: &activity };
-        let copy = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut b, BUFFER, BUFFER);
+        let (client, backend) = (&*client, &*backend);
+        let (mut up_buf, mut down_buf) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
+        let copy = async {
+            tokio::try_join!(
+                pump(client, backend, &mut up_buf, &stats.bytes_to_backend, &up, &activity),
+                pump(backend, client, &mut down_buf, &stats.bytes_to_client, &down, &activity),
+            )
+        };
         tokio::pin!(copy);
         let idle_watch = async {
             loop {
@@ -129,10 +161,11 @@ pub async fn forward(
             }
         };
         tokio::select! {
+            biased;
             r = &mut copy => End::Closed { error: r.is_err() },
             _ = cut => End::Cut,
-            _ = idle_watch => End::Idle,
             _ = stop.wait_for(|s| *s) => End::Stopped,
+            _ = idle_watch => End::Idle,
         }
     };
     (end, Moved { to_backend: up.load(Relaxed), to_client: down.load(Relaxed) })

@@ -57,7 +57,16 @@ pub fn start(cluster: &str, cfg: ProxyConfig, hub: RouteHub) -> anyhow::Result<P
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (name, st) = (cluster.to_string(), stats.clone());
     let thread = std::thread::Builder::new().name(format!("proxy-{cluster}")).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a proxy runtime");
+        let rt = if cfg.threads == 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cfg.threads)
+                .thread_name(format!("proxy-{name}"))
+                .enable_all()
+                .build()
+        }
+        .expect("a proxy runtime");
         rt.block_on(listener::serve(name, cfg, hub, st, ports, stopped));
     })?;
     Ok(ProxyHandle { stats, stop, thread: Some(thread) })

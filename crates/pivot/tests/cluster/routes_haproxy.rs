@@ -12,14 +12,16 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// HAProxy started by this test, killed by PID on drop.
+/// HAProxy started by this test, killed by PID on drop (its log printed
+/// if the test fails).
 struct Haproxy {
     child: Child,
+    log: std::path::PathBuf,
 }
 
 impl Haproxy {
-    fn start(config: &std::path::Path, log: &std::path::Path) -> Haproxy {
-        let log = std::fs::File::create(log).unwrap();
+    fn start(config: &std::path::Path, log_path: &std::path::Path) -> Haproxy {
+        let log = std::fs::File::create(log_path).unwrap();
         let child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
@@ -29,7 +31,7 @@ impl Haproxy {
             .stdin(Stdio::null())
             .spawn()
             .expect("haproxy (Debian package haproxy; scripts/deps.sh installs it)");
-        Haproxy { child }
+        Haproxy { child, log: log_path.to_path_buf() }
     }
 }
 
@@ -37,6 +39,9 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- haproxy log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
     }
 }
 
@@ -118,7 +123,14 @@ async fn haproxy_with_pivots_checks_follows_replication_health_and_the_failover(
         (read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("not yet".to_string())
     })
     .await;
-    // Long enough for HAProxy to have checked it several times.
+    // Reads resume (the surviving replica was repointed, the new primary is
+    // the backup meanwhile); then, long enough for HAProxy to have checked
+    // the old primary several times, nothing reaches it.
+    eventually(WAIT, "reads served again", || async {
+        let rd = spread(&rig, &read, 2).await?;
+        (!rd.contains(&1)).then_some(()).ok_or(format!("reads {rd:?}"))
+    })
+    .await;
     for _ in 0..10 {
         assert_eq!(server_behind(&rig, &write).await.unwrap(), new_id, "writes only on the new primary");
         let rd = spread(&rig, &read, 4).await.unwrap();
