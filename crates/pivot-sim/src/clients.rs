@@ -27,6 +27,9 @@ pub struct Ack {
 pub enum Target {
     FollowPrimary,
     Fixed(usize),
+    /// Through pivot's proxy write port: to the route table's write target
+    /// only; held while there is none; cut when the route moves away.
+    Routed,
 }
 
 #[derive(Clone, Debug)]
@@ -105,12 +108,26 @@ impl Clients {
         }
     }
 
+    pub fn routed(&self, client: usize) -> bool {
+        self.clients.get(client).is_some_and(|c| c.target == Target::Routed)
+    }
+
     /// Each client's next move: give up, notice an error, or write.
-    pub fn tick(&mut self, servers: &mut [Server], now: u64) {
+    /// `route`: the proxy's write target now (`None`: held, or no pivot).
+    pub fn tick(&mut self, servers: &mut [Server], now: u64, route: Option<usize>) {
         for ci in 0..self.clients.len() {
             let state = self.clients[ci].state.clone();
+            let busy_on = match state {
+                State::Blocked { server, .. } | State::Waiting { server, .. } => Some(server),
+                State::Idle { .. } => None,
+            };
+            if self.clients[ci].target == Target::Routed && busy_on.is_some() && busy_on != route {
+                // The proxy cut the connection: its backend left the route.
+                self.error(ci, now);
+                continue;
+            }
             match state {
-                State::Idle { next_at } if now >= next_at => self.write(ci, servers, now),
+                State::Idle { next_at } if now >= next_at => self.write(ci, servers, now, route),
                 State::Idle { .. } => {}
                 State::Blocked { server, since } => match servers[server].liveness {
                     Liveness::Up => {
@@ -140,9 +157,10 @@ impl Clients {
         c.state = State::Idle { next_at: now.saturating_add(self.every_ms) };
     }
 
-    fn write(&mut self, ci: usize, servers: &mut [Server], now: u64) {
+    fn write(&mut self, ci: usize, servers: &mut [Server], now: u64, route: Option<usize>) {
         let server = match self.clients[ci].target {
             Target::Fixed(s) => Some(s),
+            Target::Routed => route,
             Target::FollowPrimary => {
                 let usable = |s: &Server| s.up() && s.writable();
                 match self.clients[ci].current.filter(|&c| usable(&servers[c])) {

@@ -127,6 +127,9 @@ pub struct Config {
     pub writer: bool,
     /// A client hard-coded to the first primary (S2's script).
     pub stubborn_writer: bool,
+    /// A client that connects only through pivot's proxy write port (the
+    /// running pivot process's route table).
+    pub routed_writer: bool,
     pub write_every_ms: u64,
     pub client_timeout_ms: u64,
     pub faults: FaultConfig,
@@ -164,6 +167,7 @@ impl Default for Config {
             hooks: HookConfig { latency_ms: 30, ..HookConfig::default() },
             writer: true,
             stubborn_writer: false,
+            routed_writer: true,
             write_every_ms: 20,
             client_timeout_ms: 2_000,
             faults: FaultConfig::default(),
@@ -195,7 +199,8 @@ impl Config {
             semi_sync: self.semi_sync_policy,
             hooks: self.hooks.configured,
             lag_threshold_s: self.detection.lag_threshold_s,
-            routes: vec![],
+            // The proxy of the running pivot process, required.
+            routes: vec![pivot_core::routes::RouteSpec { kind: pivot_core::routes::RouteKind::Local, required: true }],
         }
     }
 

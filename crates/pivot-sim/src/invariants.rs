@@ -55,6 +55,9 @@
 //!   table changes): its write target is the primary of the newest stored
 //!   epoch, never a server in the fence list; a table never replaces one of
 //!   a newer epoch (the hub refuses it).
+//! * **routed writes reach the epoch's primary** (every tick): a write
+//!   acknowledged to the client that connects through pivot's proxy was
+//!   acknowledged by the primary of the newest stored epoch.
 //! * at the end, after every fault healed and a quiet period: at most one
 //!   writable server.
 
@@ -71,6 +74,8 @@ use std::collections::BTreeMap;
 /// The facts the checks need, kept by the simulator (it survives pivot).
 #[derive(Clone, Debug, Default)]
 pub struct Book {
+    /// Acknowledgements already checked by the routed-writes invariant.
+    pub routed_checked: usize,
     /// The server clients should write to: the first primary, then each one promoted.
     pub primary: usize,
     /// The current primary failed then (crash, hang, cut off), not yet replaced.
@@ -304,6 +309,23 @@ pub fn on_primary_fault(w: &mut World) {
 /// The checks of every tick; `pivot_running`: a pivot process is up.
 pub fn tick(w: &mut World, pivot_running: bool) {
     let now = w.now;
+    let newest = w.store.current_epoch().and_then(|e| w.index_of(&e.primary));
+    let from = w.book.routed_checked;
+    let stray = w.clients.acks[from..]
+        .iter()
+        .find(|a| w.clients.routed(a.client) && Some(a.server) != newest)
+        .map(|a| (a.id, a.server));
+    w.book.routed_checked = w.clients.acks.len();
+    if let Some((id, server)) = stray {
+        let newest = newest.map_or("none".to_string(), |i| format!("s{}", i + 1));
+        w.fail(
+            "routed writes reach the epoch's primary",
+            format!(
+                "write {id} through the proxy acknowledged by s{}; the newest epoch's primary is {newest}",
+                server + 1
+            ),
+        );
+    }
     let n = w.servers.len();
     let tick = w.cfg.timing.tick_ms;
     w.book.hearing.resize(n, None);

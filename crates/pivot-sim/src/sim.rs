@@ -62,6 +62,9 @@ impl Sim {
         if cfg.stubborn_writer {
             targets.push(Target::Fixed(0));
         }
+        if cfg.routed_writer {
+            targets.push(Target::Routed);
+        }
         let clients = Clients::new(&targets, 500, cfg.write_every_ms, cfg.client_timeout_ms);
         let trace = Trace::new(cfg.trace_tail, cfg.full_trace);
         let faults = FaultState::new(&cfg.faults);
@@ -81,6 +84,7 @@ impl Sim {
             book: Book::default(),
             faults,
             failure: None,
+            local_routes: None,
         };
         let mut sim = Sim { world, pivot: None, incarnations: 0, pivot_restart_at: None };
         // Replicas connected before pivot's first look.
@@ -100,6 +104,8 @@ impl Sim {
     fn start_pivot(&mut self) {
         self.incarnations += 1;
         self.world.log(format!("pivot #{} starts", self.incarnations));
+        // A new process: its proxy knows no epoch until its machine publishes one.
+        self.world.local_routes = Some(pivot_core::routes::RouteTable::default());
         self.pivot = Some(Pivot::start(&mut self.world, self.incarnations));
         self.pivot_restart_at = None;
     }
@@ -109,6 +115,8 @@ impl Sim {
         if let Some(p) = self.pivot.take() {
             self.world.log(format!("pivot #{} killed", p.incarnation));
         }
+        // Its proxy dies with it: every routed connection is cut.
+        self.world.local_routes = None;
         self.pivot_restart_at = down_ms.map(|d| self.world.now + d);
     }
 
@@ -153,7 +161,8 @@ impl Sim {
         let answered = replication::tick(&mut w.servers, &w.net, w.now, &w.cfg.timing);
         let before = w.clients.acks.len();
         w.clients.on_answered(&answered, w.now);
-        w.clients.tick(&mut w.servers, w.now);
+        let route = w.route_target();
+        w.clients.tick(&mut w.servers, w.now, route);
         let acked = (w.clients.acks.len() - before) as u64;
         w.trace.count(acked);
         invariants::tick(w, self.pivot.is_some());

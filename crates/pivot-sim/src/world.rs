@@ -42,6 +42,9 @@ pub struct World {
     pub faults: FaultState,
     /// The first invariant broken.
     pub failure: Option<Failure>,
+    /// The running pivot process's route table (its proxy); `None` while
+    /// no pivot runs.
+    pub local_routes: Option<pivot_core::routes::RouteTable>,
 }
 
 impl World {
@@ -62,6 +65,22 @@ impl World {
     pub fn alert(&mut self, text: String) {
         self.log(format!("ALERT {text}"));
         self.alerts.push((self.now, text));
+    }
+
+    /// The proxy's write target now, as a server index.
+    pub fn route_target(&self) -> Option<usize> {
+        self.local_routes.as_ref().and_then(|t| t.write_target()).and_then(|k| self.index_of(k))
+    }
+
+    /// The running process's hub: take `table` unless it is of an older epoch.
+    pub fn publish_routes(&mut self, table: pivot_core::routes::RouteTable) -> bool {
+        let Some(current) = &self.local_routes else { return false };
+        if !table.supersedes(current) {
+            return false;
+        }
+        self.local_routes = Some(table.clone());
+        crate::invariants::on_routes(self, &table);
+        true
     }
 
     /// Record that invariant `name` broke (the first one wins).

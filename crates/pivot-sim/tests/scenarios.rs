@@ -88,7 +88,20 @@ fn s1_kill_9_under_load_with_semi_sync_loses_no_acknowledged_write() {
     }
     let other = if new == 1 { 2 } else { 1 };
     assert_eq!(source_of(&s, other), Some(new), "the remaining replica follows the new primary");
+    for want in ["record_epoch=ok", "route_local=ok"] {
+        assert!(steps.contains(&want.to_string()), "{want} missing from {steps:?}");
+    }
     ok(s.run_until(s.world.now + 5_000));
+    // The client that only knows the proxy wrote to the old primary, then
+    // (after the route moved) to the new one, and never to the old again.
+    let routed: Vec<(usize, u64)> =
+        s.world.clients.acks.iter().filter(|a| s.world.clients.routed(a.client)).map(|a| (a.server, a.at)).collect();
+    assert!(routed.iter().any(|(srv, at)| *srv == 0 && *at < killed_at), "routed writes on the old primary first");
+    let first_new = routed.iter().find(|(srv, _)| *srv == new).map(|(_, at)| *at).expect("routed writes on the new");
+    assert!(!routed.iter().any(|(srv, at)| *srv == 0 && *at > first_new), "no routed write on the old primary after");
+    let epoch = s.world.store.current_epoch().expect("an epoch").clone();
+    assert_eq!((epoch.number, epoch.primary.to_string()), (2, key(&s, new)), "adopted epoch 1, promoted epoch 2");
+    assert_eq!(s.world.route_target(), Some(new), "the proxy routes to the new primary");
 }
 
 #[test]

@@ -81,8 +81,6 @@ pub struct Pivot {
     queue: VecDeque<Command>,
     /// Set when a fault kills this process at a command boundary.
     pub killed: bool,
-    /// This process's route table (its hub): never an older epoch.
-    routes: pivot_core::routes::RouteTable,
 }
 
 impl Pivot {
@@ -110,7 +108,6 @@ impl Pivot {
             fences: Vec::new(),
             queue: first.into(),
             killed: false,
-            routes: pivot_core::routes::RouteTable::default(),
         };
         p.perform_queued(w);
         p
@@ -239,10 +236,7 @@ impl Pivot {
                 }
             }
             Command::PublishRoutes(table) => {
-                if table.supersedes(&self.routes) {
-                    self.routes = *table;
-                    crate::invariants::on_routes(w, &self.routes);
-                }
+                w.publish_routes(*table);
             }
             Command::AdoptPrimary { primary, expected } => {
                 let (now, wall) = (w.now, w.wall());

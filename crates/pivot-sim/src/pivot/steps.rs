@@ -128,8 +128,11 @@ impl StepRun {
                     Err(e) => end(Ended::Failed, e),
                 })
             }
-            // Routes are not modelled yet: clients find the writable server themselves.
-            Step::UpdateRoute { .. } => Kind::Now(end(Ended::Ok, "")),
+            // `recovery::route_step`: the epoch this recovery stored, into
+            // this process's route table (its proxy). Other routes are not modelled.
+            Step::UpdateRoute { route, primary, .. } => {
+                Kind::Now(update_route(w, ctx.recovery, ctx.failed, *route, primary))
+            }
             Step::Repoint { instances, to } => {
                 let to_i = idx(w, to);
                 Kind::Ops {
@@ -319,4 +322,32 @@ fn hook(w: &mut World, ctx: Ctx, point: HookPoint) -> Kind {
     let stonith =
         (point == HookPoint::Fence && behaviour == HookBehaviour::Ok && w.cfg.hooks.stonith).then_some(ctx.failed);
     Kind::At { done_at, end: e, stonith }
+}
+
+fn update_route(
+    w: &mut World,
+    recovery: i64,
+    failed: usize,
+    route: pivot_core::routes::RouteKind,
+    primary: &InstanceKey,
+) -> StepEnd {
+    if route != pivot_core::routes::RouteKind::Local {
+        return end(Ended::Skipped, "not modelled");
+    }
+    let Some(epoch) = w.store.epochs.iter().find(|e| e.recovery_id == Some(recovery)).cloned() else {
+        return end(Ended::Failed, "this recovery stored no epoch");
+    };
+    if epoch.primary != *primary {
+        return end(Ended::Failed, "the epoch names another primary");
+    }
+    let Some(current) = w.local_routes.clone() else {
+        return end(Ended::Failed, "no route table in this process");
+    };
+    let old = w.servers[failed].key.clone();
+    let table = current.after_promotion(&epoch, Some(&old));
+    if w.publish_routes(table) || w.local_routes.as_ref().is_some_and(|t| t.epoch >= epoch.number) {
+        end(Ended::Ok, format!("epoch {}", epoch.number))
+    } else {
+        end(Ended::Failed, "the route table refused the epoch")
+    }
 }
