@@ -200,6 +200,11 @@ fn check_names_each_broken_rule() {
     let mut unfenced = good.clone();
     unfenced.steps.retain(|s| !matches!(s.step, Step::RegisterFence { .. }));
     assert!(unfenced.check().unwrap_err().contains("before the old primary is registered"));
+    let mut fenced_late = good.clone();
+    let f = fenced_late.steps.iter().position(|s| matches!(s.step, Step::RegisterFence { .. })).unwrap();
+    let fence = fenced_late.steps.remove(f);
+    fenced_late.steps.push(fence);
+    assert!(fenced_late.check().unwrap_err().contains("before the old primary is registered"));
     let mut late_veto = good.clone();
     late_veto.steps.push(PlannedStep {
         step: Step::Hook { point: HookPoint::PreFailover },

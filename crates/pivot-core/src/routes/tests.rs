@@ -75,6 +75,14 @@ fn write_target_is_the_epochs_primary_never_the_observed_one() {
     // P is writable but not the epoch's primary: a replica that is not healthy.
     let p = t.get(&key(P)).unwrap();
     assert_eq!((p.role, p.healthy), (Role::Replica, false), "{p:?}");
+    // An epoch naming an instance not observed yet: still the write target,
+    // listed once, as a primary not known healthy.
+    let t = RouteTable::derive(Some(&epoch(6, OLD)), &v, false, 10);
+    assert_eq!(t.write_target(), Some(&key(OLD)));
+    let listed: Vec<&InstanceRoute> = t.instances.iter().filter(|r| r.instance == key(OLD)).collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].role, listed[0].healthy, listed[0].reachable), (Role::Primary, false, false));
+    assert_eq!(t.instances.len(), 4, "P, R1, R2 and the epoch's primary");
     // Without an epoch nothing is written anywhere.
     let t = RouteTable::derive(None, &v, false, 10);
     assert_eq!((t.epoch, t.write_target()), (0, None));
