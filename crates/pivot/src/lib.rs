@@ -4,6 +4,7 @@
 //! configuration, runs probes through `pivot-server`, feeds the core, and
 //! presents what the core concludes. See ARCHITECTURE.md at the repository root.
 
+pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -5,6 +5,7 @@
 mod failover;
 pub mod haproxy_config;
 mod history;
+pub mod keepalived_config;
 mod out;
 mod sandbox;
 mod status;
@@ -101,6 +102,27 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:3307")]
         read_bind: std::net::SocketAddr,
     },
+    /// Run on a database host: holds the virtual IP while pivot's lease
+    /// lasts, serves health checks of its instance; `check-primary` for
+    /// keepalived.
+    Agent(crate::agent::AgentArgs),
+    /// Print a keepalived configuration whose only check asks the local
+    /// `pivot agent`, so VRRP only follows pivot's primary.
+    KeepalivedConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: String,
+        /// The agent's configuration on the database hosts.
+        #[arg(long, default_value = "/etc/pivot/agent.toml")]
+        agent_config: PathBuf,
+        /// The pivot binary on the database hosts (default: this one).
+        #[arg(long)]
+        pivot: Option<PathBuf>,
+        /// VRRP's virtual_router_id, 1 to 255 (default: from the cluster's name).
+        #[arg(long)]
+        router_id: Option<u8>,
+    },
     /// A throwaway local MariaDB cluster, for trying pivot and for tests.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -111,6 +133,7 @@ pub fn init_logging(cli: &Cli) {
         (_, 2..) => "trace",
         (_, 1) => "debug",
         (Command::Run { .. }, 0) => "info",
+        (Command::Agent(a), 0) if a.command.is_none() => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -134,6 +157,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ack { config, cluster } => history::ack(&config.config, &cluster),
         Command::HaproxyConfig { config, cluster, write_bind, read_bind } => {
             haproxy_config::run(&config.config, &cluster, write_bind, read_bind).await
+        }
+        Command::Agent(args) => crate::agent::cli(args, shutdown_signal()).await,
+        Command::KeepalivedConfig { config, cluster, agent_config, pivot, router_id } => {
+            keepalived_config::run(&config.config, &cluster, &agent_config, pivot, router_id)
         }
         Command::Sandbox(cmd) => sandbox::run(cmd).await,
     }

@@ -25,6 +25,10 @@ pub(super) struct Source<'a> {
 }
 
 impl Source<'_> {
+    pub(super) fn new<'a>(path: &'a Path, text: &'a str) -> Source<'a> {
+        Source { path, text }
+    }
+
     fn line_of(&self, offset: usize) -> usize {
         self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
@@ -180,6 +184,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         etcd: super::kv::etcd(src, &raw.etcd)?,
         consul: super::kv::consul(src, &raw.consul)?,
         proxy: super::proxy::proxy(src, &raw.proxy)?,
+        vip: super::vip::vip(src, &raw.vip)?,
         read_max_lag,
         name,
         seeds,

@@ -11,6 +11,11 @@ mod kv;
 mod load;
 mod proxy;
 mod raw;
+mod vip;
+
+mod agent;
+pub use agent::AgentConfig;
+pub use vip::{interface_name, read_token, VipAddress, VipConfig};
 
 pub use dns::DnsConfig;
 pub use kv::{ConsulConfig, EtcdConfig};
@@ -62,6 +67,8 @@ pub struct ClusterConfig {
     pub consul: Option<ConsulConfig>,
     /// The built-in proxy, if configured.
     pub proxy: Option<ProxyConfig>,
+    /// A virtual IP that follows the primary (`pivot agent`), if configured.
+    pub vip: Option<VipConfig>,
     /// Replicas lagging more leave the read routes (proxy read port, DNS,
     /// health checks).
     pub read_max_lag: Duration,

@@ -43,6 +43,8 @@ pub struct RawCluster {
     pub etcd: Option<Spanned<super::kv::RawEtcd>>,
     pub consul: Option<Spanned<super::kv::RawConsul>>,
     pub proxy: Option<Spanned<super::proxy::RawProxy>>,
+    /// `[cluster.vip]`: a virtual IP moved by `pivot agent` (or keepalived).
+    pub vip: Option<Spanned<super::vip::RawVip>>,
     /// Replicas lagging more leave the read routes (default: lag_threshold).
     pub read_max_lag: Option<Spanned<Dur>>,
 }

@@ -51,6 +51,8 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         };
         let (monitor, snapshots) = Monitor::new(env, limit.clone());
         kv_followers.extend(crate::routes::kv::reconcile::spawn_all(cluster, &routes, stop_rx.clone()));
+        // The virtual IP's lease, renewed on the primary's agent.
+        kv_followers.extend(crate::routes::vip::follow::spawn(cluster, &routes, stop_rx.clone()));
         handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes, proxy });
         let task = tasks.spawn(monitor.run(stop_rx.clone()));
         names.insert(task.id(), cluster.name.clone());

@@ -122,6 +122,7 @@ pub fn settings(c: &ClusterConfig) -> FailoverSettings {
         routes: vec![RouteSpec { kind: RouteKind::Local, required: c.proxy.as_ref().is_some_and(|p| p.required) }]
             .into_iter()
             .chain(crate::routes::kv::route_specs(c))
+            .chain(crate::routes::vip::route_spec(c))
             .collect(),
     }
 }

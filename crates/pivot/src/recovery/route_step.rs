@@ -21,10 +21,18 @@ pub async fn perform(p: &mut Performer, route: RouteKind, primary: &InstanceKey)
     match route {
         RouteKind::Local => local(p, &epoch),
         RouteKind::Etcd | RouteKind::Consul => kv(p, route, &epoch).await,
-        other => StepEnd::new(
-            Ended::Failed,
-            format!("the {} route is not available in this pivot: remove it from the configuration", other.as_str()),
-        ),
+        RouteKind::Vip => vip(p, &epoch).await,
+    }
+}
+
+/// The virtual IP (`crate::routes::vip`): released on every other agent
+/// (or, for one that does not answer, its lease certainly over), then
+/// leased to the new primary's agent.
+async fn vip(p: &Performer, epoch: &EpochRecord) -> StepEnd {
+    let failed = p.data.failed_primary.as_ref();
+    match crate::routes::vip::step(&p.env.cluster, p.env.routes.as_ref(), epoch, failed).await {
+        Ok(done) => StepEnd::new(Ended::Ok, done),
+        Err(e) => StepEnd::new(Ended::Failed, e),
     }
 }
 

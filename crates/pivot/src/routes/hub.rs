@@ -9,6 +9,9 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct RouteHub {
     tx: Arc<watch::Sender<Arc<RouteTable>>>,
+    /// Who may hold the cluster's virtual IP, as this process knows it:
+    /// shared by the VIP follower and the `route_vip` steps.
+    vip: crate::routes::vip::SharedBook,
 }
 
 impl Default for RouteHub {
@@ -20,7 +23,15 @@ impl Default for RouteHub {
 impl RouteHub {
     /// A hub with no epoch: nothing is routed until one is published.
     pub fn new() -> RouteHub {
-        RouteHub { tx: Arc::new(watch::channel(Arc::new(RouteTable::default())).0) }
+        RouteHub {
+            tx: Arc::new(watch::channel(Arc::new(RouteTable::default())).0),
+            vip: crate::routes::vip::new_book(),
+        }
+    }
+
+    /// What this process knows about the holders of the cluster's VIP.
+    pub fn vip_book(&self) -> crate::routes::vip::SharedBook {
+        self.vip.clone()
     }
 
     /// Publish `table` unless it would move the routes back to an older

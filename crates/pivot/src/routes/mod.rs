@@ -5,5 +5,6 @@
 pub mod dns;
 mod hub;
 pub mod kv;
+pub mod vip;
 
 pub use hub::RouteHub;
