@@ -681,4 +681,13 @@ fn a_primary_promoted_outside_pivot_is_adopted_with_compare_and_set() {
     let cmds =
         rig.raw(Event::Store(StoreView { fenced: vec![fenced], epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
     assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
+    // Nor while the state file is deleted or replaced (the epoch read from it means nothing).
+    let mut rig = Rig::new(true);
+    let cmds = rig.raw(Event::Store(StoreView {
+        file_ok: false,
+        problem: Some("state file replaced".into()),
+        epoch: Some(epoch(4, R2, Some(9))),
+        ..fresh_store()
+    }));
+    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
 }

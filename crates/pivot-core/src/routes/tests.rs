@@ -222,3 +222,33 @@ fn open_connections_are_cut_when_their_backend_leaves_the_route() {
     let fenced = RouteTable::derive(Some(&epoch(4, P)), &v, false, 10);
     assert!(!fenced.keeps_read(&key(R2)), "nothing stays on a fenced instance");
 }
+
+#[test]
+fn a_read_only_primary_of_the_epoch_is_not_a_healthy_primary() {
+    let mut v = ClusterView::default();
+    v.apply(up(P, 10, state(1, "0-1-10").read_only(true)), 10);
+    v.apply(up(R1, 10, replica()), 10);
+    let t = RouteTable::derive(Some(&epoch(3, P)), &v, false, 10);
+    let p = t.get(&key(P)).unwrap();
+    assert_eq!((p.role, p.healthy), (Role::Primary, false));
+    let a = answer(&t, &key(P), HealthCheck::Primary);
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("read-only"), "{}", a.body);
+}
+
+#[test]
+fn a_chain_with_a_broken_link_does_not_replicate_from_the_primary() {
+    let chained = || state(3, "0-1-10").replica_of(R1, "0-1-10").lag(0);
+    for (case, r1, healthy) in [
+        ("R1 fine", replica(), true),
+        ("R1's SQL thread stopped", replica().sql_stopped(), false),
+        ("R1's IO thread stopped", replica().io(IoThread::Stopped), false),
+    ] {
+        let mut v = ClusterView::default();
+        v.apply(up(P, 10, state(1, "0-1-10").read_only(false)), 10);
+        v.apply(up(R1, 10, r1), 10);
+        v.apply(up(R2, 10, chained()), 10);
+        let t = RouteTable::derive(Some(&epoch(3, P)), &v, false, 10);
+        assert_eq!(r2(&t).healthy, healthy, "{case}: {:?}", r2(&t));
+    }
+}
