@@ -183,7 +183,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         hooks: hooks(src, &raw.hooks)?,
         etcd: super::kv::etcd(src, &raw.etcd)?,
         consul: super::kv::consul(src, &raw.consul)?,
-        proxy: super::proxy::proxy(src, &raw.proxy)?,
+        proxy: super::proxy::proxy(src, &name, &raw.proxy)?,
         vip: super::vip::vip(src, &raw.vip)?,
         read_max_lag,
         name,

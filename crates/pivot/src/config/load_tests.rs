@@ -161,3 +161,26 @@ fn example_config_in_the_repository_is_valid() {
     let c = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
     assert!(!c.clusters.is_empty());
 }
+
+#[test]
+fn proxy_settings_and_their_errors() {
+    let c = parse(&format!("{GOOD}\n[cluster.proxy]\nwrite = \"127.0.0.1:6033\"\n")).unwrap();
+    let p = c.clusters[0].proxy.clone().expect("a proxy");
+    assert_eq!(p.write, Some("127.0.0.1:6033".parse().unwrap()));
+    assert_eq!((p.read, p.required, p.hold_queue, p.threads), (None, true, 1024, 1), "defaults");
+    assert_eq!(p.hold_timeout, Duration::from_secs(10));
+    let read_only = parse(&format!("{GOOD}\n[cluster.proxy]\nread = \"127.0.0.1:6034\"\n")).unwrap();
+    assert!(!read_only.clusters[0].proxy.as_ref().unwrap().required, "a read port alone is not required");
+    assert_eq!(c.clusters[0].read_max_lag, Duration::from_secs(10), "read_max_lag defaults to lag_threshold");
+    for (table, want) in [
+        ("[cluster.proxy]\nhold_queue = 10\n", "[cluster.proxy] of cluster `main` has neither write nor read"),
+        ("[cluster.proxy]\nwrite = \"6033\"\n", ":20: proxy write `6033` is not an address"),
+        ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nread = \"127.0.0.1:1\"\n", ":21: proxy write and read are the same address"),
+        ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nthreads = 0\n", "proxy threads 0 is out of range"),
+        ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nhold_timeout = \"1h\"\n", "proxy hold_timeout 1h is out of range"),
+        ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nwrte = \"x\"\n", "unknown field `wrte`"),
+    ] {
+        let e = error(&format!("{GOOD}\n{table}"));
+        assert!(e.contains(want), "{table}: {e}");
+    }
+}

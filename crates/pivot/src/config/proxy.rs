@@ -51,17 +51,25 @@ fn addr(src: &Source, v: &Option<Spanned<String>>, name: &str) -> Result<Option<
     })
 }
 
-pub(super) fn proxy(src: &Source, raw: &Option<Spanned<RawProxy>>) -> Result<Option<ProxyConfig>, ConfigError> {
+pub(super) fn proxy(
+    src: &Source,
+    cluster: &str,
+    raw: &Option<Spanned<RawProxy>>,
+) -> Result<Option<ProxyConfig>, ConfigError> {
     let Some(spanned) = raw else { return Ok(None) };
     let raw = spanned.get_ref();
     let (ms, secs) = (Duration::from_millis, Duration::from_secs);
     let write = addr(src, &raw.write, "write")?;
     let read = addr(src, &raw.read, "read")?;
     if write.is_none() && read.is_none() {
-        return Err(src.err(spanned, "[cluster.proxy] has neither write nor read: give at least one listen address"));
+        return Err(src.whole(format!(
+            "[cluster.proxy] of cluster `{cluster}` has neither write nor read: give at least one listen address"
+        )));
     }
-    if write.is_some() && write == read {
-        return Err(src.err(spanned, "[cluster.proxy] write and read are the same address: give each its own port"));
+    if let (Some(w), Some(r)) = (write, &raw.read) {
+        if Some(w) == read {
+            return Err(src.err(r, "proxy write and read are the same address: give each its own port"));
+        }
     }
     Ok(Some(ProxyConfig {
         write,
