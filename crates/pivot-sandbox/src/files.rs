@@ -15,7 +15,7 @@ socket = {d}/mariadbd.sock
 pid-file = {d}/data/mariadbd.pid
 log-error = {d}/error.log
 tmpdir = {d}/tmp
-bind-address = {host}
+bind-address = {bind}
 port = {port}
 server_id = {server_id}
 report_host = {host}
@@ -40,6 +40,9 @@ max_connections = 300
 ",
         host = node.host,
         port = node.port,
+        // In its own network namespace a node listens on every address of
+        // it, so a virtual IP put up there reaches it too.
+        bind = if node.netns.is_some() { "0.0.0.0" } else { node.host.as_str() },
         server_id = node.server_id,
         read_only = if primary { "OFF" } else { "ON" },
     );
