@@ -7,7 +7,9 @@ set -euo pipefail
 # protobuf-compiler, libprotobuf-dev: the etcd-client crate compiles etcd's
 # .proto files at build time (protoc and google/protobuf/*.proto).
 # dnsutils: dig, which the DNS route's integration test queries pivot with.
-PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils)
+# keepalived: the VIP route's keepalived test runs it (pivot agent sends its
+# own gratuitous ARP: no arping needed).
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived)
 
 ensure_deps() {
     local missing=()
