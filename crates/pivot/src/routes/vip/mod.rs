@@ -371,3 +371,6 @@ pub async fn step(
         tokio::time::sleep(RETRY).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
