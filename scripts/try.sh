@@ -17,6 +17,12 @@ if [ -f "$DIR/sandbox.json" ]; then $PIVOT sandbox down --dir "$DIR" --remove >/
 $PIVOT sandbox up --dir "$DIR" --semi-sync
 CONFIG="$DIR/pivot.toml"
 
+# The application connects only to pivot's proxy write port, on a free port.
+PROXY_PORT=16033
+while (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null; do PROXY_PORT=$((PROXY_PORT + 1)); done
+printf '\n[cluster.proxy]\nwrite = "127.0.0.1:%s"\n' "$PROXY_PORT" >>"$CONFIG"
+PROXY="127.0.0.1:$PROXY_PORT"
+
 cleanup() {
     [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
     if [ "${PIVOT_TRY_KEEP:-0}" != 1 ]; then $PIVOT sandbox down --dir "$DIR" --remove; fi
@@ -34,7 +40,8 @@ $PIVOT run --config "$CONFIG" >"$DIR/pivot.log" 2>&1 &
 DAEMON=$!
 sleep 1
 OLD=$(primary)
-app "$OLD" "CREATE TABLE demo (id INT PRIMARY KEY, note VARCHAR(40)); INSERT INTO demo VALUES (1, 'before the crash'), (2, 'acknowledged by a replica')"
+echo; echo "== the application writes through pivot's proxy at $PROXY (it reaches $OLD)"
+app "$PROXY" "CREATE TABLE demo (id INT PRIMARY KEY, note VARCHAR(40)); INSERT INTO demo VALUES (1, 'before the crash'), (2, 'acknowledged by a replica'); SELECT @@port AS primary_port"
 
 echo; echo "== crash the primary: kill -9 of $OLD"
 $PIVOT sandbox kill --dir "$DIR" node1
@@ -43,8 +50,8 @@ sleep 2
 echo; echo "== pivot failed over"
 $PIVOT status --config "$CONFIG" || true
 NEW=$(primary)
-echo; echo "== every acknowledged row is on the new primary $NEW, and it takes writes"
-app "$NEW" "INSERT INTO demo VALUES (3, 'after the failover'); SELECT * FROM demo"
+echo; echo "== the same proxy address now reaches the new primary $NEW: every acknowledged row is there, and it takes writes"
+app "$PROXY" "INSERT INTO demo VALUES (3, 'after the failover, same address'); SELECT * FROM demo; SELECT @@port AS primary_port"
 
 echo; echo "== the recovery, step by step"
 $PIVOT history --config "$CONFIG"
