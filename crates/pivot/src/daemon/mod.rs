@@ -80,7 +80,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (the `http` setting in [pivot]): {e}"))?;
             tracing::info!(%addr, "HTTP API, metrics and health checks listening");
             let mut stop = stop_rx.clone();
-            let app = http::router(http::AppState { clusters: Arc::new(handles) });
+            let app = http::router(http::AppState { clusters: Arc::new(handles), state: state.clone() });
             Some(tokio::spawn(async move {
                 let graceful = async move {
                     let _ = stop.changed().await;

@@ -1,5 +1,6 @@
 //! The HTTP surface: JSON API, Prometheus metrics.
 
+mod api;
 mod health;
 mod metrics;
 mod route_metrics;
@@ -27,6 +28,8 @@ pub struct ClusterHandle {
 #[derive(Clone)]
 pub struct AppState {
     pub clusters: Arc<Vec<ClusterHandle>>,
+    /// The state file: recoveries for the API.
+    pub state: Arc<dyn pivot_state::StateStore>,
 }
 
 impl AppState {
@@ -43,6 +46,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/clusters", get(clusters))
         .route("/api/clusters/{name}", get(cluster))
+        .route("/api/clusters/{name}/recoveries", get(api::recoveries))
+        .route("/api/clusters/{name}/routes", get(api::routes))
         .route("/metrics", get(metrics_text))
         .route("/haproxy/{cluster}/{server}", get(health::haproxy))
         .route("/{check}/{cluster}/{instance}", get(health::check))

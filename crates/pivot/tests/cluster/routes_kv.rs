@@ -193,6 +193,10 @@ async fn a_required_etcd_route_that_cannot_be_updated_fails_the_recovery_but_the
     assert!(said.contains("not published within") && said.contains("3 attempts"), "{said}");
     let summary = r["summary"].as_str().unwrap_or_default();
     assert!(summary.contains("a required route was not updated"), "{summary}");
+    // The API says "failed" too, not success.
+    let (code, body) = pivot_drill::http_get(rig.addr, "/api/clusters/sandbox/recoveries?limit=1").await.unwrap();
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((code, api["recoveries"][0]["status"].as_str()), (200, Some("failed")), "{body}");
     let alerts = rig.sb.dir.join("alerts.out");
     eventually(WAIT, "an alert says so", || async {
         let text = std::fs::read_to_string(&alerts).unwrap_or_default();

@@ -113,6 +113,15 @@ async fn writes_follow_the_failover_through_the_proxy_and_nothing_reaches_the_fe
     let cut = sample(&m, "pivot_proxy_backend_cut_total", &format!("port=\"write\",backend=\"{old}\"")).unwrap_or(0.0);
     let held = sample(&m, "pivot_proxy_held_total", "sandbox").unwrap_or(0.0);
     assert!(cut + held >= 1.0, "the writer's connection to the old primary was cut or a connection was held: {m}");
+    let (_, body) = http_get(rig.addr, "/api/clusters/sandbox/routes").await.unwrap();
+    let routes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (routes["epoch"].as_u64(), routes["primary"].as_str(), routes["hold"].as_bool()),
+        (Some(2), Some(new.as_str()), Some(false)),
+        "{body}"
+    );
+    let (code, body) = http_get(rig.addr, "/api/clusters/sandbox/recoveries?limit=x").await.unwrap();
+    assert!(code == 400 && body.contains("limit must be a number"), "{code} {body}");
     let h = rig.history();
     let names = steps(last_recovery(&h));
     assert!(
