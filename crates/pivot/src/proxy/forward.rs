@@ -151,6 +151,12 @@ pub async fn forward(
             }
         };
         let cut = async {
+            // The table may have changed between the choice of this backend
+            // and the subscription (while connecting): that change is
+            // already marked seen, so judge the current table first.
+            if !keeps(&routes.borrow_and_update()) {
+                return;
+            }
             loop {
                 if routes.changed().await.is_err() {
                     return std::future::pending::<()>().await;

@@ -18,6 +18,8 @@
 mod forward;
 mod listener;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use crate::config::ProxyConfig;
 use crate::routes::RouteHub;

@@ -1,0 +1,307 @@
+//! The proxy against fake backends on 127.0.0.1 (plain TCP listeners): the
+//! limits, the hold, re-routing, cut-off, idle timeout and backpressure,
+//! without a database.
+
+use super::forward::{forward, End};
+use super::listener::{serve, Port};
+use super::stats::ProxyStats;
+use crate::config::ProxyConfig;
+use crate::routes::RouteHub;
+use pivot_core::routes::{EpochRecord, RouteTable};
+use pivot_core::{ClusterView, InstanceKey};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+fn cfg() -> ProxyConfig {
+    ProxyConfig {
+        write: None,
+        read: None,
+        max_connections: 64,
+        hold_queue: 16,
+        hold_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(60),
+        required: true,
+        threads: 1,
+    }
+}
+
+fn key_of(addr: SocketAddr) -> InstanceKey {
+    addr.to_string().parse().unwrap()
+}
+
+/// A table of `epoch` whose primary is `primary` (nothing else observed).
+fn table(epoch: u64, primary: SocketAddr, hold: bool) -> RouteTable {
+    let e = EpochRecord { number: epoch, primary: key_of(primary), recovery_id: None, since_ms: 0 };
+    RouteTable::derive(Some(&e), &ClusterView::default(), hold, 10)
+}
+
+/// A port nothing listens on (bound, then closed).
+fn dead_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+struct Proxy {
+    hub: RouteHub,
+    stats: Arc<ProxyStats>,
+    write: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(cfg: ProxyConfig, first: RouteTable) -> Proxy {
+        let hub = RouteHub::new();
+        assert!(hub.offer(first));
+        let stats = Arc::new(ProxyStats::default());
+        let bind = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        };
+        let (w, r) = (bind(), bind());
+        let write = w.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            "test".into(),
+            cfg,
+            hub.clone(),
+            stats.clone(),
+            vec![(w, Port::Write), (r, Port::Read)],
+            stopped,
+        ));
+        Proxy { hub, stats, write, stop, task }
+    }
+
+    async fn end(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// A backend that greets every connection with `hello` and echoes what it
+/// is sent.
+async fn greeting_backend(hello: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(serve_greeting(l, hello));
+    addr
+}
+
+async fn serve_greeting(l: TcpListener, hello: &'static [u8]) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        tokio::spawn(async move {
+            if s.write_all(hello).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Read exactly `n` bytes within `within`.
+async fn read_n(s: &mut TcpStream, n: usize, within: Duration) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; n];
+    match tokio::time::timeout(within, s.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => Ok(buf),
+        Ok(Err(e)) => Err(format!("closed: {e}")),
+        Err(_) => Err(format!("nothing within {within:?}")),
+    }
+}
+
+/// Whether the peer closed `s` (EOF, no byte) within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(tokio::time::timeout(within, s.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+/// A connection whose backend left the route between the choice of the
+/// backend and the start of forwarding (the table changed while the proxy
+/// connected) must be cut at once, not at the next, unrelated table change:
+/// otherwise a write connection can stay on the old primary for as long as
+/// the new epoch's table stays the same.
+#[tokio::test]
+async fn forwarding_cuts_at_once_when_the_table_already_excludes_the_backend() {
+    let (old, new) = (dead_addr(), dead_addr());
+    let hub = RouteHub::new();
+    assert!(hub.offer(table(1, old, false)));
+    // The client and its (already connected) backend connection.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (_client_peer, _) = l.accept().await.unwrap();
+    let bl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut backend = TcpStream::connect(bl.local_addr().unwrap()).await.unwrap();
+    let (_backend_peer, _) = bl.accept().await.unwrap();
+    // A new epoch is published after the choice and before forwarding
+    // subscribes: the subscriber starts with it as already seen.
+    assert!(hub.offer(table(2, new, false)));
+    let routes = hub.subscribe();
+    let stats = super::stats::BackendStats::default();
+    let old_key = key_of(old);
+    let keeps = |t: &RouteTable| t.keeps_write(&old_key);
+    let (_stop_tx, stop) = watch::channel(false);
+    let ended = tokio::time::timeout(
+        Duration::from_secs(2),
+        forward(&mut client, &mut backend, &stats, routes, keeps, Duration::from_secs(60), stop),
+    )
+    .await;
+    match ended {
+        Ok((end, _)) => assert_eq!(end, End::Cut),
+        Err(_) => panic!("a connection to a backend that is no longer the write target was kept open"),
+    }
+}
+
+/// Thousands of connections beyond the limits: at most `max_connections`
+/// are served at once, at most `hold_queue` wait, the rest are closed at
+/// once; those held are released to the primary when its epoch comes, and
+/// every counter is back to zero when the clients leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_under_a_flood_and_held_connections_are_released_to_the_new_primary() {
+    let primary = greeting_backend(b"hello").await;
+    let mut c = cfg();
+    c.max_connections = 20;
+    c.hold_queue = 5;
+    c.hold_timeout = Duration::from_secs(20);
+    // A recovery runs: writes are held.
+    let proxy = Proxy::start(c, table(1, dead_addr(), true)).await;
+    let mut clients = Vec::new();
+    for _ in 0..2000 {
+        clients.push(TcpStream::connect(proxy.write).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(proxy.stats.held.load(Relaxed), 5, "the hold queue is bounded");
+    assert!(proxy.stats.clients.load(Relaxed) <= 20, "the connection limit holds");
+    assert!(proxy.stats.refused.load(Relaxed) >= 1990, "the others were closed at once");
+    // The new primary's epoch: the held connections reach it.
+    assert!(proxy.hub.offer(table(2, primary, false)));
+    let mut greeted = 0;
+    for s in clients.iter_mut() {
+        if read_n(s, 5, Duration::from_millis(20)).await.is_ok() {
+            greeted += 1;
+        }
+    }
+    assert_eq!(greeted, 5, "the held connections, and only they, reached the new primary");
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.stats.clients.load(Relaxed) != 0 || proxy.stats.held.load(Relaxed) != 0 {
+        assert!(Instant::now() < deadline, "connections left open after their clients closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.end().await;
+}
+
+/// A backend that accepts but never greets (a hung primary whose kernel
+/// still accepts): when a new epoch moves the route, the client, which has
+/// seen nothing, is moved to the new primary without noticing.
+#[tokio::test]
+async fn a_connection_to_a_backend_that_never_greets_moves_to_the_new_primary() {
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            kept.push(s);
+        }
+    });
+    let proxy = Proxy::start(cfg(), table(1, hung_addr, false)).await;
+    let mut client = TcpStream::connect(proxy.write).await.unwrap();
+    assert!(read_n(&mut client, 1, Duration::from_millis(300)).await.is_err(), "the hung backend says nothing");
+    let new = greeting_backend(b"hello").await;
+    assert!(proxy.hub.offer(table(2, new, false)));
+    assert_eq!(read_n(&mut client, 5, Duration::from_secs(2)).await.as_deref(), Ok(&b"hello"[..]));
+    client.write_all(b"ping").await.unwrap();
+    assert_eq!(read_n(&mut client, 4, Duration::from_secs(2)).await.as_deref(), Ok(&b"ping"[..]));
+    proxy.end().await;
+    accepted.abort();
+}
+
+/// A connection with no byte either way for `idle_timeout` is closed, and
+/// one that talks is not.
+#[tokio::test]
+async fn idle_connections_are_closed_and_busy_ones_kept() {
+    let backend = greeting_backend(b"hello").await;
+    let mut c = cfg();
+    c.idle_timeout = Duration::from_millis(400);
+    let proxy = Proxy::start(c, table(1, backend, false)).await;
+    let mut idle = TcpStream::connect(proxy.write).await.unwrap();
+    let mut busy = TcpStream::connect(proxy.write).await.unwrap();
+    read_n(&mut idle, 5, Duration::from_secs(1)).await.unwrap();
+    read_n(&mut busy, 5, Duration::from_secs(1)).await.unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        busy.write_all(b"x").await.unwrap();
+        read_n(&mut busy, 1, Duration::from_secs(1)).await.expect("the busy connection stays open");
+    }
+    assert!(closed_within(&mut idle, Duration::from_secs(1)).await, "the idle connection was closed");
+    proxy.end().await;
+}
+
+/// A client that half-closes (shuts down its write side) still gets what
+/// the backend sends afterwards; the backend sees the end of the stream.
+#[tokio::test]
+async fn a_half_closed_client_still_receives_the_answer() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await; // until the client's FIN
+        let _ = s.write_all(format!("got {}", all.len()).as_bytes()).await;
+    });
+    let proxy = Proxy::start(cfg(), table(1, addr, false)).await;
+    let mut client = TcpStream::connect(proxy.write).await.unwrap();
+    client.write_all(b"question").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(answer, b"got 8");
+    proxy.end().await;
+}
+
+/// A huge answer to a client that does not read: the proxy stops reading
+/// the backend (no unbounded buffering), and delivers everything once the
+/// client reads.
+#[tokio::test]
+async fn a_slow_reader_pushes_back_on_the_backend() {
+    const TOTAL: usize = 64 << 20;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = written.clone();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        let chunk = vec![7u8; 64 * 1024];
+        while w.load(Relaxed) < TOTAL {
+            if s.write_all(&chunk).await.is_err() {
+                return;
+            }
+            w.fetch_add(chunk.len(), Relaxed);
+        }
+    });
+    let proxy = Proxy::start(cfg(), table(1, addr, false)).await;
+    let mut client = TcpStream::connect(proxy.write).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stalled = written.load(Relaxed);
+    assert!(stalled < 16 << 20, "the backend could write {stalled} bytes to a client that reads nothing");
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    while got < TOTAL {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    assert_eq!(got, TOTAL);
+    proxy.end().await;
+}
