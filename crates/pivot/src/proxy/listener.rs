@@ -162,28 +162,35 @@ impl Drop for Held<'_> {
     }
 }
 
+/// A held connection whose targets refused tries them again after this,
+/// doubling up to [`RETRY_MAX`], even if the table does not change: a
+/// refusal can be passing (a restart, a full accept queue) without pivot's
+/// probes ever noticing.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// The backend for a new connection, connected. With none (a recovery
-/// runs, no epoch yet, no replica to read from, the primary refuses), the
-/// connection waits in the hold queue for the routes to change, until
-/// `deadline`.
+/// runs, no epoch yet, no replica to read from, every target refuses), the
+/// connection waits in the hold queue for the routes to change or for a
+/// target to accept, until `deadline`.
 async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey, TcpStream)> {
     let mut routes = ctx.hub.subscribe();
     let mut held: Option<Held> = None;
-    loop {
-        let target = {
+    let mut retry = RETRY_MIN;
+    'choose: loop {
+        let targets = {
             let table = routes.borrow_and_update();
-            match port {
-                Port::Write => table.write_target().cloned(),
-                Port::Read => least_connections(&table, ctx),
-            }
+            targets(port, &table, ctx)
         };
-        if let Some(key) = target {
-            match connect(&key, ctx.cfg.connect_timeout).await {
-                Ok(s) => return Some((key, s)),
-                Err(e) => {
-                    ctx.stats.backend(port.name(), &key).errors.fetch_add(1, Relaxed);
+        for key in &targets {
+            match connect_while_routed(port, key, &mut routes, ctx.cfg.connect_timeout).await {
+                Some(Ok(s)) => return Some((key.clone(), s)),
+                Some(Err(e)) => {
+                    ctx.stats.backend(port.name(), key).errors.fetch_add(1, Relaxed);
                     tracing::debug!(cluster = %ctx.cluster, "proxy {} port: cannot connect to {key}: {e}", port.name());
                 }
+                // It left the route while connecting: choose again, at once.
+                None => continue 'choose,
             }
         }
         if held.is_none() {
@@ -195,9 +202,14 @@ async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey
             ctx.stats.held_total.fetch_add(1, Relaxed);
             held = Some(Held(&ctx.stats));
         }
-        match tokio::time::timeout_at(deadline, routes.changed()).await {
+        // With targets that refused, try them again soon; with none, only
+        // a new table can help.
+        let until = if targets.is_empty() { deadline } else { deadline.min(Instant::now() + retry) };
+        retry = (retry * 2).min(RETRY_MAX);
+        match tokio::time::timeout_at(until, routes.changed()).await {
             Ok(Ok(())) => continue,
             Ok(Err(_)) => return None,
+            Err(_) if Instant::now() < deadline => continue,
             Err(_) => {
                 ctx.stats.hold_timeouts.fetch_add(1, Relaxed);
                 return None;
@@ -206,8 +218,52 @@ async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey
     }
 }
 
-fn least_connections(table: &RouteTable, ctx: &Ctx) -> Option<InstanceKey> {
-    table.read_targets().into_iter().min_by_key(|k| ctx.stats.active(Port::Read.name(), k))
+/// Where a new connection of `port` may go under `table`, in the order to
+/// try: the write target; the read targets, least connections first.
+fn targets(port: Port, table: &RouteTable, ctx: &Ctx) -> Vec<InstanceKey> {
+    match port {
+        Port::Write => table.write_target().cloned().into_iter().collect(),
+        Port::Read => {
+            let mut keys: Vec<(u64, InstanceKey)> =
+                table.read_targets().into_iter().map(|k| (ctx.stats.active(Port::Read.name(), &k), k)).collect();
+            keys.sort_by_key(|(active, _)| *active);
+            keys.into_iter().map(|(_, k)| k).collect()
+        }
+    }
+}
+
+/// Connect to `key` unless it stops being a target of `port` meanwhile
+/// (`None`): a connection is never handed over to a backend that left the
+/// route while it was being made.
+async fn connect_while_routed(
+    port: Port,
+    key: &InstanceKey,
+    routes: &mut watch::Receiver<Arc<RouteTable>>,
+    timeout: Duration,
+) -> Option<std::io::Result<TcpStream>> {
+    let attempt = connect(key, timeout);
+    tokio::pin!(attempt);
+    loop {
+        tokio::select! {
+            r = &mut attempt => return Some(r),
+            changed = routes.changed() => {
+                if changed.is_err() {
+                    return Some(attempt.await);
+                }
+                // Marked seen here; the caller reads the current table anew.
+                let still = {
+                    let table = routes.borrow_and_update();
+                    match port {
+                        Port::Write => table.write_target() == Some(key),
+                        Port::Read => table.read_targets().contains(key),
+                    }
+                };
+                if !still {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 async fn connect(key: &InstanceKey, timeout: Duration) -> std::io::Result<TcpStream> {

@@ -7,7 +7,7 @@ use super::listener::{serve, Port};
 use super::stats::ProxyStats;
 use crate::config::ProxyConfig;
 use crate::routes::RouteHub;
-use pivot_core::routes::{EpochRecord, RouteTable};
+use pivot_core::routes::{EpochRecord, InstanceRoute, Role, RouteTable};
 use pivot_core::{ClusterView, InstanceKey};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,6 +42,21 @@ fn table(epoch: u64, primary: SocketAddr, hold: bool) -> RouteTable {
     RouteTable::derive(Some(&e), &ClusterView::default(), hold, 10)
 }
 
+/// `t` with `replicas` as healthy replicas that lag 0 s.
+fn with_replicas(mut t: RouteTable, replicas: &[SocketAddr]) -> RouteTable {
+    for r in replicas {
+        t.instances.push(InstanceRoute {
+            instance: key_of(*r),
+            role: Role::Replica,
+            reachable: true,
+            healthy: true,
+            lag_s: Some(0),
+            reason: "a test replica".into(),
+        });
+    }
+    t
+}
+
 /// A port nothing listens on (bound, then closed).
 fn dead_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -51,6 +66,7 @@ struct Proxy {
     hub: RouteHub,
     stats: Arc<ProxyStats>,
     write: SocketAddr,
+    read: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -66,7 +82,7 @@ impl Proxy {
             l
         };
         let (w, r) = (bind(), bind());
-        let write = w.local_addr().unwrap();
+        let (write, read) = (w.local_addr().unwrap(), r.local_addr().unwrap());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(
             "test".into(),
@@ -76,7 +92,7 @@ impl Proxy {
             vec![(w, Port::Write), (r, Port::Read)],
             stopped,
         ));
-        Proxy { hub, stats, write, stop, task }
+        Proxy { hub, stats, write, read, stop, task }
     }
 
     async fn end(self) {
@@ -161,6 +177,46 @@ async fn forwarding_cuts_at_once_when_the_table_already_excludes_the_backend() {
         Ok((end, _)) => assert_eq!(end, End::Cut),
         Err(_) => panic!("a connection to a backend that is no longer the write target was kept open"),
     }
+}
+
+/// A held connection whose primary refused once (a connection storm that
+/// overflowed its accept queue, a restart) is connected as soon as the
+/// primary accepts again, even if pivot's table did not change meanwhile;
+/// not closed at the hold timeout without another try.
+#[tokio::test]
+async fn a_held_connection_retries_a_primary_that_refused_without_waiting_for_a_new_table() {
+    let backend = dead_addr();
+    let mut c = cfg();
+    c.hold_timeout = Duration::from_secs(4);
+    let proxy = Proxy::start(c, table(1, backend, false)).await;
+    let mut client = TcpStream::connect(proxy.write).await.unwrap();
+    // The primary refuses for a moment, then listens again on its port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(proxy.stats.held.load(Relaxed), 1, "held while the primary refuses");
+    let l = TcpListener::bind(backend).await.unwrap();
+    tokio::spawn(serve_greeting(l, b"hello"));
+    let t0 = Instant::now();
+    let got = read_n(&mut client, 5, Duration::from_secs(6)).await;
+    assert_eq!(got.as_deref(), Ok(&b"hello"[..]), "the held client reached the primary once it accepted");
+    assert!(t0.elapsed() < Duration::from_secs(2), "retried well before the hold timeout: {:?}", t0.elapsed());
+    proxy.end().await;
+}
+
+/// On the read port, a replica that refuses does not hold the client while
+/// another readable replica accepts.
+#[tokio::test]
+async fn a_read_connection_goes_to_another_replica_when_the_least_loaded_one_refuses() {
+    let primary = greeting_backend(b"prima").await;
+    let good = greeting_backend(b"repli").await;
+    let refusing = dead_addr();
+    let t = with_replicas(table(1, primary, false), &[refusing, good]);
+    let proxy = Proxy::start(cfg(), t).await;
+    for _ in 0..4 {
+        let mut client = TcpStream::connect(proxy.read).await.unwrap();
+        let got = read_n(&mut client, 5, Duration::from_secs(2)).await;
+        assert_eq!(got.as_deref(), Ok(&b"repli"[..]), "served by the replica that accepts");
+    }
+    proxy.end().await;
 }
 
 /// Thousands of connections beyond the limits: at most `max_connections`
