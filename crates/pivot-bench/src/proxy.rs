@@ -71,8 +71,8 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize) ->
     // The proxies are measured, not the disk: commits do not wait for fsync
     // (with it, oltp_read_write measures this machine's disk and varies 2x).
     let mut admin = sb.admin("node1").await?;
-    for st in ["SET GLOBAL innodb_flush_log_at_trx_commit = 0", "SET GLOBAL sync_binlog = 0"] {
-        admin.exec(&pivot_dialect::Sql::plain(st)).await?;
+    for st in admin.dialect.commit_without_fsync() {
+        admin.exec(&st).await?;
     }
     drop(admin);
     let (pivot_port, haproxy_port) = (free_port(), free_port());

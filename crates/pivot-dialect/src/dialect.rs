@@ -372,6 +372,13 @@ impl Dialect {
         Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_primary_var(), on_off(on)))
     }
 
+    /// Commits that do not wait for fsync (binary log and redo log): for
+    /// benchmarks that measure something other than the disk. Never sent
+    /// by pivot itself.
+    pub fn commit_without_fsync(&self) -> Vec<Sql> {
+        vec![Sql::plain("SET GLOBAL innodb_flush_log_at_trx_commit = 0"), Sql::plain("SET GLOBAL sync_binlog = 0")]
+    }
+
     pub fn set_semi_sync_replica(&self, on: bool) -> Sql {
         Sql::plain(format!("SET GLOBAL {} = {}", self.semi_sync_replica_var(), on_off(on)))
     }
