@@ -691,3 +691,29 @@ fn a_primary_promoted_outside_pivot_is_adopted_with_compare_and_set() {
     }));
     assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
 }
+
+#[test]
+fn a_failed_recovery_task_never_hands_writes_back_to_the_old_primary_before_the_store_is_read() {
+    // The task panicked after the promotion and the fence registration,
+    // before its epoch was stored: until the store is read again (and the
+    // recovery resumed), no table may send writes to the old primary.
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.primary_dies();
+    assert!(starts(&rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }))));
+    let ours = RunningRecovery { id: 5, owner: "me".into(), ours: true, owner_gone: false };
+    let fenced = FenceEntry { instance: key(P), status: "pending".into(), detail: String::new() };
+    let running =
+        StoreView { running: Some(ours), fenced: vec![fenced], epoch: Some(epoch(1, P, None)), ..fresh_store() };
+    rig.raw(Event::Store(running.clone()));
+    assert!(rig.m.route_table().hold);
+    let cmds = rig.raw(Event::RecoveryEnded(RecoveryEnd::TaskFailed { reason: "panicked".into() }));
+    for t in tables(&cmds) {
+        assert_eq!(t.write_target(), None, "writes handed back to the old primary: {t:?}");
+    }
+    assert_eq!(rig.m.route_table().write_target(), None);
+    // The store is read: the recovery is resumed, writes still held.
+    let cmds = rig.raw(Event::Store(running));
+    assert!(cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { id: 5, .. })), "{cmds:?}");
+    assert_eq!(rig.m.route_table().write_target(), None);
+}

@@ -17,6 +17,12 @@ impl ClusterMachine {
     /// New write connections wait: a recovery runs and its promotion is not
     /// stored as an epoch yet (or was, but not read yet).
     fn holding(&self) -> bool {
+        // Not read since the start or since a recovery task failed: whether
+        // a recovery runs (and whether its epoch is stored) is unknown, and
+        // the stored epoch may name the primary it is replacing.
+        if self.store_read_at.is_none() {
+            return true;
+        }
         if let Some(p) = &self.awaiting_epoch {
             return self.store.epoch.as_ref().is_none_or(|e| e.primary != *p);
         }
