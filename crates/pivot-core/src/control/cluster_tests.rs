@@ -717,3 +717,36 @@ fn a_failed_recovery_task_never_hands_writes_back_to_the_old_primary_before_the_
     assert!(cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { id: 5, .. })), "{cmds:?}");
     assert_eq!(rig.m.route_table().write_target(), None);
 }
+
+#[test]
+fn a_resume_that_cannot_take_the_recovery_over_is_not_retried_in_a_hot_loop() {
+    // The state file is full: the end of recovery 6 could not be written,
+    // its lease ran out, and taking it over fails at once (the shell says
+    // "held elsewhere"). The store still says it runs, owner gone: the
+    // machine must not ask again at once, forever, without time passing.
+    let mut rig = Rig::new(true);
+    rig.primary_dies();
+    assert!(starts(&rig.store(fresh_store())));
+    let end = RecoveryEnd::Ended {
+        id: 6,
+        new_primary: Some(key(R1)),
+        parked: false,
+        alert: None,
+        unrecorded: Some("disk full".into()),
+    };
+    rig.ev(Event::RecoveryEnded(end));
+    let gone = RunningRecovery { id: 6, owner: "me".into(), ours: true, owner_gone: true };
+    let view = StoreView { running: Some(gone), ..fresh_store() };
+    let resumes = |cmds: &[Command]| cmds.iter().filter(|c| matches!(c, Command::ResumeRecovery { .. })).count();
+    let mut asked = resumes(&rig.store(view.clone()));
+    for _ in 0..20 {
+        let cmds = rig.ev(Event::RecoveryEnded(RecoveryEnd::HeldElsewhere));
+        assert!(cmds.contains(&Command::ReadStore));
+        asked += resumes(&rig.store(view.clone()));
+    }
+    assert!(asked <= 1, "asked to resume {asked} times within the same millisecond");
+    // A second later it is tried again.
+    rig.advance(1_500);
+    rig.ev(Event::Tick);
+    assert_eq!(resumes(&rig.store(view)), 1, "tried again after a pause");
+}

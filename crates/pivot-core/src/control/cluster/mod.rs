@@ -42,6 +42,8 @@ pub const STORE_FRESH_MS: u64 = 100;
 pub const WATCH_RETRY_MS: u64 = 1_000;
 /// Distinct alerts remembered, so each is raised once.
 const ALERTS_REMEMBERED: usize = 64;
+/// A resume that could not take its recovery over is asked again after this.
+const RESUME_RETRY_MS: u64 = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum RecoveryTask {
@@ -66,6 +68,10 @@ pub struct ClusterMachine {
     task: RecoveryTask,
     /// A recovery to resume once every instance has been observed.
     pending_resume: Option<i64>,
+    /// No resume is asked before this: the last one could not take the
+    /// recovery over (another process holds it, or the store cannot be
+    /// written), and asking again at once would only spin.
+    resume_after: Millis,
     /// The last recovery task's end could not be written: retried each tick.
     unrecorded: Option<i64>,
     recovered_at: Millis,
@@ -110,6 +116,7 @@ impl ClusterMachine {
             watch_asked_at: None,
             task: RecoveryTask::Idle,
             pending_resume: None,
+            resume_after: Millis(0),
             unrecorded: None,
             recovered_at: Millis(0),
             backoff: Backoff::default(),
@@ -380,11 +387,15 @@ impl ClusterMachine {
                     self.unrecorded = Some(id);
                 }
             }
-            RecoveryEnd::HeldElsewhere => out.push(Command::Log {
-                level: Level::Info,
-                text: "another pivot process holds the running recovery".into(),
-            }),
+            RecoveryEnd::HeldElsewhere => {
+                self.resume_after = self.now.plus(RESUME_RETRY_MS);
+                out.push(Command::Log {
+                    level: Level::Info,
+                    text: "another pivot process holds the running recovery (or it cannot be taken over now)".into(),
+                })
+            }
             RecoveryEnd::NotStarted { reason } => {
+                self.resume_after = self.now.plus(RESUME_RETRY_MS);
                 self.backoff.aborted(self.now);
                 self.problem("start", format!("recovery not started: {reason}"), out);
             }
@@ -472,7 +483,7 @@ impl ClusterMachine {
     // ---- the gate ------------------------------------------------------------------
 
     fn maybe_resume(&mut self, out: &mut Vec<Command>) {
-        if self.task != RecoveryTask::Idle || !self.view.complete() || !self.may_act {
+        if self.task != RecoveryTask::Idle || !self.view.complete() || !self.may_act || self.now < self.resume_after {
             return;
         }
         if let Some(id) = self.pending_resume.take() {
