@@ -4,6 +4,10 @@
 //!
 //! * `panic_before_step:NAME`: the recovery task panics before it runs the
 //!   first step called NAME (e.g. `promote`), as a bug would.
+//! * `kill_before_step:NAME`: the process SIGKILLs itself before it runs the
+//!   first step called NAME: `kill -9` at an exact point of a recovery.
+//! * `sleep_before_step:NAME`: the recovery waits 3 s before the first step
+//!   called NAME (time for a test to break something at that point).
 //! * `panic_in_monitor`: a cluster's control loop panics at its first tick.
 
 use std::collections::HashSet;
@@ -20,4 +24,14 @@ fn armed() -> &'static Mutex<HashSet<String>> {
 /// Whether the failpoint `name` fires now (it is disarmed as it fires).
 pub fn fires(name: &str) -> bool {
     armed().lock().unwrap_or_else(|p| p.into_inner()).remove(name)
+}
+
+/// SIGKILL this process now: nothing after this line runs, no destructor,
+/// no flush, like `kill -9` from outside.
+pub fn kill_self() -> ! {
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    unreachable!("SIGKILL is not caught")
 }

@@ -62,6 +62,12 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
                 if crate::failpoint::fires(&format!("panic_before_step:{}", step.name())) {
                     panic!("failpoint panic_before_step:{} (PIVOT_FAILPOINTS)", step.name());
                 }
+                if crate::failpoint::fires(&format!("kill_before_step:{}", step.name())) {
+                    crate::failpoint::kill_self();
+                }
+                if crate::failpoint::fires(&format!("sleep_before_step:{}", step.name())) {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                }
                 let end = run_recorded(&mut perf, seq, &step, check_first, needs_record).await;
                 m.set_may_act(may_act());
                 m.step_ended(seq, end)

@@ -16,6 +16,7 @@ mod hostile;
 mod monitoring;
 mod routes_dns;
 mod routes_haproxy;
+mod routes_hostile;
 mod routes_keepalived;
 mod routes_kv;
 mod routes_proxy;

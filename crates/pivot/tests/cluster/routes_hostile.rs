@@ -1,0 +1,335 @@
+//! The routes under hostile conditions, on real servers: pivot SIGKILLed
+//! between the promotion and the route steps, an epoch that cannot be
+//! stored (a full disk under the state file), `pivot failover` from the
+//! command line while `pivot run` serves the proxy. While
+//! pivot restarts, the proxy, DNS and health checks are watched without a
+//! pause: none may ever lead to the old primary.
+
+use crate::support::*;
+use pivot_core::InstanceKey;
+use pivot_drill::{eventually, http_get, PivotProcess};
+use pivot_server::{Credentials, Session};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DOMAIN: &str = "db.example";
+
+struct Routes {
+    write: InstanceKey,
+    dns: u16,
+}
+
+/// A proxy write port and DNS, as TOML for the cluster (DNS goes into
+/// `[pivot]`, so it is returned apart).
+fn routes_toml() -> (Routes, String, String) {
+    let (w, dns) = (free_port(), free_port());
+    let routes = Routes { write: format!("127.0.0.1:{w}").parse().unwrap(), dns };
+    let cluster = format!("[cluster.proxy]\nwrite = \"127.0.0.1:{w}\"\nhold_timeout = \"30s\"\n");
+    let pivot = format!("[pivot.dns]\nlisten = \"127.0.0.1:{dns}\"\ndomain = \"{DOMAIN}\"\nttl = \"1s\"\n");
+    (routes, cluster, pivot)
+}
+
+/// Put `[pivot.dns]` (a `[pivot]` table) into a configuration written by
+/// `write_config`: right after its `[pivot]` table.
+fn add_to_pivot_table(config: &std::path::Path, toml: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let at = text.find("\n[[cluster]]").expect("a cluster table");
+    std::fs::write(config, format!("{}\n{toml}{}", &text[..at], &text[at..])).unwrap();
+}
+
+/// `@@server_id` of the server behind a new connection to `via`.
+async fn server_behind(via: &InstanceKey, creds: &Credentials, timeout: Duration) -> Result<u32, String> {
+    let mut s = Session::connect(via, creds, timeout).await.map_err(|e| e.to_string())?;
+    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")).await.map_err(|e| e.to_string())?;
+    rows.first().and_then(|r| r.get("id").cloned().flatten()).and_then(|v| v.parse().ok()).ok_or("no id".into())
+}
+
+/// SRV ports of `_mysql._tcp.primary.sandbox.<domain>`, asked with dig.
+async fn dns_primary_ports(dns: u16) -> Result<Vec<u16>, String> {
+    let out = tokio::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+time=1", "+tries=1", "+short"])
+        .arg(format!("_mysql._tcp.primary.sandbox.{DOMAIN}"))
+        .arg("SRV")
+        .output()
+        .await
+        .map_err(|e| format!("dig: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().nth(2)?.parse().ok()).collect())
+}
+
+/// Watches the routes without a pause (pivot may be down meanwhile: then
+/// nothing answers, which is fine) and notes every time one leads to `old`.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<String>, usize)>,
+}
+
+impl Watcher {
+    fn start(http: SocketAddr, routes: &Routes, old: &str, old_id: u32, creds: Credentials) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, write, dns, old) = (stop.clone(), routes.write.clone(), routes.dns, old.to_string());
+        let old_port: u16 = old.parse::<InstanceKey>().unwrap().port;
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut rounds = 0;
+            while !flag.load(Ordering::SeqCst) {
+                rounds += 1;
+                if let Ok(id) = server_behind(&write, &creds, Duration::from_millis(500)).await {
+                    if id == old_id {
+                        seen.push("the proxy's write port reached the old primary".to_string());
+                    }
+                }
+                if let Ok(ports) = dns_primary_ports(dns).await {
+                    if ports.contains(&old_port) {
+                        seen.push(format!("DNS named the old primary: {ports:?}"));
+                    }
+                }
+                if let Ok((200, body)) = http_get(http, &format!("/primary/sandbox/{old}")).await {
+                    seen.push(format!("/primary said 200 for the old primary: {body}"));
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            (seen, rounds)
+        });
+        Watcher { stop, task }
+    }
+
+    /// Stop; the violations seen, after checking it did watch.
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let (seen, rounds) = self.task.await.unwrap();
+        assert!(rounds >= 5, "the watcher hardly ran: {rounds} rounds");
+        seen
+    }
+}
+
+fn server_id(rig: &Rig, node: &str) -> u32 {
+    rig.sb.nodes().iter().find(|n| n.name == node).unwrap().server_id
+}
+
+/// pivot is SIGKILLed right before the step `step` of a failover (after
+/// the promotion); the old primary comes back writable while pivot is down;
+/// pivot restarts. From the restart on, the proxy, DNS and /primary lead
+/// to the new primary only, and the resumed recovery finishes its routes.
+async fn killed_before(step: &str) {
+    let (routes, cluster_toml, pivot_toml) = routes_toml();
+    let mut rig = Rig::start(3, false, |_| cluster_toml).await;
+    add_to_pivot_table(&rig.config, &pivot_toml);
+    rig.pivot.kill();
+    let log = rig.sb.dir.join(format!("pivot-kill-{step}.log"));
+    let failpoint = format!("kill_before_step:{step}");
+    rig.pivot = PivotProcess::start_with_env(pivot_bin(), &rig.config, &log, &[("PIVOT_FAILPOINTS", &failpoint)]);
+    let old = rig.key("node1");
+    rig.wait_healthy_with_primary(&old).await;
+    let creds = rig.sb.credentials("app").unwrap();
+    eventually(WAIT, "the write port on node1", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == 1).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+
+    rig.sb.kill("node1").unwrap();
+    let status = rig.pivot.wait_exit(WAIT).expect("pivot killed itself at the failpoint");
+    assert!(!status.success(), "{status:?}");
+    let h = rig.history();
+    let s = steps(last_recovery(&h));
+    assert!(s.contains(&"promote=ok".to_string()), "promoted before the kill: {s:?}");
+    assert!(s.contains(&format!("{step}=none")) || !s.iter().any(|x| x.starts_with(step)), "{s:?}");
+    let new = last_recovery(&h)["new_primary"].as_str().unwrap().to_string();
+    let new_node = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().name.clone();
+
+    // The old primary comes back while pivot is down (writable, as a
+    // restarted primary whose configuration says so).
+    rig.sb.start("node1").await.unwrap();
+    exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
+    let watcher = Watcher::start(rig.addr, &routes, &old, server_id(&rig, "node1"), creds.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    restart_daemon(&mut rig);
+    let new_id = server_id(&rig, &new_node);
+    eventually(WAIT, "the write port on the new primary", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == new_id).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    eventually(WAIT, "DNS names the new primary", || async {
+        let ports = dns_primary_ports(routes.dns).await?;
+        (ports == vec![new.parse::<InstanceKey>().unwrap().port]).then_some(()).ok_or(format!("{ports:?}"))
+    })
+    .await;
+    let h = wait_recovery_status(&rig, "succeeded").await;
+    let s = steps(last_recovery(&h));
+    assert!(s.contains(&"route_local=ok".to_string()) && s.contains(&"record_epoch=ok".to_string()), "{s:?}");
+    eventually(WAIT, "node1 fenced", || async {
+        (read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("writable".to_string())
+    })
+    .await;
+    // A little more watching after everything settled.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = watcher.finish().await;
+    assert!(seen.is_empty(), "a route led to the old primary after the restart: {seen:?}");
+    let (code, body) = http_get(rig.addr, &format!("/primary/sandbox/{new}")).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pivot_killed_before_route_local_restarts_onto_the_new_primary_only() {
+    killed_before("route_local").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pivot_killed_before_record_epoch_restarts_onto_the_new_primary_only() {
+    killed_before("record_epoch").await;
+}
+
+/// A 1 MiB tmpfs mounted for one test (root only), unmounted on drop (as
+/// in hostile.rs).
+struct TinyDisk {
+    dir: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path) -> TinyDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
+        TinyDisk { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// The state file cannot be written when the epoch is to be stored: the
+/// disk under it fills up between the promotion and `record_epoch`. The
+/// epoch step and the route steps fail; writes stay held (never the old
+/// primary, back and writable meanwhile), and the routes follow the new
+/// primary once there is room again (its end written, the primary adopted).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_epoch_that_cannot_be_stored_holds_writes_until_it_can() {
+    let (routes, cluster_toml, pivot_toml) = routes_toml();
+    let mut rig = Rig::start(3, false, |_| cluster_toml).await;
+    // Dropped before the rig: the sandbox directory holds its mount point.
+    let small = TinyDisk::mount(&rig.sb.dir.join("small"));
+    let text = std::fs::read_to_string(&rig.config).unwrap().replace(
+        &format!("state = \"{}/test-pivot.db\"", rig.sb.dir.display()),
+        &format!("state = \"{}/state.db\"", small.dir.display()),
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    add_to_pivot_table(&rig.config, &pivot_toml);
+    rig.pivot.kill();
+    let log = rig.sb.dir.join("pivot-full-disk.log");
+    rig.pivot = PivotProcess::start_with_env(
+        pivot_bin(),
+        &rig.config,
+        &log,
+        &[("PIVOT_FAILPOINTS", "sleep_before_step:record_epoch")],
+    );
+    let old = rig.key("node1");
+    rig.wait_healthy_with_primary(&old).await;
+    let creds = rig.sb.credentials("app").unwrap();
+    eventually(WAIT, "the write port on node1", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == 1).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    let watcher = Watcher::start(rig.addr, &routes, &old, server_id(&rig, "node1"), creds.clone());
+    rig.sb.kill("node1").unwrap();
+    eventually(WAIT, "the promotion", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("promote: ok").then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
+    // The disk fills up while the recovery waits before record_epoch.
+    let filler = small.dir.join("filler");
+    let _ = std::process::Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", filler.display()))
+        .arg("bs=4k")
+        .stderr(std::process::Stdio::null())
+        .status();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let promoted = text.lines().find(|l| l.contains("promote: ok")).unwrap();
+    let new = promoted.split(" (").nth(1).and_then(|s| s.split(' ').next()).unwrap().to_string();
+    let new_node = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().name.clone();
+    eventually(WAIT, "the epoch step failed", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let failed = text.contains("record_epoch: cannot record the step") || text.contains("record_epoch: failed");
+        failed.then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
+    // The old primary comes back writable.
+    rig.sb.start("node1").await.unwrap();
+    exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        server_behind(&routes.write, &creds, Duration::from_millis(500)).await.is_err(),
+        "no write route without a stored epoch"
+    );
+    // Room again: the epoch is stored, the routes follow.
+    std::fs::remove_file(&filler).unwrap();
+    let new_id = server_id(&rig, &new_node);
+    eventually(WAIT, "the write port on the new primary", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == new_id).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    let seen = watcher.finish().await;
+    assert!(seen.is_empty(), "a route led to the old primary: {seen:?}");
+    // Waiting for room did not spin (a take-over tried at most every second).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tries = text.matches("cannot take recovery").count();
+    assert!(tries < 30, "{tries} take-over attempts while the disk was full");
+    rig.pivot.kill();
+    drop(small);
+}
+
+/// `pivot failover --force` from the command line while `pivot run` serves
+/// the proxy: a connection open to the old primary is cut, new ones reach
+/// the new primary within seconds, nothing stays held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_line_failover_moves_the_running_proxy() {
+    let (routes, cluster_toml, _) = routes_toml();
+    let rig = Rig::start(3, false, |_| cluster_toml).await;
+    let creds = rig.sb.credentials("app").unwrap();
+    eventually(WAIT, "the write port on node1", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == 1).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    let mut kept = Session::connect(&routes.write, &creds, Duration::from_secs(2)).await.unwrap();
+    let out = cli(&rig, &["failover", "--cluster", "sandbox", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let h = rig.history();
+    let new = last_recovery(&h)["new_primary"].as_str().unwrap().to_string();
+    let new_node = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().name.clone();
+    let new_id = server_id(&rig, &new_node);
+    let t0 = std::time::Instant::now();
+    eventually(WAIT, "the write port on the new primary", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == new_id).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "followed the state file within seconds: {:?}", t0.elapsed());
+    // The connection opened before the failover was cut.
+    let deadline = std::time::Instant::now() + WAIT;
+    while kept.rows(&pivot_dialect::Sql::plain("SELECT 1 AS one")).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the connection to the old primary is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(server_behind(&routes.write, &creds, Duration::from_secs(1)).await, Ok(new_id));
+    }
+    let (_, m) = http_get(rig.addr, "/metrics").await.unwrap();
+    assert!(m.lines().any(|l| l.starts_with("pivot_proxy_held{") && l.ends_with(" 0")), "nothing held: {m}");
+}
