@@ -136,8 +136,11 @@ pub fn init_logging(cli: &Cli) {
         (Command::Agent(a), 0) if a.command.is_none() => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},mysql_async=warn")));
+    // hickory-server logs every DNS query at info: a query flood must not
+    // become a log flood.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},mysql_async=warn,hickory_server=warn"))
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -1,7 +1,7 @@
 //! The routes under hostile conditions, on real servers: pivot SIGKILLed
 //! between the promotion and the route steps, an epoch that cannot be
 //! stored (a full disk under the state file), `pivot failover` from the
-//! command line while `pivot run` serves the proxy. While
+//! command line while `pivot run` serves the proxy, and a DNS flood. While
 //! pivot restarts, the proxy, DNS and health checks are watched without a
 //! pause: none may ever lead to the old primary.
 
@@ -332,4 +332,67 @@ async fn a_command_line_failover_moves_the_running_proxy() {
     }
     let (_, m) = http_get(rig.addr, "/metrics").await.unwrap();
     assert!(m.lines().any(|l| l.starts_with("pivot_proxy_held{") && l.ends_with(" 0")), "nothing held: {m}");
+}
+
+/// A DNS query for every name in a tight loop: pivot answers them all and
+/// does not write a log line per query at its default log level (a query
+/// flood must not turn into a log flood).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dns_flood_is_answered_and_not_logged_line_by_line() {
+    let sb = pivot_drill::TestSandbox::up(2, false).await;
+    let (config, addr) = write_config(&sb, ConfigOptions::default());
+    let dns = free_port();
+    add_to_pivot_table(&config, &format!("[pivot.dns]\nlisten = \"127.0.0.1:{dns}\"\ndomain = \"{DOMAIN}\"\n"));
+    let log = sb.dir.join("pivot-dns-flood.log");
+    // Spawned here, not with PivotProcess: its RUST_LOG would hide the default.
+    let child = std::process::Command::new(pivot_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(sb.dir.join("pivot-dns-flood.err")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Reap(child);
+    let primary = key_of(&sb, "node1");
+    eventually(WAIT, "the primary adopted", || async {
+        let (code, _) = http_get(addr, &format!("/primary/sandbox/{primary}")).await?;
+        (code == 200).then_some(()).ok_or(format!("{code}"))
+    })
+    .await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(("127.0.0.1", dns)).await.unwrap();
+    let mut answered = 0;
+    for id in 0..2000u16 {
+        sock.send(&query(id, &format!("primary.sandbox.{DOMAIN}"))).await.unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
+            if n >= 2 && buf[..2] == id.to_be_bytes() {
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered >= 1990, "answered {answered} of 2000");
+    let text = std::fs::read_to_string(sb.dir.join("pivot-dns-flood.err")).unwrap_or_default();
+    let lines = text.lines().filter(|l| l.contains("hickory")).count();
+    assert!(lines < 20, "{lines} log lines from the DNS server for 2000 queries");
+}
+
+/// A DNS query for `name`, type A, class IN, recursion desired.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    q
 }
