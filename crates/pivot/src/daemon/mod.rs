@@ -16,8 +16,55 @@ use tokio::sync::{watch, Semaphore};
 /// Probes running at once across all clusters.
 const MAX_CONCURRENT_PROBES: usize = 256;
 
+/// Descriptors kept for pivot's own work (probes, a failover's sessions,
+/// the state file, HTTP, DNS) beyond what the proxies may use.
+const OWN_DESCRIPTORS: u64 = 512;
+/// The soft limit is raised to the hard one, but not past this (an
+/// unlimited hard limit cannot be set as the soft one).
+const MAX_DESCRIPTORS: u64 = 1 << 20;
+
+/// Raise the soft limit on open descriptors to the hard one: service
+/// managers start daemons with 1024 (systemd: 1024 soft, 524288 hard), and a
+/// proxy's clients or HTTP clients holding that many would leave a failover
+/// unable to open a connection. Says so when the proxies' limits do not fit.
+fn raise_descriptor_limit(config: &Config) {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        tracing::warn!("cannot read the limit on open files: {}", std::io::Error::last_os_error());
+        return;
+    }
+    let target = l.rlim_max.min(MAX_DESCRIPTORS);
+    if l.rlim_cur < target {
+        let raised = libc::rlimit { rlim_cur: target, rlim_max: l.rlim_max };
+        // SAFETY: setrlimit(2) reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!("limit on open files raised from {} to {target}", l.rlim_cur);
+            l = raised;
+        } else {
+            tracing::warn!(
+                "cannot raise the limit on open files from {} to {target}: {}",
+                l.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    // Every proxied connection holds two descriptors.
+    let proxied: u64 =
+        config.clusters.iter().filter_map(|c| c.proxy.as_ref()).map(|p| 2 * p.max_connections as u64).sum();
+    if proxied > 0 && proxied + OWN_DESCRIPTORS > l.rlim_cur {
+        tracing::warn!(
+            "the limit on open files ({}) is below what the proxies' max_connections may use ({proxied}) plus \
+             {OWN_DESCRIPTORS} for pivot itself: raise it (LimitNOFILE= for systemd) or lower max_connections, or a \
+             busy proxy can leave a failover without a connection",
+            l.rlim_cur
+        );
+    }
+}
+
 /// Run until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    raise_descriptor_limit(&config);
     let state = pivot_state::open(&config.pivot.state)
         .map_err(|e| anyhow::anyhow!("{e} (the `state` setting in [pivot] of {})", config.path.display()))?;
     let owner = owner::this_process("pivot run");

@@ -18,15 +18,21 @@ const DOMAIN: &str = "db.example";
 
 struct Routes {
     write: InstanceKey,
+    read: InstanceKey,
     dns: u16,
 }
 
 /// A proxy write port and DNS, as TOML for the cluster (DNS goes into
 /// `[pivot]`, so it is returned apart).
 fn routes_toml() -> (Routes, String, String) {
-    let (w, dns) = (free_port(), free_port());
-    let routes = Routes { write: format!("127.0.0.1:{w}").parse().unwrap(), dns };
-    let cluster = format!("[cluster.proxy]\nwrite = \"127.0.0.1:{w}\"\nhold_timeout = \"30s\"\n");
+    let (w, r, dns) = (free_port(), free_port(), free_port());
+    let routes = Routes {
+        write: format!("127.0.0.1:{w}").parse().unwrap(),
+        read: format!("127.0.0.1:{r}").parse().unwrap(),
+        dns,
+    };
+    let cluster =
+        format!("[cluster.proxy]\nwrite = \"127.0.0.1:{w}\"\nread = \"127.0.0.1:{r}\"\nhold_timeout = \"30s\"\n");
     let pivot = format!("[pivot.dns]\nlisten = \"127.0.0.1:{dns}\"\ndomain = \"{DOMAIN}\"\nttl = \"1s\"\n");
     (routes, cluster, pivot)
 }
@@ -395,4 +401,99 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     }
     q.extend([0, 0, 1, 0, 1]);
     q
+}
+
+/// pivot started with the soft descriptor limit most service managers give
+/// (1024; systemd's default is 1024 soft, 524288 hard) while more than that
+/// many connections are open to it (clients of its proxy, HTTP clients that
+/// never finish a request): it must still fail over, which needs new
+/// connections to every instance. pivot raises its soft limit to the hard
+/// one at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_still_works_with_more_open_connections_than_the_default_descriptor_limit() {
+    use std::os::unix::process::CommandExt;
+    let (routes, cluster_toml, _) = routes_toml();
+    let mut rig = Rig::start(3, false, |_| cluster_toml).await;
+    rig.pivot.kill();
+    let log = rig.sb.dir.join("pivot-nofile.log");
+    let mut cmd = std::process::Command::new(pivot_bin());
+    cmd.args(["run", "--config"])
+        .arg(&rig.config)
+        .env("RUST_LOG", "info,mysql_async=warn,hickory_server=warn")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: only setrlimit(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            l.rlim_cur = 1024.min(l.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(cmd.spawn().unwrap());
+    let old = rig.key("node1");
+    rig.wait_healthy_with_primary(&old).await;
+    let creds = rig.sb.credentials("app").unwrap();
+    assert_eq!(server_behind(&routes.write, &creds, Duration::from_secs(1)).await, Ok(1));
+    // 1100 HTTP connections that never finish their request.
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(rig.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        idle.push(s);
+    }
+    // And clients that keep connecting to the proxy's read port (pivot
+    // takes every descriptor that frees up for them).
+    let write = std::net::SocketAddr::from(([127, 0, 0, 1], routes.read.port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let clients = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while !flag.load(Ordering::SeqCst) {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(write)).await
+            {
+                held.push(s);
+            }
+            if held.len() > 3000 {
+                held.remove(0);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.0.id();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    eprintln!("pivot has {fds} descriptors open; {}", limits.lines().find(|l| l.contains("open files")).unwrap_or(""));
+    rig.sb.kill("node1").unwrap();
+    // The history is read from the state file, not through pivot's HTTP port.
+    let h = eventually(Duration::from_secs(30), "a recovery that ended", || async {
+        let h = rig.history();
+        let status = last_recovery(&h)["status"].as_str().unwrap_or_default().to_string();
+        (!status.is_empty() && status != "running").then_some(h.clone()).ok_or(status)
+    })
+    .await;
+    let r = last_recovery(&h);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let emfile = text.matches("Too many open files").count();
+    assert_eq!(r["status"], "succeeded", "{emfile} \"too many open files\" in the log; {:?}", steps(r));
+    stop.store(true, Ordering::SeqCst);
+    let _ = clients.await;
+    drop(idle);
+    drop(child);
 }
