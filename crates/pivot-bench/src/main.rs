@@ -74,7 +74,9 @@ enum Bench {
         /// Trials per route.
         #[arg(long, default_value_t = 10)]
         trials: usize,
-        /// Comma-separated: proxy, dns, etcd.
+        /// Comma-separated: proxy, dns, etcd, vip. vip (the address `pivot
+        /// agent` moves; nodes and client in network namespaces) needs root,
+        /// so it is not in the default: ask for it, e.g. `--routes vip`.
         #[arg(long, default_value = "proxy,dns,etcd")]
         routes: String,
     },

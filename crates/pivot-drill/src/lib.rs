@@ -9,16 +9,23 @@
 //!   of them afterwards;
 //! * [`PivotProcess`]: `pivot run` as a child process, killed on drop;
 //! * [`http_get`]: enough HTTP/1.1 to read pivot's API without a client library;
-//! * [`eventually`]: poll until a condition holds, with a bound.
+//! * [`eventually`]: poll until a condition holds, with a bound;
+//! * the virtual IP route in network namespaces ([`Agents`], [`ClientNs`],
+//!   [`NetnsRuntime`] for a writer inside the client's namespace; root only).
 
 mod http;
 mod pivot_process;
 mod test_sandbox;
+mod vip;
 mod wait;
 mod writer;
 
 pub use http::{http_get, http_request};
 pub use pivot_process::PivotProcess;
 pub use test_sandbox::TestSandbox;
+pub use vip::{
+    agent_addr, agent_config_path, agent_get, require_root, vip_table, Agents, ClientNs, NetnsRuntime, VipLab,
+    AGENT_PORT, AGENT_TOKEN,
+};
 pub use wait::eventually;
 pub use writer::{missing_writes, Ack, Lookup, Writer, WriterTarget};

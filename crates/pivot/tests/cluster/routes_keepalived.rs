@@ -96,8 +96,8 @@ async fn keepalived_with_pivots_check_only_follows_pivots_primary() {
     let lab = VipLab::of(&rig.sb);
     let vip = lab.vip();
     let watch = VipWatch::start(lab.namespaces.clone(), vip.clone());
-    let _agents = Agents::start(&rig.sb).await;
-    let client = ClientNs::create(&lab);
+    let _agents = start_agents(&rig.sb).await;
+    let client = client_ns(&lab);
 
     // The check alone: it passes on the primary's host only.
     eventually(WAIT, "check-primary passes on node1 only", || async {
@@ -138,9 +138,7 @@ async fn keepalived_with_pivots_check_only_follows_pivots_primary() {
     watch.wait_holders(&[n], WAIT, "keepalived moves the address to the new primary").await;
     wait_client_reaches(&client, &rig, &vip, id).await;
     let reached = killed.elapsed();
-    let h = rig.history();
-    let step =
-        last_recovery(&h)["steps"].as_array().unwrap().iter().find(|s| s["name"] == "route_vip").cloned().unwrap();
+    let step = ended_route_vip_step(&rig).await;
     assert_eq!(step["outcome"], "ok", "{step}");
     assert!(step["message"].as_str().unwrap_or_default().contains("answers keepalived's check"), "{step}");
 

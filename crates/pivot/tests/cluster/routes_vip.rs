@@ -8,18 +8,28 @@
 //! nothing.
 
 use crate::support::*;
-use pivot_drill::TestSandbox;
-use pivot_drill::{eventually, http_request};
+pub use pivot_drill::{agent_addr, agent_config_path, agent_get, ClientNs, VipLab};
+use pivot_drill::{eventually, http_request, Agents, TestSandbox};
 use pivot_sandbox::Network;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where each agent listens, inside its node's namespace.
-pub const AGENT_PORT: u16 = 9190;
-pub const TOKEN: &str = "test-agent-token-0123456789abcdef";
+/// The token file, the agents' configurations and the `[cluster.vip]` table.
+pub fn vip_table(sb: &TestSandbox, keepalived: bool) -> String {
+    pivot_drill::vip_table(sb, keepalived).expect("write the agents' files")
+}
+
+/// `pivot agent` in each node's namespace, answering.
+pub async fn start_agents(sb: &TestSandbox) -> Agents {
+    Agents::start(pivot_bin(), sb).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The client's namespace on the lab's bridge.
+pub fn client_ns(lab: &VipLab) -> ClientNs {
+    ClientNs::create(lab).unwrap_or_else(|e| panic!("client namespace: {e}"))
+}
 
 fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
@@ -27,192 +37,6 @@ fn ip(args: &[&str]) -> Result<String, String> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// The sandbox's network lab.
-pub struct VipLab {
-    pub namespaces: Vec<String>,
-    pub subnet: (u8, u8),
-    pub bridge: String,
-}
-
-impl VipLab {
-    pub fn of(sb: &TestSandbox) -> VipLab {
-        let lab = sb.manifest.lab.clone().expect("a sandbox in network namespaces");
-        VipLab { namespaces: lab.namespaces, subnet: lab.subnet, bridge: lab.bridge }
-    }
-
-    /// `.100` of the lab's /24.
-    pub fn vip(&self) -> String {
-        format!("198.{}.{}.100", self.subnet.0, self.subnet.1)
-    }
-}
-
-pub fn agent_config_path(sb: &TestSandbox, node: &str) -> PathBuf {
-    sb.dir.join(format!("agent-{node}.toml"))
-}
-
-pub fn agent_addr(sb: &TestSandbox, i: usize) -> std::net::SocketAddr {
-    format!("{}:{AGENT_PORT}", sb.nodes()[i].host).parse().unwrap()
-}
-
-/// The token file and one agent configuration per node; returns the
-/// `[cluster.vip]` table.
-pub fn vip_table(sb: &TestSandbox, keepalived: bool) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let token = sb.dir.join("agent.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut agents = Vec::new();
-    for n in sb.nodes() {
-        let text = format!(
-            "listen = \"{h}:{AGENT_PORT}\"\ntoken_file = \"{t}\"\ninstance = \"{h}:{p}\"\n",
-            h = n.host,
-            p = n.port,
-            t = token.display()
-        );
-        std::fs::write(agent_config_path(sb, &n.name), text).unwrap();
-        agents.push(format!("\"{h}:{p}\" = \"{h}:{AGENT_PORT}\"", h = n.host, p = n.port));
-    }
-    let lab = VipLab::of(sb);
-    format!(
-        "[cluster.vip]\naddress = \"{}/24\"\ninterface = \"eth0\"\nagents = {{ {} }}\ntoken_file = \"{}\"\n\
-         lease = \"3s\"\ntimeout = \"1s\"\nkeepalived = {keepalived}\n",
-        lab.vip(),
-        agents.join(", "),
-        token.display()
-    )
-}
-
-/// `pivot agent` in each node's namespace, killed by PID on drop.
-pub struct Agents {
-    children: Vec<Child>,
-    pub logs: Vec<PathBuf>,
-}
-
-impl Agents {
-    pub async fn start(sb: &TestSandbox) -> Agents {
-        let lab = VipLab::of(sb);
-        let mut children = Vec::new();
-        let mut logs = Vec::new();
-        for (i, n) in sb.nodes().iter().enumerate() {
-            let log_path = sb.dir.join(format!("agent-{}.log", n.name));
-            let log = std::fs::File::create(&log_path).unwrap();
-            // `ip netns exec` execs in place: the child's PID is the agent's.
-            let child = Command::new("ip")
-                .args(["netns", "exec", &lab.namespaces[i]])
-                .arg(pivot_bin())
-                .args(["agent", "--config"])
-                .arg(agent_config_path(sb, &n.name))
-                .env("RUST_LOG", "info,pivot=debug")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start pivot agent");
-            children.push(child);
-            logs.push(log_path);
-        }
-        let agents = Agents { children, logs };
-        for i in 0..sb.nodes().len() {
-            let addr = agent_addr(sb, i);
-            eventually(WAIT, &format!("agent {addr} answers"), || async {
-                let (status, body) = agent_get(addr, "/v1/state").await?;
-                (status == 200).then_some(()).ok_or(format!("{status} {body}"))
-            })
-            .await;
-        }
-        agents
-    }
-
-    pub fn pid(&self, i: usize) -> i32 {
-        self.children[i].id() as i32
-    }
-
-    pub fn signal(&self, i: usize, sig: i32) {
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(self.pid(i), sig) };
-    }
-
-    pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
-    }
-}
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (i, _) in self.logs.iter().enumerate() {
-                let log = self.log(i);
-                let lines: Vec<&str> = log.lines().collect();
-                eprintln!(
-                    "---- agent {i} log (last 30 lines) ----\n{}",
-                    lines[lines.len().saturating_sub(30)..].join("\n")
-                );
-            }
-        }
-        for c in &mut self.children {
-            // SAFETY: a stopped child is continued first so that it can die.
-            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A request to an agent with the token.
-pub async fn agent_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let bearer = format!("Bearer {TOKEN}");
-    http_request(addr, "GET", path, &[("Authorization", &bearer)], "").await
-}
-
-/// A namespace of our own on the lab's bridge (`.200`): the client.
-pub struct ClientNs {
-    pub ns: String,
-    host_link: String,
-}
-
-impl ClientNs {
-    pub fn create(lab: &VipLab) -> ClientNs {
-        let (a, b) = lab.subnet;
-        let ns = format!("pivot-{a}x{b}-cl");
-        let host_link = format!("pv{a}x{b}cl");
-        let peer = format!("pv{a}x{b}cp");
-        let c = ClientNs { ns: ns.clone(), host_link: host_link.clone() };
-        ip(&["netns", "add", &ns]).unwrap();
-        ip(&["link", "add", &host_link, "type", "veth", "peer", "name", &peer]).unwrap();
-        ip(&["link", "set", &peer, "netns", &ns]).unwrap();
-        ip(&["link", "set", &host_link, "master", &lab.bridge, "up"]).unwrap();
-        ip(&["-n", &ns, "link", "set", "lo", "up"]).unwrap();
-        ip(&["-n", &ns, "link", "set", &peer, "name", "eth0"]).unwrap();
-        ip(&["-n", &ns, "addr", "add", &format!("198.{a}.{b}.200/24"), "dev", "eth0"]).unwrap();
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]).unwrap();
-        c
-    }
-
-    /// `@@server_id` of whoever answers on `host:port` from the client's
-    /// namespace (a new connection each time, as a reconnecting client).
-    pub fn server_id(&self, host: &str, port: u16, defaults: &Path) -> Result<u32, String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "timeout", "5", "mariadb"])
-            .arg(format!("--defaults-file={}", defaults.display()))
-            .args(["--protocol=TCP", "-h", host, "-P", &port.to_string(), "--connect-timeout=2", "-N", "-B"])
-            .args(["-e", "SELECT @@server_id"])
-            .output()
-            .map_err(|e| format!("mariadb: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().parse().map_err(|_| format!("not a server id: {text}"))
-    }
-}
-
-impl Drop for ClientNs {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.ns]);
-        let _ = ip(&["link", "del", &self.host_link]);
     }
 }
 
@@ -305,6 +129,20 @@ pub fn node_index(rig: &Rig, key: &str) -> usize {
     rig.sb.nodes().iter().position(|n| rig.key(&n.name) == key).expect("a node of the sandbox")
 }
 
+/// The last recovery's `route_vip` step once it has ended: the address is
+/// up (and clients reach it) a moment before pivot records the step's end.
+pub async fn ended_route_vip_step(rig: &Rig) -> serde_json::Value {
+    eventually(WAIT, "the route_vip step ended", || async {
+        let h = rig.history();
+        let step = last_recovery(&h)["steps"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "route_vip"));
+        match step {
+            Some(s) if !s["outcome"].is_null() => Ok(s.clone()),
+            _ => Err(format!("{:?}", steps(last_recovery(&h)))),
+        }
+    })
+    .await
+}
+
 /// Wait until the client reaches server `id` through the address.
 pub async fn wait_client_reaches(client: &ClientNs, rig: &Rig, vip: &str, id: u32) -> Duration {
     let t = Instant::now();
@@ -324,8 +162,8 @@ async fn the_vip_follows_pivots_primary_and_is_never_on_two_hosts() {
     let lab = VipLab::of(&rig.sb);
     let vip = lab.vip();
     let watch = VipWatch::start(lab.namespaces.clone(), vip.clone());
-    let agents = Agents::start(&rig.sb).await;
-    let client = ClientNs::create(&lab);
+    let agents = start_agents(&rig.sb).await;
+    let client = client_ns(&lab);
 
     // Before: the address on node1, the client reaches node1.
     watch.wait_holders(&[0], WAIT, "the address on node1").await;
@@ -386,9 +224,7 @@ async fn the_vip_follows_pivots_primary_and_is_never_on_two_hosts() {
     wait_client_reaches(&client, &rig, &vip, id).await;
     let reached = killed.elapsed();
     assert_eq!(watch.now().holders, vec![n]);
-    let h = rig.history();
-    let step = last_recovery(&h)["steps"].as_array().unwrap().iter().find(|s| s["name"] == "route_vip").cloned();
-    let step = step.unwrap_or_else(|| panic!("a route_vip step: {:?}", steps(last_recovery(&h))));
+    let step = ended_route_vip_step(&rig).await;
     assert_eq!(step["outcome"], "ok", "{step}");
     let said = step["message"].as_str().unwrap_or_default();
     assert!(said.contains(&format!("{vip}/24 on {new}")) && said.contains("released by"), "{said}");
@@ -439,8 +275,8 @@ async fn an_unreachable_old_primary_keeps_the_vip_only_until_its_lease_certainly
     let lab = VipLab::of(&rig.sb);
     let vip = lab.vip();
     let watch = VipWatch::start(lab.namespaces.clone(), vip.clone());
-    let _agents = Agents::start(&rig.sb).await;
-    let client = ClientNs::create(&lab);
+    let _agents = start_agents(&rig.sb).await;
+    let client = client_ns(&lab);
     watch.wait_holders(&[0], WAIT, "the address on node1").await;
     wait_client_reaches(&client, &rig, &vip, 1).await;
     // The agents move the address: a keepalived configuration is refused.
@@ -457,9 +293,7 @@ async fn an_unreachable_old_primary_keeps_the_vip_only_until_its_lease_certainly
     let id = rig.sb.nodes()[n].server_id;
     wait_client_reaches(&client, &rig, &vip, id).await;
     let reached = cut.elapsed();
-    let h = rig.history();
-    let step =
-        last_recovery(&h)["steps"].as_array().unwrap().iter().find(|s| s["name"] == "route_vip").cloned().unwrap();
+    let step = ended_route_vip_step(&rig).await;
     assert_eq!(step["outcome"], "ok", "{step}");
     let said = step["message"].as_str().unwrap_or_default();
     assert!(said.contains("no answer from") && said.contains(&agent_addr(&rig.sb, 0).to_string()), "{said}");
