@@ -29,8 +29,10 @@ pub struct HaproxySpec<'a> {
 }
 
 /// The server name HAProxy sends back in the check URL: check and instance.
+/// An IPv6 host goes without its brackets (HAProxy refuses `[` in a name);
+/// the port is after the last `:`, which is how an instance is read back.
 fn server(check: &str, key: &InstanceKey) -> String {
-    format!("{check}_{key}")
+    format!("{check}_{}:{}", key.host, key.port)
 }
 
 pub fn render(s: &HaproxySpec) -> String {
@@ -143,5 +145,31 @@ mod tests {
         }
         assert_eq!(parse_server("replica_10.0.0.2:3306"), Some(("replica", "10.0.0.2:3306")));
         assert_eq!(parse_server("read-only_h:1"), Some(("read-only", "h:1")));
+    }
+
+    #[test]
+    fn ipv6_instances_get_server_names_haproxy_accepts_and_pivot_reads_back() {
+        // HAProxy refuses `[` in a server name ("character '[' is not
+        // permitted"): the whole configuration would not load.
+        let v6: InstanceKey = "[fd00::5]:3306".parse().unwrap();
+        let instances = vec![v6.clone(), "10.0.0.1:3306".parse().unwrap()];
+        let text = render(&HaproxySpec {
+            cluster: "main",
+            instances: &instances,
+            pivot_http: "127.0.0.1:9099".parse().unwrap(),
+            write_bind: "0.0.0.0:3306".parse().unwrap(),
+            read_bind: "0.0.0.0:3307".parse().unwrap(),
+            max_lag_s: 10,
+        });
+        for line in text.lines().filter(|l| l.trim_start().starts_with("server ")) {
+            let name = line.split_whitespace().nth(1).unwrap();
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)),
+                "`{name}` is not a valid HAProxy server name"
+            );
+            let (_, instance) = parse_server(name).unwrap();
+            assert!(instances.contains(&instance.parse().unwrap()), "{name} reads back as {instance}");
+        }
+        assert!(text.contains("server primary_fd00::5:3306 [fd00::5]:3306\n"), "{text}");
     }
 }
