@@ -497,3 +497,44 @@ async fn a_failover_still_works_with_more_open_connections_than_the_default_desc
     drop(idle);
     drop(child);
 }
+
+/// A hung primary (SIGSTOP: its kernel still accepts connections, nothing
+/// answers). A connection open through the proxy is cut when the failover
+/// moves the route; a client that connects meanwhile (accepted, never
+/// greeted) is moved to the new primary without an error; the old primary,
+/// resumed after the failover, gets no connection from the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_primary_behind_the_proxy_loses_its_connections_and_new_ones_reach_the_new_primary() {
+    let (routes, cluster_toml, _) = routes_toml();
+    let rig = Rig::start(3, false, |_| cluster_toml).await;
+    let creds = rig.sb.credentials("app").unwrap();
+    eventually(WAIT, "the write port on node1", || async {
+        let id = server_behind(&routes.write, &creds, Duration::from_secs(1)).await?;
+        (id == 1).then_some(()).ok_or(format!("server {id}"))
+    })
+    .await;
+    let mut open = Session::connect(&routes.write, &creds, Duration::from_secs(2)).await.unwrap();
+    let old = rig.key("node1");
+    rig.sb.pause("node1").unwrap();
+    // A client connecting while node1 hangs: no error, it lands on the new primary.
+    let (write, c2) = (routes.write.clone(), creds.clone());
+    let during = tokio::spawn(async move { server_behind(&write, &c2, Duration::from_secs(25)).await });
+    let new = rig.wait_new_primary(&old).await;
+    let new_node = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().name.clone();
+    let new_id = server_id(&rig, &new_node);
+    assert_eq!(during.await.unwrap(), Ok(new_id), "the client that connected during the hang");
+    let cut = tokio::time::timeout(
+        Duration::from_secs(10),
+        open.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")),
+    )
+    .await;
+    assert!(matches!(cut, Ok(Err(_))), "the connection to the hung primary was cut: {cut:?}");
+    rig.sb.resume("node1").unwrap();
+    eventually(WAIT, "node1 fenced", || async {
+        (read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("writable".to_string())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(server_behind(&routes.write, &creds, Duration::from_secs(2)).await, Ok(new_id));
+    }
+}
