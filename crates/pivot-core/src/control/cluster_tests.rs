@@ -750,3 +750,31 @@ fn a_resume_that_cannot_take_the_recovery_over_is_not_retried_in_a_hot_loop() {
     rig.ev(Event::Tick);
     assert_eq!(resumes(&rig.store(view)), 1, "tried again after a pause");
 }
+
+#[test]
+fn the_epochs_primary_fenced_as_a_split_brain_intruder_gets_no_writes() {
+    // Promoted by hand: R1 follows R2, R2 is made writable, P (the epoch's
+    // primary) keeps running writable with nobody following it. pivot
+    // fences P as the intruder; until R2 is adopted, no table may send
+    // writes to P (in the fence list, about to turn read-only).
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    assert_eq!(rig.m.route_table().write_target(), Some(&key(P)));
+    rig.advance(100);
+    let mut cmds = rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-10").replica_of(R2, "0-1-10"))));
+    let mut r2 = up(R2, rig.now + 1, state(3, "0-1-10").read_only(false));
+    if let Some(s) = obs_state_mut(&mut r2) {
+        s.registered_replicas = vec![key(R1)];
+    }
+    cmds.extend(rig.raw(Event::Observed(r2)));
+    cmds.extend(rig.raw(Event::Observed(up(P, rig.now + 2, state(1, "0-1-10").read_only(false)))));
+    assert!(cmds.contains(&Command::FenceNow(key(P))), "P is the intruder: {cmds:?}");
+    assert!(rig.m.fenced().any(|f| f.instance == key(P)));
+    let after = cmds.iter().position(|c| *c == Command::FenceNow(key(P))).unwrap();
+    for t in tables(&cmds[after..]) {
+        assert_ne!(t.write_target(), Some(&key(P)), "writes sent to the fenced intruder: {t:?}");
+    }
+    let t = rig.m.route_table();
+    assert_ne!(t.write_target(), Some(&key(P)), "{t:?}");
+    assert_eq!(crate::routes::answer(&t, &key(P), crate::routes::HealthCheck::Primary).status, 503);
+}

@@ -61,7 +61,11 @@ impl RouteTable {
         let primary = epoch.map(|e| e.primary.clone());
         let mut instances: Vec<InstanceRoute> =
             view.keys().map(|k| judge(k, primary.as_ref(), view, max_lag_s)).collect();
-        if let Some(p) = &primary {
+        // The epoch's primary in the fence list (made read-only as a split
+        // brain's intruder, say): no write goes there; its replicas are
+        // still judged against it.
+        let fenced_primary = primary.as_ref().is_some_and(|p| view.fenced.contains(p));
+        if let Some(p) = primary.as_ref().filter(|_| !fenced_primary) {
             if !instances.iter().any(|r| r.instance == *p) {
                 instances.push(InstanceRoute {
                     instance: p.clone(),
@@ -74,6 +78,7 @@ impl RouteTable {
             }
         }
         instances.sort_by(|a, b| a.instance.cmp(&b.instance));
+        let primary = primary.filter(|_| !fenced_primary);
         RouteTable { epoch: epoch.map_or(0, |e| e.number), primary, hold, instances, max_lag_s }
     }
 
@@ -166,10 +171,10 @@ fn judge(key: &InstanceKey, primary: Option<&InstanceKey>, view: &ClusterView, m
     let record = view.get(key);
     let state = record.and_then(|r| r.current_state());
     let reachable = state.is_some();
-    let role = if Some(key) == primary {
-        Role::Primary
-    } else if view.fenced.contains(key) {
+    let role = if view.fenced.contains(key) {
         Role::Fenced
+    } else if Some(key) == primary {
+        Role::Primary
     } else {
         Role::Replica
     };

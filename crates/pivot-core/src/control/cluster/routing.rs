@@ -47,6 +47,9 @@ impl ClusterMachine {
             self.awaiting_epoch = None;
         }
         self.adopt(out);
+        // The fence list as it is now (fenced a moment ago, or read from
+        // the store), not as of the last observation.
+        self.view.fenced = self.fenced.keys().cloned().collect();
         let table = self.route_table();
         if self.routes.as_ref() != Some(&table) {
             self.routes = Some(table.clone());
