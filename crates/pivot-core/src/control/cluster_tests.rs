@@ -778,3 +778,23 @@ fn the_epochs_primary_fenced_as_a_split_brain_intruder_gets_no_writes() {
     assert_ne!(t.write_target(), Some(&key(P)), "{t:?}");
     assert_eq!(crate::routes::answer(&t, &key(P), crate::routes::HealthCheck::Primary).status, 503);
 }
+
+#[test]
+fn writes_held_for_a_promotion_whose_epoch_was_never_stored_follow_a_newer_epoch() {
+    // Recovery 3 promoted R1 but could not store its epoch (the state file
+    // was full): writes wait for R1's epoch. R1 is never given one; later a
+    // newer epoch names R2 (another recovery, an adoption). The routes must
+    // follow it, not wait for R1's epoch forever.
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.primary_dies();
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    rig.raw(Event::RecoveryEnded(end));
+    rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    assert!(rig.m.route_table().hold, "held while R1 has no epoch");
+    rig.advance(1_000);
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R2, Some(4))), ..fresh_store() }));
+    let t = rig.m.route_table();
+    assert_eq!((t.epoch, t.hold, t.write_target()), (2, false, Some(&key(R2))), "{cmds:?}");
+}

@@ -95,7 +95,9 @@ pub struct ClusterMachine {
     routes: Option<crate::routes::RouteTable>,
     /// A recovery promoted this instance; its epoch is not read yet: writes
     /// stay held meanwhile.
-    awaiting_epoch: Option<InstanceKey>,
+    /// With the number of the newest epoch known then: a newer epoch, for
+    /// whatever primary, ends the wait too (the newest epoch is the truth).
+    awaiting_epoch: Option<(InstanceKey, u64)>,
     /// The adoption last asked for (primary, expected epoch), asked once.
     adoption_asked: Option<(InstanceKey, Option<u64>)>,
 }
@@ -361,7 +363,8 @@ impl ClusterMachine {
                 if let Some(p) = &new_primary {
                     // Writes stay held until its epoch is read.
                     if self.store.epoch.as_ref().is_none_or(|e| e.primary != *p) {
-                        self.awaiting_epoch = Some(p.clone());
+                        let known = self.store.epoch.as_ref().map_or(0, |e| e.number);
+                        self.awaiting_epoch = Some((p.clone(), known));
                     }
                     // It leaves the fence list (its `clear_fence` step wrote
                     // that; the memory must not wait for the next read).

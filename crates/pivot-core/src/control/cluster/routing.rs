@@ -23,8 +23,8 @@ impl ClusterMachine {
         if self.store_read_at.is_none() {
             return true;
         }
-        if let Some(p) = &self.awaiting_epoch {
-            return self.store.epoch.as_ref().is_none_or(|e| e.primary != *p);
+        if self.awaiting_epoch.is_some() && !self.awaited_epoch_read() {
+            return true;
         }
         let stored = self.store.running.as_ref().filter(|r| self.unrecorded != Some(r.id)).map(|r| r.id);
         let running = match self.task {
@@ -40,10 +40,18 @@ impl ClusterMachine {
         }
     }
 
+    /// The epoch a finished recovery's promotion waits for was read: one
+    /// naming its primary, or any newer than the newest known when it ended
+    /// (its own was never stored, and another took its place).
+    fn awaited_epoch_read(&self) -> bool {
+        let (Some((p, known)), Some(e)) = (&self.awaiting_epoch, &self.store.epoch) else { return false };
+        e.primary == *p || e.number > *known
+    }
+
     /// Hand the shell a new table when it changed; adopt a primary nobody
     /// recovered to.
     pub(super) fn route(&mut self, out: &mut Vec<Command>) {
-        if self.awaiting_epoch.as_ref().is_some_and(|p| self.store.epoch.as_ref().is_some_and(|e| e.primary == *p)) {
+        if self.awaited_epoch_read() {
             self.awaiting_epoch = None;
         }
         self.adopt(out);
