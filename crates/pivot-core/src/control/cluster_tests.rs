@@ -798,3 +798,30 @@ fn writes_held_for_a_promotion_whose_epoch_was_never_stored_follow_a_newer_epoch
     let t = rig.m.route_table();
     assert_eq!((t.epoch, t.hold, t.write_target()), (2, false, Some(&key(R2))), "{cmds:?}");
 }
+
+#[test]
+fn an_adoption_is_decided_on_a_fresh_read_of_the_store() {
+    // `pivot failover` in another process promoted P a moment ago; this
+    // machine's last store read (before that recovery started) is most of
+    // a second old. It must read the store again before adopting: the
+    // recovery running elsewhere forbids it.
+    let (mut m, _) = ClusterMachine::new(settings(true), Millis(1_000));
+    m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_000));
+    let mut p = up(P, 1_800, state(1, "0-1-10").read_only(false));
+    if let Some(s) = obs_state_mut(&mut p) {
+        s.registered_replicas = vec![key(R1)];
+    }
+    let mut cmds = m.handle(Event::Observed(p), Millis(1_800));
+    cmds.extend(m.handle(Event::Observed(up(R1, 1_801, state(2, "0-1-10").replica_of(P, "0-1-10"))), Millis(1_801)));
+    assert!(adoptions(&cmds).is_empty(), "adopted on a store read 800 ms old: {cmds:?}");
+    assert!(cmds.contains(&Command::ReadStore), "{cmds:?}");
+    let running = RunningRecovery { id: 7, owner: "pivot failover".into(), ours: false, owner_gone: false };
+    let cmds = m.handle(
+        Event::Store(StoreView { running: Some(running), epoch: Some(epoch(4, R2, None)), ..fresh_store() }),
+        Millis(1_802),
+    );
+    assert!(adoptions(&cmds).is_empty(), "a recovery runs elsewhere: {cmds:?}");
+    // Without one, the fresh read allows it.
+    let cmds = m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_803));
+    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
+}

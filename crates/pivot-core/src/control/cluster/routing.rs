@@ -88,6 +88,15 @@ impl ClusterMachine {
         if self.adoption_asked.as_ref() == Some(&ask) {
             return;
         }
+        // As before a recovery: another process (`pivot failover`) may have
+        // started one since the last read; decide on what the store says now.
+        if self.store_read_at.is_none_or(|t| self.now.since(t) > STORE_FRESH_MS) {
+            if !self.wants_fresh_store {
+                self.wants_fresh_store = true;
+                out.push(Command::ReadStore);
+            }
+            return;
+        }
         self.adoption_asked = Some(ask);
         let text = match &self.store.epoch {
             None => format!("epoch 1: {primary} is the primary (the first pivot sees)"),
