@@ -219,7 +219,7 @@ async fn a_read_connection_goes_to_another_replica_when_the_least_loaded_one_ref
     proxy.end().await;
 }
 
-/// Thousands of connections beyond the limits: at most `max_connections`
+/// Hundreds of connections beyond the limits (thousands in a live run): at most `max_connections`
 /// are served at once, at most `hold_queue` wait, the rest are closed at
 /// once; those held are released to the primary when its epoch comes, and
 /// every counter is back to zero when the clients leave.
@@ -233,13 +233,13 @@ async fn limits_hold_under_a_flood_and_held_connections_are_released_to_the_new_
     // A recovery runs: writes are held.
     let proxy = Proxy::start(c, table(1, dead_addr(), true)).await;
     let mut clients = Vec::new();
-    for _ in 0..2000 {
+    for _ in 0..500 {
         clients.push(TcpStream::connect(proxy.write).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(proxy.stats.held.load(Relaxed), 5, "the hold queue is bounded");
     assert!(proxy.stats.clients.load(Relaxed) <= 20, "the connection limit holds");
-    assert!(proxy.stats.refused.load(Relaxed) >= 1990, "the others were closed at once");
+    assert!(proxy.stats.refused.load(Relaxed) >= 490, "the others were closed at once");
     // The new primary's epoch: the held connections reach it.
     assert!(proxy.hub.offer(table(2, primary, false)));
     let mut greeted = 0;
