@@ -825,3 +825,20 @@ fn an_adoption_is_decided_on_a_fresh_read_of_the_store() {
     let cmds = m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_803));
     assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
 }
+
+#[test]
+fn writes_held_for_a_promotion_are_not_released_to_the_old_epoch_after_a_failed_read() {
+    // The read just before the recovery ended could not get the epoch (a
+    // store error: no epoch); the next read shows the old epoch again. That
+    // is not a newer epoch: writes stay held for R1's.
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.primary_dies();
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.raw(Event::Store(StoreView { problem: Some("cannot read the epoch: disk I/O error".into()), ..fresh_store() }));
+    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    rig.raw(Event::RecoveryEnded(end));
+    rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    let t = rig.m.route_table();
+    assert!(t.hold && t.write_target().is_none(), "released to the old epoch: {t:?}");
+}

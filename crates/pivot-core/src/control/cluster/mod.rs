@@ -98,6 +98,8 @@ pub struct ClusterMachine {
     /// With the number of the newest epoch known then: a newer epoch, for
     /// whatever primary, ends the wait too (the newest epoch is the truth).
     awaiting_epoch: Option<(InstanceKey, u64)>,
+    /// The newest epoch number ever read (a failed read says nothing).
+    epoch_seen: u64,
     /// The adoption last asked for (primary, expected epoch), asked once.
     adoption_asked: Option<(InstanceKey, Option<u64>)>,
 }
@@ -135,6 +137,7 @@ impl ClusterMachine {
             now,
             routes: None,
             awaiting_epoch: None,
+            epoch_seen: 0,
             adoption_asked: None,
         };
         let mut out = vec![Command::ReadStore];
@@ -348,6 +351,7 @@ impl ClusterMachine {
                 new.until = old.until;
             }
         }
+        self.epoch_seen = self.epoch_seen.max(store.epoch.as_ref().map_or(0, |e| e.number));
         self.store = store;
         self.wants_fresh_store = false;
         // What the store says may open the gate (a block acknowledged, the
@@ -363,8 +367,7 @@ impl ClusterMachine {
                 if let Some(p) = &new_primary {
                     // Writes stay held until its epoch is read.
                     if self.store.epoch.as_ref().is_none_or(|e| e.primary != *p) {
-                        let known = self.store.epoch.as_ref().map_or(0, |e| e.number);
-                        self.awaiting_epoch = Some((p.clone(), known));
+                        self.awaiting_epoch = Some((p.clone(), self.epoch_seen));
                     }
                     // It leaves the fence list (its `clear_fence` step wrote
                     // that; the memory must not wait for the next read).
