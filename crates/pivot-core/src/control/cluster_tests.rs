@@ -842,3 +842,18 @@ fn writes_held_for_a_promotion_are_not_released_to_the_old_epoch_after_a_failed_
     let t = rig.m.route_table();
     assert!(t.hold && t.write_target().is_none(), "released to the old epoch: {t:?}");
 }
+
+#[test]
+fn nothing_is_adopted_on_a_store_read_that_failed() {
+    // The read of the running recovery failed (it says none): another
+    // process may be in the middle of one. No adoption on such a read.
+    let mut rig = Rig::new(true);
+    let cmds = rig.raw(Event::Store(StoreView {
+        problem: Some("cannot read the state file: disk I/O error".into()),
+        epoch: Some(epoch(4, R2, Some(9))),
+        ..fresh_store()
+    }));
+    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
+    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))], "a good read allows it");
+}

@@ -71,6 +71,8 @@ impl ClusterMachine {
             || self.store.running.is_some()
             || self.store_read_at.is_none()
             || !self.store.file_ok
+            // A failed read says no recovery runs without knowing it.
+            || self.store.problem.is_some()
             || !ADOPTABLE.contains(&self.analysis.code)
         {
             return;
