@@ -122,7 +122,7 @@ async fn session(mut client: TcpStream, port: Port, ctx: &Ctx) {
     tune(&client);
     let deadline = Instant::now() + ctx.cfg.hold_timeout;
     loop {
-        let Some((key, mut backend)) = choose(port, ctx, deadline).await else { return };
+        let Some((key, mut backend)) = choose(port, ctx, deadline, &client).await else { return };
         let stats = ctx.stats.backend(port.name(), &key);
         stats.total.fetch_add(1, Relaxed);
         stats.active.fetch_add(1, Relaxed);
@@ -173,10 +173,13 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// runs, no epoch yet, no replica to read from, every target refuses), the
 /// connection waits in the hold queue for the routes to change or for a
 /// target to accept, until `deadline`.
-async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey, TcpStream)> {
+async fn choose(port: Port, ctx: &Ctx, deadline: Instant, client: &TcpStream) -> Option<(InstanceKey, TcpStream)> {
     let mut routes = ctx.hub.subscribe();
     let mut held: Option<Held> = None;
     let mut retry = RETRY_MIN;
+    // Whether a held client's going away is watched (it is until it sends
+    // a byte before any server spoke: then only the routes decide).
+    let mut watch_client = true;
     'choose: loop {
         let targets = {
             let table = routes.borrow_and_update();
@@ -206,7 +209,18 @@ async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey
         // a new table can help.
         let until = if targets.is_empty() { deadline } else { deadline.min(Instant::now() + retry) };
         retry = (retry * 2).min(RETRY_MAX);
-        match tokio::time::timeout_at(until, routes.changed()).await {
+        let changed = tokio::select! {
+            changed = tokio::time::timeout_at(until, routes.changed()) => changed,
+            gone = client_gone(client), if watch_client => {
+                if gone {
+                    // Nobody waits any more: its place in the queue is freed.
+                    return None;
+                }
+                watch_client = false;
+                continue;
+            }
+        };
+        match changed {
             Ok(Ok(())) => continue,
             Ok(Err(_)) => return None,
             Err(_) if Instant::now() < deadline => continue,
@@ -216,6 +230,13 @@ async fn choose(port: Port, ctx: &Ctx, deadline: Instant) -> Option<(InstanceKey
             }
         }
     }
+}
+
+/// Resolves when the client closed or reset its connection (`true`), or
+/// sent a byte (`false`, left unread).
+async fn client_gone(client: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(client.peek(&mut byte).await, Ok(n) if n > 0)
 }
 
 /// Where a new connection of `port` may go under `table`, in the order to

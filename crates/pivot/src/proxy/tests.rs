@@ -361,3 +361,35 @@ async fn a_slow_reader_pushes_back_on_the_backend() {
     assert_eq!(got, TOTAL);
     proxy.end().await;
 }
+
+/// A held client that gives up (closes its connection) leaves the hold
+/// queue at once: clients that time out and reconnect during a long
+/// failover must not fill the queue with connections nobody waits on, and
+/// get refused themselves.
+#[tokio::test]
+async fn a_held_client_that_goes_away_frees_its_place_in_the_hold_queue() {
+    let mut c = cfg();
+    c.hold_queue = 3;
+    c.hold_timeout = Duration::from_secs(20);
+    let proxy = Proxy::start(c, table(1, dead_addr(), true)).await;
+    let mut gone = Vec::new();
+    for _ in 0..3 {
+        gone.push(TcpStream::connect(proxy.write).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(proxy.stats.held.load(Relaxed), 3);
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while proxy.stats.held.load(Relaxed) != 0 {
+        assert!(Instant::now() < deadline, "{} held for clients that are gone", proxy.stats.held.load(Relaxed));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A client that stays is held, then released to the new primary.
+    let mut stays = TcpStream::connect(proxy.write).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(proxy.stats.held.load(Relaxed), 1, "the one that stays is held, not refused");
+    let primary = greeting_backend(b"hello").await;
+    assert!(proxy.hub.offer(table(2, primary, false)));
+    assert_eq!(read_n(&mut stays, 5, Duration::from_secs(2)).await.as_deref(), Ok(&b"hello"[..]));
+    proxy.end().await;
+}
