@@ -175,7 +175,10 @@ fn proxy_settings_and_their_errors() {
     for (table, want) in [
         ("[cluster.proxy]\nhold_queue = 10\n", "[cluster.proxy] of cluster `main` has neither write nor read"),
         ("[cluster.proxy]\nwrite = \"6033\"\n", ":20: proxy write `6033` is not an address"),
-        ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nread = \"127.0.0.1:1\"\n", ":21: proxy write and read are the same address"),
+        (
+            "[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nread = \"127.0.0.1:1\"\n",
+            ":21: proxy write and read are the same address",
+        ),
         ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nthreads = 0\n", "proxy threads 0 is out of range"),
         ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nhold_timeout = \"1h\"\n", "proxy hold_timeout 1h is out of range"),
         ("[cluster.proxy]\nwrite = \"127.0.0.1:1\"\nwrte = \"x\"\n", "unknown field `wrte`"),
