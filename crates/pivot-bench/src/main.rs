@@ -67,6 +67,9 @@ enum Bench {
         /// Only the kill trials.
         #[arg(long)]
         skip_throughput: bool,
+        /// The proxy's `threads` setting for the throughput runs.
+        #[arg(long, default_value_t = 1)]
+        proxy_threads: usize,
     },
     /// kill -9 of the primary under a client that finds the primary only
     /// through one route: time to its first write on the new primary.
@@ -128,8 +131,8 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(command: Bench) -> anyhow::Result<()> {
     match command {
         Bench::Probe { probes, seconds, poll_interval } => probe::run(probes, seconds, &poll_interval).await,
-        Bench::Proxy { seconds, rounds, trials, skip_throughput } => {
-            proxy::run(seconds, rounds, trials, skip_throughput).await
+        Bench::Proxy { seconds, rounds, trials, skip_throughput, proxy_threads } => {
+            proxy::run(seconds, rounds, trials, skip_throughput, proxy_threads).await
         }
         Bench::Routes { trials, routes } => {
             let routes = routes.split(',').map(routes::Route::parse).collect::<anyhow::Result<Vec<_>>>()?;

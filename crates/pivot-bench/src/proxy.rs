@@ -33,10 +33,16 @@ struct Figures {
     p95_ms: f64,
 }
 
-pub async fn run(seconds: u64, rounds: usize, trials: usize, skip_throughput: bool) -> anyhow::Result<()> {
+pub async fn run(
+    seconds: u64,
+    rounds: usize,
+    trials: usize,
+    skip_throughput: bool,
+    threads: usize,
+) -> anyhow::Result<()> {
     let pivot = crate::pivot_binary()?;
     if !skip_throughput {
-        throughput(&pivot, seconds, rounds.max(1)).await?;
+        throughput(&pivot, seconds, rounds.max(1), threads).await?;
     }
     if trials > 0 {
         kill_under_proxy(&pivot, trials).await?;
@@ -45,9 +51,9 @@ pub async fn run(seconds: u64, rounds: usize, trials: usize, skip_throughput: bo
 }
 
 /// Append a `[cluster.proxy]` table to the sandbox's configuration.
-fn add_proxy(sb: &TestSandbox, write: u16) -> anyhow::Result<()> {
+fn add_proxy(sb: &TestSandbox, write: u16, threads: usize) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(sb.config_path())?;
-    text.push_str(&format!("\n[cluster.proxy]\nwrite = \"127.0.0.1:{write}\"\n"));
+    text.push_str(&format!("\n[cluster.proxy]\nwrite = \"127.0.0.1:{write}\"\nthreads = {threads}\n"));
     std::fs::write(sb.config_path(), text)?;
     Ok(())
 }
@@ -65,7 +71,7 @@ async fn wait_healthy(sb: &TestSandbox) -> anyhow::Result<()> {
     anyhow::bail!("cluster never healthy under pivot")
 }
 
-async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize) -> anyhow::Result<()> {
+async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, threads: usize) -> anyhow::Result<()> {
     let sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 2, semi_sync: false, ..s }).await;
     let primary = sb.key("node1")?;
     // The proxies are measured, not the disk: commits do not wait for fsync
@@ -76,7 +82,7 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize) ->
     }
     drop(admin);
     let (pivot_port, haproxy_port) = (free_port(), free_port());
-    add_proxy(&sb, pivot_port)?;
+    add_proxy(&sb, pivot_port, threads)?;
     let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
     wait_healthy(&sb).await?;
     let cfg = sb.dir.join("haproxy.cfg");
@@ -115,7 +121,7 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize) ->
     anyhow::ensure!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
     println!(
         "\nproxy benchmark: sysbench {seconds} s per run, mean of {rounds} rounds in alternating order, 2-node MariaDB sandbox (commits without fsync); HAProxy {} in TCP mode \
-         (one server, no checks) and pivot's write port, both on this 2-core machine with client and server",
+         (one server, no checks) and pivot's write port ({threads} proxy thread(s)), both on this 2-core machine with client and server",
         haproxy_version()
     );
     println!(
@@ -260,7 +266,7 @@ async fn trial(pivot_bin: &std::path::Path) -> anyhow::Result<(Duration, Duratio
     Writer::create_table(&mut admin).await;
     drop(admin);
     let port = free_port();
-    add_proxy(&sb, port)?;
+    add_proxy(&sb, port, 1)?;
     let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
     wait_healthy(&sb).await?;
     let servers: Vec<(u32, InstanceKey)> = sb.nodes().iter().map(|n| (n.server_id, sb.key(&n.name).unwrap())).collect();
