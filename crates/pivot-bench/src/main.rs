@@ -7,6 +7,7 @@ mod proxy;
 mod routes;
 mod simulate;
 mod stats;
+mod support;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

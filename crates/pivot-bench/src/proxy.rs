@@ -4,28 +4,12 @@
 //! that only knows the write port.
 
 use crate::stats::{ms, summarize};
-use pivot_core::InstanceKey;
-use pivot_drill::{PivotProcess, TestSandbox, Writer, WriterTarget};
-use pivot_state::StateStore;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use crate::support::{free_port, wait_healthy, Owned};
+use pivot_drill::{PivotProcess, TestSandbox};
+use std::process::{Command, Stdio};
 
 const WORKLOADS: [&str; 2] = ["oltp_point_select", "oltp_read_write"];
 const THREADS: [u32; 3] = [1, 4, 16];
-
-/// A process this benchmark started, killed by PID on drop.
-struct Owned(Child);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Figures {
@@ -56,19 +40,6 @@ fn add_proxy(sb: &TestSandbox, write: u16, threads: usize) -> anyhow::Result<()>
     text.push_str(&format!("\n[cluster.proxy]\nwrite = \"127.0.0.1:{write}\"\nthreads = {threads}\n"));
     std::fs::write(sb.config_path(), text)?;
     Ok(())
-}
-
-async fn wait_healthy(sb: &TestSandbox) -> anyhow::Result<()> {
-    let api: std::net::SocketAddr = ([127, 0, 0, 1], sb.manifest.http_port).into();
-    for _ in 0..2000 {
-        if let Ok((_, body)) = pivot_drill::http_get(api, "/api/clusters/sandbox").await {
-            if body.contains("\"code\":\"healthy\"") {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("cluster never healthy under pivot")
 }
 
 async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, threads: usize) -> anyhow::Result<()> {
@@ -211,10 +182,6 @@ fn sysbench(workload: &str, threads: u32, seconds: u64, base: &[String]) -> anyh
     Ok(Figures { qps, p95_ms })
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// kill -9 of the primary under a writer that only knows the write port:
 /// fault to its first acknowledged write through the proxy, against pivot's
 /// own time to a writable new primary.
@@ -226,8 +193,8 @@ async fn kill_under_proxy(pivot_bin: &std::path::Path, trials: usize) -> anyhow:
     let (mut through, mut writable, mut extra) = (Vec::new(), Vec::new(), Vec::new());
     let mut late_total = 0;
     for i in 1..=trials {
-        match trial(pivot_bin).await {
-            Ok((t, w, late)) => {
+        match crate::routes::trial(pivot_bin, crate::routes::Route::Proxy).await {
+            Ok(crate::routes::Trial { first: t, writable: w, late, .. }) => {
                 println!(
                     "  trial {i:>2}: new primary writable {}, first write through the proxy {}, difference {}, \
                      writes acknowledged by the old primary after that: {late}",
@@ -258,63 +225,4 @@ async fn kill_under_proxy(pivot_bin: &std::path::Path, trials: usize) -> anyhow:
         ms(x.worst)
     );
     Ok(())
-}
-
-async fn trial(pivot_bin: &std::path::Path) -> anyhow::Result<(Duration, Duration, usize)> {
-    let mut sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 3, semi_sync: true, ..s }).await;
-    let mut admin = sb.admin("node1").await?;
-    Writer::create_table(&mut admin).await;
-    drop(admin);
-    let port = free_port();
-    add_proxy(&sb, port, 1)?;
-    let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
-    wait_healthy(&sb).await?;
-    let servers: Vec<(u32, InstanceKey)> = sb.nodes().iter().map(|n| (n.server_id, sb.key(&n.name).unwrap())).collect();
-    let proxy: InstanceKey = format!("127.0.0.1:{port}").parse()?;
-    let old = sb.key("node1")?;
-    let writer = Writer::start(
-        1,
-        WriterTarget::Proxy { proxy, servers },
-        sb.credentials("app")?,
-        Duration::from_secs(5),
-        Duration::from_millis(1),
-    );
-    // Writes flowing, and a random phase against pivot's probe schedule.
-    let phase = (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 250) as u64;
-    tokio::time::sleep(Duration::from_millis(1000 + phase)).await;
-    anyhow::ensure!(!writer.acks().is_empty(), "no write through the proxy before the fault");
-    let (fault_at, fault_ms) = (Instant::now(), unix_ms());
-    sb.kill("node1")?;
-    let state = pivot_state::SqliteStore::open(&sb.dir.join("pivot.db"))?;
-    let mut recovery = None;
-    for _ in 0..3000 {
-        recovery = state.recoveries(None, 1)?.pop().filter(|r| r.ended_at.is_some());
-        if recovery.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let recovery = recovery.ok_or_else(|| anyhow::anyhow!("no recovery within 30 s"))?;
-    let new: InstanceKey = recovery.new_primary.as_deref().unwrap_or_default().parse()?;
-    let promoted = recovery
-        .steps
-        .iter()
-        .filter(|s| s.name == "promote")
-        .filter_map(|s| s.ended_at)
-        .max()
-        .ok_or_else(|| anyhow::anyhow!("no promotion"))?;
-    let mut first = None;
-    for _ in 0..1000 {
-        first = writer.first_ack_on(&new, fault_at);
-        if first.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let first = first.ok_or_else(|| anyhow::anyhow!("no write through the proxy on {new}"))?;
-    let acks = writer.stop().await;
-    let late = acks.iter().filter(|a| a.instance == old && a.at > first).count();
-    pivot.stop();
-    sb.down(true)?;
-    Ok((first - fault_at, Duration::from_millis((promoted - fault_ms).max(0) as u64), late))
 }

@@ -6,10 +6,11 @@
 //! primary, and writes the old primary acknowledged after that one (must be 0).
 
 use crate::stats::{ms, summarize};
+use crate::support::{free_port, unix_ms, wait_healthy, Owned};
 use pivot_core::InstanceKey;
 use pivot_drill::{Agents, ClientNs, Lookup, NetnsRuntime, PivotProcess, TestSandbox, VipLab, Writer, WriterTarget};
 use pivot_state::StateStore;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,24 +46,6 @@ impl Route {
             }
         }
     }
-}
-
-/// A process this benchmark started, killed by PID on drop.
-struct Owned(Child);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub async fn run(routes: &[Route], trials: usize) -> anyhow::Result<()> {
@@ -119,17 +102,17 @@ pub async fn run(routes: &[Route], trials: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Trial {
-    first: Duration,
-    writable: Duration,
-    late: usize,
+pub(crate) struct Trial {
+    pub(crate) first: Duration,
+    pub(crate) writable: Duration,
+    pub(crate) late: usize,
     /// The vip route: when its `route_vip` step ended (the address on the
     /// new primary's host), and how.
-    moved: Option<(Duration, String)>,
+    pub(crate) moved: Option<(Duration, String)>,
     /// The vip route: SYNs the client retransmitted between the fault and
     /// its first write on the new primary (a connect whose SYN goes
     /// unanswered waits TCP's 1 s initial retransmission timeout).
-    syn_retrans: Option<u64>,
+    pub(crate) syn_retrans: Option<u64>,
 }
 
 /// A one-member etcd on free loopback ports, its data in `dir`.
@@ -197,19 +180,6 @@ async fn watch_etcd(url: String, latest: Arc<Mutex<Option<InstanceKey>>>) {
     }
 }
 
-async fn wait_healthy(sb: &TestSandbox) -> anyhow::Result<()> {
-    let api: std::net::SocketAddr = ([127, 0, 0, 1], sb.manifest.http_port).into();
-    for _ in 0..2000 {
-        if let Ok((_, body)) = pivot_drill::http_get(api, "/api/clusters/sandbox").await {
-            if body.contains("\"code\":\"healthy\"") {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("cluster never healthy under pivot")
-}
-
 /// The virtual IP route's parts, stopped in this order on drop: the
 /// client's runtime, its namespace, the agents.
 struct VipClient {
@@ -258,7 +228,7 @@ async fn reach_through(
     anyhow::bail!("the client never reached server {want} through {address}: {last}")
 }
 
-async fn trial(pivot_bin: &std::path::Path, route: Route) -> anyhow::Result<Trial> {
+pub(crate) async fn trial(pivot_bin: &std::path::Path, route: Route) -> anyhow::Result<Trial> {
     let network =
         if route == Route::Vip { pivot_sandbox::Network::Namespaces } else { pivot_sandbox::Network::Loopback };
     let mut sb = TestSandbox::up_with(|s| pivot_sandbox::SandboxSpec { nodes: 3, semi_sync: true, network, ..s }).await;
@@ -328,9 +298,20 @@ async fn trial(pivot_bin: &std::path::Path, route: Route) -> anyhow::Result<Tria
         let _in_ns = vip.as_ref().map(|v| v.rt.enter());
         Writer::start(1, target, sb.credentials("app")?, Duration::from_secs(5), Duration::from_millis(1))
     };
+    // Writes flowing through the route (an etcd watch or a DNS answer may
+    // take a moment after start), then a random phase against pivot's probe
+    // schedule.
+    let mut flowing = false;
+    for _ in 0..1000 {
+        flowing = writer.acks().iter().any(|a| a.instance == old);
+        if flowing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::ensure!(flowing, "no write through the route within 10 s");
     let phase = (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 250) as u64;
-    tokio::time::sleep(Duration::from_millis(1500 + phase)).await;
-    anyhow::ensure!(writer.acks().iter().any(|a| a.instance == old), "no write through the route before the fault");
+    tokio::time::sleep(Duration::from_millis(1000 + phase)).await;
     let syn_retrans = || vip.as_ref().and_then(|v| v.client.tcp_ext("TCPSynRetrans").ok());
     let syn_before = syn_retrans();
     let (fault_at, fault_ms) = (Instant::now(), unix_ms());
