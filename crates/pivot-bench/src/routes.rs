@@ -156,27 +156,30 @@ async fn dig_primary(port: u16) -> Option<InstanceKey> {
 
 /// Keep `latest` on the value of the key, through an etcd watch.
 async fn watch_etcd(url: String, latest: Arc<Mutex<Option<InstanceKey>>>) {
-    use etcd_client::{Client, EventType};
+    use etcd_client::{Client, EventType, WatchOptions};
+    let key = "mysql/master/sandbox";
     loop {
-        let Ok(mut c) = Client::connect([url.as_str()], None).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if let Ok(r) = c.get("mysql/master/sandbox", None).await {
+        // The value now, then every change after that revision (none missed
+        // between the read and the watch).
+        let watched = async {
+            let mut c = Client::connect([url.as_str()], None).await.ok()?;
+            let r = c.get(key, None).await.ok()?;
             if let Some(kv) = r.kvs().first() {
                 *latest.lock().unwrap() = kv.value_str().ok().and_then(|v| v.parse().ok());
             }
-        }
-        let Ok(mut stream) = c.watch("mysql/master/sandbox", None).await else { continue };
-        while let Ok(Some(resp)) = stream.message().await {
-            for ev in resp.events() {
-                if ev.event_type() == EventType::Put {
+            let from = r.header().map_or(0, |h| h.revision()) + 1;
+            let mut stream = c.watch(key, Some(WatchOptions::new().with_start_revision(from))).await.ok()?;
+            while let Ok(Some(resp)) = stream.message().await {
+                for ev in resp.events().iter().filter(|e| e.event_type() == EventType::Put) {
                     if let Some(kv) = ev.kv() {
                         *latest.lock().unwrap() = kv.value_str().ok().and_then(|v| v.parse().ok());
                     }
                 }
             }
-        }
+            Some(())
+        };
+        let _ = watched.await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

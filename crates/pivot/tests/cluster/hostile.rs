@@ -248,30 +248,6 @@ async fn bogus_seeds_do_not_starve_discovery() {
     assert_eq!(said, 1, "the limit is said once");
 }
 
-/// A 1 MiB tmpfs mounted for one test (root only), unmounted on drop.
-struct TinyDisk {
-    dir: std::path::PathBuf,
-}
-
-impl TinyDisk {
-    fn mount(dir: &std::path::Path) -> TinyDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
-        TinyDisk { dir: dir.to_path_buf() }
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 /// Issue 6, item 4: a split brain is resolved, not only logged. A replica
 /// made writable and detached (nobody follows it, the others follow the
 /// primary) is made read-only, recorded in the fence list, and alerted.

@@ -191,31 +191,6 @@ async fn pivot_killed_before_record_epoch_restarts_onto_the_new_primary_only() {
     killed_before("record_epoch").await;
 }
 
-/// A 1 MiB tmpfs mounted for one test (root only), unmounted on drop (as
-/// in hostile.rs).
-struct TinyDisk {
-    dir: std::path::PathBuf,
-}
-
-impl TinyDisk {
-    fn mount(dir: &std::path::Path) -> TinyDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
-        TinyDisk { dir: dir.to_path_buf() }
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 /// The state file cannot be written when the epoch is to be stored: the
 /// disk under it fills up between the promotion and `record_epoch`. The
 /// epoch step and the route steps fail; writes stay held (never the old

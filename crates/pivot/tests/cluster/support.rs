@@ -304,3 +304,27 @@ impl Drop for Rig {
         }
     }
 }
+
+/// A 1 MiB tmpfs mounted for one test (root only), unmounted on drop.
+pub struct TinyDisk {
+    pub dir: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    pub fn mount(dir: &std::path::Path) -> TinyDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount a tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
+        TinyDisk { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
