@@ -251,7 +251,13 @@ async fn an_epoch_that_cannot_be_stored_holds_writes_until_it_can() {
     .await;
     // The old primary comes back writable.
     rig.sb.start("node1").await.unwrap();
-    exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
+    // pivot fences it the moment it answers (ending sessions, ours too): try
+    // until the statement got through once.
+    eventually(WAIT, "node1 made writable by hand", || async {
+        let mut s = rig.sb.admin("node1").await.map_err(|e| e.to_string())?;
+        s.exec(&pivot_dialect::Sql::plain("SET GLOBAL read_only = OFF")).await.map_err(|e| e.to_string())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         server_behind(&routes.write, &creds, Duration::from_millis(500)).await.is_err(),
