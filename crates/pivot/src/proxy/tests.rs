@@ -128,6 +128,15 @@ async fn serve_greeting(l: TcpListener, hello: &'static [u8]) {
 }
 
 /// Read exactly `n` bytes within `within`.
+/// Wait (bounded, 5 s) until `cond` holds; panics naming `what` if it never does.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn read_n(s: &mut TcpStream, n: usize, within: Duration) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
     match tokio::time::timeout(within, s.read_exact(&mut buf)).await {
@@ -191,8 +200,7 @@ async fn a_held_connection_retries_a_primary_that_refused_without_waiting_for_a_
     let proxy = Proxy::start(c, table(1, backend, false)).await;
     let mut client = TcpStream::connect(proxy.write).await.unwrap();
     // The primary refuses for a moment, then listens again on its port.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(proxy.stats.held.load(Relaxed), 1, "held while the primary refuses");
+    until("held while the primary refuses", || proxy.stats.held.load(Relaxed) == 1).await;
     let l = TcpListener::bind(backend).await.unwrap();
     tokio::spawn(serve_greeting(l, b"hello"));
     let t0 = Instant::now();
@@ -236,7 +244,10 @@ async fn limits_hold_under_a_flood_and_held_connections_are_released_to_the_new_
     for _ in 0..500 {
         clients.push(TcpStream::connect(proxy.write).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until("the flood settled: five held, the others refused", || {
+        proxy.stats.held.load(Relaxed) == 5 && proxy.stats.refused.load(Relaxed) >= 490
+    })
+    .await;
     assert_eq!(proxy.stats.held.load(Relaxed), 5, "the hold queue is bounded");
     assert!(proxy.stats.clients.load(Relaxed) <= 20, "the connection limit holds");
     assert!(proxy.stats.refused.load(Relaxed) >= 490, "the others were closed at once");
@@ -250,11 +261,10 @@ async fn limits_hold_under_a_flood_and_held_connections_are_released_to_the_new_
     }
     assert_eq!(greeted, 5, "the held connections, and only they, reached the new primary");
     drop(clients);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while proxy.stats.clients.load(Relaxed) != 0 || proxy.stats.held.load(Relaxed) != 0 {
-        assert!(Instant::now() < deadline, "connections left open after their clients closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("no connection left open after its client closed", || {
+        proxy.stats.clients.load(Relaxed) == 0 && proxy.stats.held.load(Relaxed) == 0
+    })
+    .await;
     proxy.end().await;
 }
 
@@ -296,6 +306,7 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
     read_n(&mut idle, 5, Duration::from_secs(1)).await.unwrap();
     read_n(&mut busy, 5, Duration::from_secs(1)).await.unwrap();
     for _ in 0..6 {
+        // Time is the subject here: activity spaced under the idle timeout.
         tokio::time::sleep(Duration::from_millis(150)).await;
         busy.write_all(b"x").await.unwrap();
         read_n(&mut busy, 1, Duration::from_secs(1)).await.expect("the busy connection stays open");
@@ -348,7 +359,14 @@ async fn a_slow_reader_pushes_back_on_the_backend() {
     });
     let proxy = Proxy::start(cfg(), table(1, addr, false)).await;
     let mut client = TcpStream::connect(proxy.write).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The backend writes until the socket buffers fill: wait until it stops
+    // making progress (bounded), then it must have written a bounded amount.
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while written.load(Relaxed) != last && Instant::now() < deadline {
+        last = written.load(Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let stalled = written.load(Relaxed);
     assert!(stalled < 16 << 20, "the backend could write {stalled} bytes to a client that reads nothing");
     let mut got = 0usize;
@@ -376,18 +394,13 @@ async fn a_held_client_that_goes_away_frees_its_place_in_the_hold_queue() {
     for _ in 0..3 {
         gone.push(TcpStream::connect(proxy.write).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(proxy.stats.held.load(Relaxed), 3);
+    until("three held", || proxy.stats.held.load(Relaxed) == 3).await;
     drop(gone);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while proxy.stats.held.load(Relaxed) != 0 {
-        assert!(Instant::now() < deadline, "{} held for clients that are gone", proxy.stats.held.load(Relaxed));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("no place held for clients that are gone", || proxy.stats.held.load(Relaxed) == 0).await;
     // A client that stays is held, then released to the new primary.
     let mut stays = TcpStream::connect(proxy.write).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(proxy.stats.held.load(Relaxed), 1, "the one that stays is held, not refused");
+    until("the one that stays is held", || proxy.stats.held.load(Relaxed) == 1).await;
+    assert_eq!(proxy.stats.refused.load(Relaxed), 0, "the one that stays is held, not refused");
     let primary = greeting_backend(b"hello").await;
     assert!(proxy.hub.offer(table(2, primary, false)));
     assert_eq!(read_n(&mut stays, 5, Duration::from_secs(2)).await.as_deref(), Ok(&b"hello"[..]));

@@ -71,12 +71,16 @@ async fn dns_primary_ports(dns: u16) -> Result<Vec<u16>, String> {
 /// nothing answers, which is fine) and notes every time one leads to `old`.
 struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Rounds completed so far.
+    done: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<(Vec<String>, usize)>,
 }
 
 impl Watcher {
     fn start(http: SocketAddr, routes: &Routes, old: &str, old_id: u32, creds: Credentials) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = done.clone();
         let (flag, write, dns, old) = (stop.clone(), routes.write.clone(), routes.dns, old.to_string());
         let old_port: u16 = old.parse::<InstanceKey>().unwrap().port;
         let task = tokio::spawn(async move {
@@ -97,11 +101,21 @@ impl Watcher {
                 if let Ok((200, body)) = http_get(http, &format!("/primary/sandbox/{old}")).await {
                     seen.push(format!("/primary said 200 for the old primary: {body}"));
                 }
+                counted.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             (seen, rounds)
         });
-        Watcher { stop, task }
+        Watcher { stop, done, task }
+    }
+
+    /// Wait (bounded) until it has looked `n` more times.
+    async fn watch_more(&self, n: usize) {
+        let target = self.done.load(Ordering::SeqCst) + n;
+        eventually(WAIT, &format!("{n} more rounds of watching"), || async {
+            (self.done.load(Ordering::SeqCst) >= target).then_some(()).ok_or("not yet".to_string())
+        })
+        .await;
     }
 
     /// Stop; the violations seen, after checking it did watch.
@@ -153,7 +167,8 @@ async fn killed_before(step: &str) {
     rig.sb.start("node1").await.unwrap();
     exec(&rig.sb, "node1", &["SET GLOBAL read_only = OFF"]).await;
     let watcher = Watcher::start(rig.addr, &routes, &old, server_id(&rig, "node1"), creds.clone());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Watching while pivot is down, then across its restart.
+    watcher.watch_more(3).await;
     restart_daemon(&mut rig);
     let new_id = server_id(&rig, &new_node);
     eventually(WAIT, "the write port on the new primary", || async {
@@ -174,7 +189,7 @@ async fn killed_before(step: &str) {
     })
     .await;
     // A little more watching after everything settled.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    watcher.watch_more(10).await;
     let seen = watcher.finish().await;
     assert!(seen.is_empty(), "a route led to the old primary after the restart: {seen:?}");
     let (code, body) = http_get(rig.addr, &format!("/primary/sandbox/{new}")).await.unwrap();
@@ -258,7 +273,15 @@ async fn an_epoch_that_cannot_be_stored_holds_writes_until_it_can() {
         s.exec(&pivot_dialect::Sql::plain("SET GLOBAL read_only = OFF")).await.map_err(|e| e.to_string())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // pivot has seen it back (and made it read-only again): whatever it
+    // decides about routes, it decided with the old primary in view.
+    let (addr, node1) = (rig.addr, old.clone());
+    eventually(WAIT, "pivot sees node1 back, read-only", || async {
+        let c = api_cluster(addr).await?;
+        let seen = instance(&c, &node1).is_some_and(|i| i["reachable"] == true);
+        (seen && read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
     assert!(
         server_behind(&routes.write, &creds, Duration::from_millis(500)).await.is_err(),
         "no write route without a stored epoch"
@@ -465,9 +488,15 @@ async fn a_failover_still_works_with_more_open_connections_than_the_default_desc
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = child.0.id();
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let fd_count = || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    // The flood holds descriptors beyond the 1024 a service manager gives.
+    eventually(WAIT, "pivot holding more than 1300 descriptors", || async {
+        let n = fd_count();
+        (n > 1300).then_some(()).ok_or(format!("{n}"))
+    })
+    .await;
+    let fds = fd_count();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
     eprintln!("pivot has {fds} descriptors open; {}", limits.lines().find(|l| l.contains("open files")).unwrap_or(""));
     rig.sb.kill("node1").unwrap();

@@ -208,8 +208,19 @@ async fn the_vip_follows_pivots_primary_and_is_never_on_two_hosts() {
             assert_eq!(status, 401, "{what}: GET {path}");
         }
     }
-    // A lease renewal period later nothing moved.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // After pivot's next renewal of node1's lease (its deadline on the
+    // agent's clock moves forward), nothing moved.
+    let deadline_of = |body: &str| -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        Some(v["clock_ms"].as_u64()? + v["lease"]["left_ms"].as_u64()?)
+    };
+    let before = deadline_of(&agent_get(a1, "/v1/state").await.unwrap().1).expect("node1 holds a lease");
+    eventually(WAIT, "pivot renewed node1's lease", || async {
+        let (_, body) = agent_get(a1, "/v1/state").await?;
+        let now = deadline_of(&body).ok_or(body.clone())?;
+        (now > before).then_some(()).ok_or(format!("deadline {now}, was {before}"))
+    })
+    .await;
     assert_eq!(watch.now().holders, vec![0], "the refused commands changed nothing");
     assert_eq!(client.server_id(&vip, rig.sb.nodes()[0].port, &rig.sb.dir.join("app.cnf")), Ok(1));
     assert!(agents.log(1).contains("refused POST /v1/lease: wrong token"), "{}", agents.log(1));
@@ -298,8 +309,15 @@ async fn an_unreachable_old_primary_keeps_the_vip_only_until_its_lease_certainly
     let said = step["message"].as_str().unwrap_or_default();
     assert!(said.contains("no answer from") && said.contains(&agent_addr(&rig.sb, 0).to_string()), "{said}");
     rig.sb.heal("node1").unwrap();
-    // Back: the old host's agent is released, the address stays where it is.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Back: the old host's agent answers again, holding nothing; the
+    // address stays where it is.
+    let a_old = agent_addr(&rig.sb, 0);
+    eventually(WAIT, "the old host's agent answers, holding no address", || async {
+        let (_, body) = agent_get(a_old, "/v1/state").await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        v["vip"].is_null().then_some(()).ok_or(body)
+    })
+    .await;
     let w = watch.finish();
     eprintln!(
         "vip: client on the new primary {:.2} s after the old one was cut off; changes: {:?}",
