@@ -7,11 +7,11 @@ use crate::instance::InstanceKey;
 use crate::observation::{FailureKind, IoThread};
 use crate::time::Millis;
 
-const P: &str = "10.0.0.1:3306";
-const R1: &str = "10.0.0.2:3306";
-const R2: &str = "10.0.0.3:3306";
+pub(super) const P: &str = "10.0.0.1:3306";
+pub(super) const R1: &str = "10.0.0.2:3306";
+pub(super) const R2: &str = "10.0.0.3:3306";
 
-fn settings(automatic: bool) -> ClusterSettings {
+pub(super) fn settings(automatic: bool) -> ClusterSettings {
     ClusterSettings {
         name: "main".into(),
         seeds: vec![key(P)],
@@ -23,13 +23,13 @@ fn settings(automatic: bool) -> ClusterSettings {
 }
 
 /// A machine that has seen a healthy cluster: P with replicas R1, R2.
-struct Rig {
-    m: ClusterMachine,
-    now: u64,
+pub(super) struct Rig {
+    pub(super) m: ClusterMachine,
+    pub(super) now: u64,
 }
 
 impl Rig {
-    fn new(automatic: bool) -> Rig {
+    pub(super) fn new(automatic: bool) -> Rig {
         let (m, first) = ClusterMachine::new(settings(automatic), Millis(1_000));
         assert_eq!(acts(first), vec![Command::ReadStore, Command::Watch(key(P))], "read the store, watch the seeds");
         let mut rig = Rig { m, now: 1_000 };
@@ -52,20 +52,20 @@ impl Rig {
     }
 
     /// Handle an event; the commands other than log lines.
-    fn ev(&mut self, e: Event) -> Vec<Command> {
+    pub(super) fn ev(&mut self, e: Event) -> Vec<Command> {
         acts(self.m.handle(e, Millis(self.now)))
     }
 
-    fn store(&mut self, s: StoreView) -> Vec<Command> {
+    pub(super) fn store(&mut self, s: StoreView) -> Vec<Command> {
         self.ev(Event::Store(s))
     }
 
-    fn advance(&mut self, ms: u64) {
+    pub(super) fn advance(&mut self, ms: u64) {
         self.now += ms;
     }
 
     /// The primary crashes; the replicas confirm. Returns every command.
-    fn primary_dies(&mut self) -> Vec<Command> {
+    pub(super) fn primary_dies(&mut self) -> Vec<Command> {
         self.advance(300);
         let mut all = self.ev(Event::Observed(down(P, self.now, FailureKind::Refused)));
         self.advance(5);
@@ -77,28 +77,28 @@ impl Rig {
 }
 
 /// The commands other than log lines and routes (tested on their own).
-fn acts(cmds: Vec<Command>) -> Vec<Command> {
+pub(super) fn acts(cmds: Vec<Command>) -> Vec<Command> {
     cmds.into_iter()
         .filter(|c| !matches!(c, Command::Log { .. } | Command::PublishRoutes(_) | Command::AdoptPrimary { .. }))
         .collect()
 }
 
-fn obs_state_mut(o: &mut crate::observation::Observation) -> Option<&mut crate::observation::InstanceState> {
+pub(super) fn obs_state_mut(o: &mut crate::observation::Observation) -> Option<&mut crate::observation::InstanceState> {
     match &mut o.outcome {
         crate::observation::ProbeOutcome::Reachable { state } => Some(state),
         _ => None,
     }
 }
 
-fn starts(cmds: &[Command]) -> bool {
+pub(super) fn starts(cmds: &[Command]) -> bool {
     cmds.iter().any(|c| matches!(c, Command::StartRecovery { .. }))
 }
 
-fn alerts(cmds: &[Command]) -> Vec<String> {
+pub(super) fn alerts(cmds: &[Command]) -> Vec<String> {
     cmds.iter().filter_map(|c| if let Command::Alert { text, .. } = c { Some(text.clone()) } else { None }).collect()
 }
 
-fn fresh_store() -> StoreView {
+pub(super) fn fresh_store() -> StoreView {
     StoreView { file_ok: true, ..StoreView::default() }
 }
 
@@ -559,165 +559,6 @@ fn a_fence_entry_with_a_verdict_is_not_judged_again() {
     }
 }
 
-// ---- routes ------------------------------------------------------------------------
-
-fn epoch(number: u64, primary: &str, recovery_id: Option<i64>) -> crate::routes::EpochRecord {
-    crate::routes::EpochRecord { number, primary: key(primary), recovery_id, since_ms: 0 }
-}
-
-fn tables(cmds: &[Command]) -> Vec<crate::routes::RouteTable> {
-    cmds.iter().filter_map(|c| if let Command::PublishRoutes(t) = c { Some((**t).clone()) } else { None }).collect()
-}
-
-fn adoptions(cmds: &[Command]) -> Vec<(InstanceKey, Option<u64>)> {
-    cmds.iter()
-        .filter_map(|c| match c {
-            Command::AdoptPrimary { primary, expected } => Some((primary.clone(), *expected)),
-            _ => None,
-        })
-        .collect()
-}
-
-impl Rig {
-    /// Every command of an event, log lines included.
-    fn raw(&mut self, e: Event) -> Vec<Command> {
-        self.m.handle(e, Millis(self.now))
-    }
-}
-
-#[test]
-fn the_first_healthy_primary_is_adopted_once_and_routes_follow_the_stored_epoch() {
-    let mut rig = Rig::new(true);
-    let cmds = rig.raw(Event::Tick);
-    assert_eq!(adoptions(&cmds), vec![], "asked when the primary was first seen, not again: {cmds:?}");
-    assert_eq!(rig.m.route_table().write_target(), None, "no epoch, no writes anywhere");
-    // Asked while the cluster came into view: exactly once.
-    let mut rig2 = Rig::new(true);
-    rig2.advance(10);
-    let again = rig2.raw(Event::Observed(up(R1, rig2.now, state(2, "0-1-10").replica_of(P, "0-1-10"))));
-    assert!(adoptions(&again).is_empty(), "not asked twice: {again:?}");
-    // The store answers with epoch 1: the routes point at P, reads at the replicas.
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
-    let t = tables(&cmds).pop().expect("a new table");
-    assert_eq!((t.epoch, t.write_target()), (1, Some(&key(P))));
-    assert_eq!(t.read_targets(), vec![key(R1), key(R2)]);
-    // Nothing new to say: no table.
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
-    assert!(tables(&cmds).is_empty(), "{cmds:?}");
-}
-
-#[test]
-fn a_first_view_asks_for_epoch_one() {
-    let (mut m, _) = ClusterMachine::new(settings(true), Millis(1_000));
-    let mut cmds = m.handle(Event::Store(fresh_store()), Millis(1_000));
-    let mut p = up(P, 1_000, state(1, "0-1-10").read_only(false));
-    if let Some(s) = obs_state_mut(&mut p) {
-        s.registered_replicas = vec![key(R1)];
-    }
-    cmds.extend(m.handle(Event::Observed(p), Millis(1_001)));
-    assert!(adoptions(&cmds).is_empty(), "R1 not observed yet: the view is incomplete");
-    cmds.extend(m.handle(Event::Observed(up(R1, 1_002, state(2, "0-1-10").replica_of(P, "0-1-10"))), Millis(1_002)));
-    assert_eq!(adoptions(&cmds), vec![(key(P), None)]);
-}
-
-#[test]
-fn writes_are_held_from_the_recovery_start_until_its_epoch_is_read() {
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    assert!(!rig.m.route_table().hold);
-    rig.primary_dies();
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
-    assert!(starts(&cmds));
-    let t = tables(&cmds).pop().expect("the hold is published");
-    assert!(t.hold && t.write_target().is_none(), "{t:?}");
-    // The store shows it running, with no epoch of its own yet: still held.
-    let running = RunningRecovery { id: 3, owner: "me".into(), ours: true, owner_gone: false };
-    rig.store(StoreView { running: Some(running.clone()), epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    assert!(rig.m.route_table().hold);
-    // Its promotion is stored (epoch 2, R1): released to R1 while it goes on.
-    let cmds = rig.raw(Event::Store(StoreView {
-        running: Some(running),
-        epoch: Some(epoch(2, R1, Some(3))),
-        ..fresh_store()
-    }));
-    let t = tables(&cmds).pop().expect("released");
-    assert_eq!((t.hold, t.epoch, t.write_target()), (false, 2, Some(&key(R1))));
-    assert!(adoptions(&cmds).is_empty(), "a running recovery's primary is never adopted");
-}
-
-#[test]
-fn a_recovery_that_ended_keeps_writes_held_until_its_epoch_is_read() {
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    rig.primary_dies();
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
-    rig.raw(Event::RecoveryEnded(end));
-    let t = rig.m.route_table();
-    assert!(t.hold, "the old epoch's primary must not get writes back: {t:?}");
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R1, Some(3))), ..fresh_store() }));
-    let t = tables(&cmds).pop().expect("released");
-    assert_eq!((t.hold, t.write_target()), (false, Some(&key(R1))));
-}
-
-#[test]
-fn a_primary_promoted_outside_pivot_is_adopted_with_compare_and_set() {
-    let mut rig = Rig::new(true);
-    // The epoch names R2, but P is the healthy primary everybody follows.
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
-    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
-    // Not while the store says a recovery runs.
-    let mut rig = Rig::new(true);
-    let running = RunningRecovery { id: 5, owner: "other".into(), ours: false, owner_gone: false };
-    let cmds = rig.raw(Event::Store(StoreView {
-        running: Some(running),
-        epoch: Some(epoch(4, R2, Some(9))),
-        ..fresh_store()
-    }));
-    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
-    // Never a fenced former primary.
-    let mut rig = Rig::new(true);
-    let fenced = FenceEntry { instance: key(P), status: "read_only".into(), detail: String::new() };
-    let cmds =
-        rig.raw(Event::Store(StoreView { fenced: vec![fenced], epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
-    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
-    // Nor while the state file is deleted or replaced (the epoch read from it means nothing).
-    let mut rig = Rig::new(true);
-    let cmds = rig.raw(Event::Store(StoreView {
-        file_ok: false,
-        problem: Some("state file replaced".into()),
-        epoch: Some(epoch(4, R2, Some(9))),
-        ..fresh_store()
-    }));
-    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
-}
-
-#[test]
-fn a_failed_recovery_task_never_hands_writes_back_to_the_old_primary_before_the_store_is_read() {
-    // The task panicked after the promotion and the fence registration,
-    // before its epoch was stored: until the store is read again (and the
-    // recovery resumed), no table may send writes to the old primary.
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    rig.primary_dies();
-    assert!(starts(&rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }))));
-    let ours = RunningRecovery { id: 5, owner: "me".into(), ours: true, owner_gone: false };
-    let fenced = FenceEntry { instance: key(P), status: "pending".into(), detail: String::new() };
-    let running =
-        StoreView { running: Some(ours), fenced: vec![fenced], epoch: Some(epoch(1, P, None)), ..fresh_store() };
-    rig.raw(Event::Store(running.clone()));
-    assert!(rig.m.route_table().hold);
-    let cmds = rig.raw(Event::RecoveryEnded(RecoveryEnd::TaskFailed { reason: "panicked".into() }));
-    for t in tables(&cmds) {
-        assert_eq!(t.write_target(), None, "writes handed back to the old primary: {t:?}");
-    }
-    assert_eq!(rig.m.route_table().write_target(), None);
-    // The store is read: the recovery is resumed, writes still held.
-    let cmds = rig.raw(Event::Store(running));
-    assert!(cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { id: 5, .. })), "{cmds:?}");
-    assert_eq!(rig.m.route_table().write_target(), None);
-}
-
 #[test]
 fn a_resume_that_cannot_take_the_recovery_over_is_not_retried_in_a_hot_loop() {
     // The state file is full: the end of recovery 6 could not be written,
@@ -749,111 +590,4 @@ fn a_resume_that_cannot_take_the_recovery_over_is_not_retried_in_a_hot_loop() {
     rig.advance(1_500);
     rig.ev(Event::Tick);
     assert_eq!(resumes(&rig.store(view)), 1, "tried again after a pause");
-}
-
-#[test]
-fn the_epochs_primary_fenced_as_a_split_brain_intruder_gets_no_writes() {
-    // Promoted by hand: R1 follows R2, R2 is made writable, P (the epoch's
-    // primary) keeps running writable with nobody following it. pivot
-    // fences P as the intruder; until R2 is adopted, no table may send
-    // writes to P (in the fence list, about to turn read-only).
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    assert_eq!(rig.m.route_table().write_target(), Some(&key(P)));
-    rig.advance(100);
-    let mut cmds = rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-10").replica_of(R2, "0-1-10"))));
-    let mut r2 = up(R2, rig.now + 1, state(3, "0-1-10").read_only(false));
-    if let Some(s) = obs_state_mut(&mut r2) {
-        s.registered_replicas = vec![key(R1)];
-    }
-    cmds.extend(rig.raw(Event::Observed(r2)));
-    cmds.extend(rig.raw(Event::Observed(up(P, rig.now + 2, state(1, "0-1-10").read_only(false)))));
-    assert!(cmds.contains(&Command::FenceNow(key(P))), "P is the intruder: {cmds:?}");
-    assert!(rig.m.fenced().any(|f| f.instance == key(P)));
-    let after = cmds.iter().position(|c| *c == Command::FenceNow(key(P))).unwrap();
-    for t in tables(&cmds[after..]) {
-        assert_ne!(t.write_target(), Some(&key(P)), "writes sent to the fenced intruder: {t:?}");
-    }
-    let t = rig.m.route_table();
-    assert_ne!(t.write_target(), Some(&key(P)), "{t:?}");
-    assert_eq!(crate::routes::answer(&t, &key(P), crate::routes::HealthCheck::Primary).status, 503);
-}
-
-#[test]
-fn writes_held_for_a_promotion_whose_epoch_was_never_stored_follow_a_newer_epoch() {
-    // Recovery 3 promoted R1 but could not store its epoch (the state file
-    // was full): writes wait for R1's epoch. R1 is never given one; later a
-    // newer epoch names R2 (another recovery, an adoption). The routes must
-    // follow it, not wait for R1's epoch forever.
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    rig.primary_dies();
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
-    rig.raw(Event::RecoveryEnded(end));
-    rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
-    assert!(rig.m.route_table().hold, "held while R1 has no epoch");
-    rig.advance(1_000);
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R2, Some(4))), ..fresh_store() }));
-    let t = rig.m.route_table();
-    assert_eq!((t.epoch, t.hold, t.write_target()), (2, false, Some(&key(R2))), "{cmds:?}");
-}
-
-#[test]
-fn an_adoption_is_decided_on_a_fresh_read_of_the_store() {
-    // `pivot failover` in another process promoted P a moment ago; this
-    // machine's last store read (before that recovery started) is most of
-    // a second old. It must read the store again before adopting: the
-    // recovery running elsewhere forbids it.
-    let (mut m, _) = ClusterMachine::new(settings(true), Millis(1_000));
-    m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_000));
-    let mut p = up(P, 1_800, state(1, "0-1-10").read_only(false));
-    if let Some(s) = obs_state_mut(&mut p) {
-        s.registered_replicas = vec![key(R1)];
-    }
-    let mut cmds = m.handle(Event::Observed(p), Millis(1_800));
-    cmds.extend(m.handle(Event::Observed(up(R1, 1_801, state(2, "0-1-10").replica_of(P, "0-1-10"))), Millis(1_801)));
-    assert!(adoptions(&cmds).is_empty(), "adopted on a store read 800 ms old: {cmds:?}");
-    assert!(cmds.contains(&Command::ReadStore), "{cmds:?}");
-    let running = RunningRecovery { id: 7, owner: "pivot failover".into(), ours: false, owner_gone: false };
-    let cmds = m.handle(
-        Event::Store(StoreView { running: Some(running), epoch: Some(epoch(4, R2, None)), ..fresh_store() }),
-        Millis(1_802),
-    );
-    assert!(adoptions(&cmds).is_empty(), "a recovery runs elsewhere: {cmds:?}");
-    // Without one, the fresh read allows it.
-    let cmds = m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_803));
-    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
-}
-
-#[test]
-fn writes_held_for_a_promotion_are_not_released_to_the_old_epoch_after_a_failed_read() {
-    // The read just before the recovery ended could not get the epoch (a
-    // store error: no epoch); the next read shows the old epoch again. That
-    // is not a newer epoch: writes stay held for R1's.
-    let mut rig = Rig::new(true);
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    rig.primary_dies();
-    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    rig.raw(Event::Store(StoreView { problem: Some("cannot read the epoch: disk I/O error".into()), ..fresh_store() }));
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
-    rig.raw(Event::RecoveryEnded(end));
-    rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
-    let t = rig.m.route_table();
-    assert!(t.hold && t.write_target().is_none(), "released to the old epoch: {t:?}");
-}
-
-#[test]
-fn nothing_is_adopted_on_a_store_read_that_failed() {
-    // The read of the running recovery failed (it says none): another
-    // process may be in the middle of one. No adoption on such a read.
-    let mut rig = Rig::new(true);
-    let cmds = rig.raw(Event::Store(StoreView {
-        problem: Some("cannot read the state file: disk I/O error".into()),
-        epoch: Some(epoch(4, R2, Some(9))),
-        ..fresh_store()
-    }));
-    assert!(adoptions(&cmds).is_empty(), "{cmds:?}");
-    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() }));
-    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))], "a good read allows it");
 }

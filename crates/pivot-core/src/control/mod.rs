@@ -31,4 +31,6 @@ pub use recovery::{
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod routing_tests;
+#[cfg(test)]
 mod tests;
