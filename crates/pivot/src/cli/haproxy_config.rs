@@ -118,17 +118,22 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_instance_is_a_write_server_a_read_server_and_a_read_backup_checked_by_pivot() {
-        let instances: Vec<InstanceKey> = vec!["10.0.0.1:3306".parse().unwrap(), "10.0.0.2:3306".parse().unwrap()];
-        let text = render(&HaproxySpec {
+    /// Cluster `main`, pivot on 127.0.0.1:9099, HAProxy on 3306/3307, lag 10 s.
+    fn render_main(instances: &[InstanceKey]) -> String {
+        render(&HaproxySpec {
             cluster: "main",
-            instances: &instances,
+            instances,
             pivot_http: "127.0.0.1:9099".parse().unwrap(),
             write_bind: "0.0.0.0:3306".parse().unwrap(),
             read_bind: "0.0.0.0:3307".parse().unwrap(),
             max_lag_s: 10,
-        });
+        })
+    }
+
+    #[test]
+    fn every_instance_is_a_write_server_a_read_server_and_a_read_backup_checked_by_pivot() {
+        let instances: Vec<InstanceKey> = vec!["10.0.0.1:3306".parse().unwrap(), "10.0.0.2:3306".parse().unwrap()];
+        let text = render_main(&instances);
         for line in [
             "bind 0.0.0.0:3306",
             "bind 0.0.0.0:3307",
@@ -153,14 +158,7 @@ mod tests {
         // permitted"): the whole configuration would not load.
         let v6: InstanceKey = "[fd00::5]:3306".parse().unwrap();
         let instances = vec![v6.clone(), "10.0.0.1:3306".parse().unwrap()];
-        let text = render(&HaproxySpec {
-            cluster: "main",
-            instances: &instances,
-            pivot_http: "127.0.0.1:9099".parse().unwrap(),
-            write_bind: "0.0.0.0:3306".parse().unwrap(),
-            read_bind: "0.0.0.0:3307".parse().unwrap(),
-            max_lag_s: 10,
-        });
+        let text = render_main(&instances);
         for line in text.lines().filter(|l| l.trim_start().starts_with("server ")) {
             let name = line.split_whitespace().nth(1).unwrap();
             assert!(

@@ -7,7 +7,6 @@
 use crate::support::*;
 use pivot_core::InstanceKey;
 use pivot_drill::eventually;
-use pivot_server::Session;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,9 +46,7 @@ impl Drop for Haproxy {
 
 async fn server_behind(rig: &Rig, via: &InstanceKey) -> Result<u32, String> {
     let creds = rig.sb.credentials("app").map_err(|e| e.to_string())?;
-    let mut s = Session::connect(via, &creds, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")).await.map_err(|e| e.to_string())?;
-    rows.first().and_then(|r| r.get("id").cloned().flatten()).and_then(|v| v.parse().ok()).ok_or("no id".into())
+    connect_server_id(via, &creds, Duration::from_secs(2)).await.map(|(id, _)| id)
 }
 
 /// The servers behind `n` fresh connections.

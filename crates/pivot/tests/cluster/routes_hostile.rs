@@ -47,9 +47,7 @@ fn add_to_pivot_table(config: &std::path::Path, toml: &str) {
 
 /// `@@server_id` of the server behind a new connection to `via`.
 async fn server_behind(via: &InstanceKey, creds: &Credentials, timeout: Duration) -> Result<u32, String> {
-    let mut s = Session::connect(via, creds, timeout).await.map_err(|e| e.to_string())?;
-    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")).await.map_err(|e| e.to_string())?;
-    rows.first().and_then(|r| r.get("id").cloned().flatten()).and_then(|v| v.parse().ok()).ok_or("no id".into())
+    connect_server_id(via, creds, timeout).await.map(|(id, _)| id)
 }
 
 /// SRV ports of `_mysql._tcp.primary.sandbox.<domain>`, asked with dig.

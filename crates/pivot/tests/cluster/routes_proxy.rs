@@ -25,14 +25,7 @@ fn proxy_toml(extra: &str) -> (Ports, String) {
 /// The `@@server_id` of the server behind a fresh connection to `via`.
 async fn server_behind(rig: &Rig, via: &InstanceKey) -> Result<(u32, Session), String> {
     let creds = rig.sb.credentials("app").map_err(|e| e.to_string())?;
-    let mut s = Session::connect(via, &creds, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-    let id = server_id(&mut s).await?;
-    Ok((id, s))
-}
-
-async fn server_id(s: &mut Session) -> Result<u32, String> {
-    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")).await.map_err(|e| e.to_string())?;
-    rows.first().and_then(|r| r.get("id").cloned().flatten()).and_then(|v| v.parse().ok()).ok_or("no id".into())
+    connect_server_id(via, &creds, Duration::from_secs(2)).await
 }
 
 fn servers(rig: &Rig) -> Vec<(u32, InstanceKey)> {
@@ -151,7 +144,7 @@ async fn a_replica_whose_replication_stops_leaves_the_read_port_and_comes_back()
     exec(&rig.sb, "node2", &["STOP SLAVE SQL_THREAD"]).await;
     // The open read connection to node2 is cut; new ones go to node3 only.
     let deadline = Instant::now() + WAIT;
-    while server_id(&mut kept).await.is_ok() {
+    while session_server_id(&mut kept).await.is_ok() {
         assert!(Instant::now() < deadline, "the read connection to node2 is still open");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -328,3 +328,20 @@ impl Drop for TinyDisk {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+/// The `@@server_id` of the server a session reached (through a proxy, a
+/// DNS name, a virtual IP).
+pub async fn session_server_id(s: &mut pivot_server::Session) -> Result<u32, String> {
+    let rows = s.rows(&pivot_dialect::Sql::plain("SELECT @@server_id AS id")).await.map_err(|e| e.to_string())?;
+    rows.first().and_then(|r| r.get("id").cloned().flatten()).and_then(|v| v.parse().ok()).ok_or("no id".into())
+}
+
+/// A fresh connection to `via`, and the `@@server_id` of the server behind it.
+pub async fn connect_server_id(
+    via: &pivot_core::InstanceKey,
+    creds: &pivot_server::Credentials,
+    timeout: Duration,
+) -> Result<(u32, pivot_server::Session), String> {
+    let mut s = pivot_server::Session::connect(via, creds, timeout).await.map_err(|e| e.to_string())?;
+    Ok((session_server_id(&mut s).await?, s))
+}
