@@ -284,6 +284,34 @@ impl Dialect {
         Sql::plain(format!("KILL CONNECTION {id}"))
     }
 
+    // ---- switchover -----------------------------------------------------------------
+
+    /// The oldest open InnoDB transaction but the caller's (`id`, `seconds`).
+    pub fn oldest_transaction_query(&self) -> Sql {
+        Sql::plain(
+            "SELECT trx_mysql_thread_id AS id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS seconds \
+             FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID() \
+             ORDER BY trx_started LIMIT 1",
+        )
+    }
+
+    /// How many InnoDB transactions are open but the caller's (`n`).
+    pub fn open_transactions_query(&self) -> Sql {
+        Sql::plain(
+            "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID()",
+        )
+    }
+
+    /// A former primary about to replicate: positions from what it wrote
+    /// itself (its binary log), not its stale replica position. MySQL's
+    /// auto-positioning already uses `gtid_executed`: nothing to do there.
+    pub fn position_from_own_binlog(&self) -> Option<Sql> {
+        match self.flavor {
+            Flavor::MariaDb => Some(Sql::plain("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")),
+            Flavor::MySql => None,
+        }
+    }
+
     // ---- privileges ---------------------------------------------------------------
 
     /// The current account's grants (one column, one `GRANT` per row).

@@ -211,10 +211,19 @@ pub async fn make_read_only(s: &mut Session) -> Result<(), SessionError> {
 }
 
 /// Point a replica at a new source with GTID auto-positioning and start it.
-pub async fn repoint(s: &mut Session, to: &InstanceKey) -> Result<(), SessionError> {
+/// `replication`: the account to replicate with (needed by an instance whose
+/// replication was reset, such as a candidate whose promotion is undone);
+/// `None` keeps the one configured on the instance.
+pub async fn repoint(s: &mut Session, to: &InstanceKey, replication: Option<&Credentials>) -> Result<(), SessionError> {
     let d = s.dialect.clone();
     s.exec(&d.stop_replica()).await?;
-    s.exec(&d.change_source(&ChangeSource { source: Some(to.clone()), ..ChangeSource::default() })).await?;
+    let change = ChangeSource {
+        source: Some(to.clone()),
+        user: replication.map(|c| c.user.clone()),
+        password: replication.map(|c| c.password.expose().to_string()),
+        ..ChangeSource::default()
+    };
+    s.exec(&d.change_source(&change)).await?;
     s.exec(&d.start_replica()).await
 }
 
@@ -265,7 +274,7 @@ pub async fn fence(s: &mut Session, creds: &Credentials) -> Result<usize, Sessio
     Ok(ended)
 }
 
-async fn end_client_sessions(s: &mut Session, keep: &[Option<u32>]) -> Result<usize, SessionError> {
+pub(crate) async fn end_client_sessions(s: &mut Session, keep: &[Option<u32>]) -> Result<usize, SessionError> {
     let d = s.dialect.clone();
     let mut killed = 0;
     for id in ids(s, &d.client_sessions_query()).await? {

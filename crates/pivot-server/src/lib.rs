@@ -16,6 +16,7 @@ mod credentials;
 mod discover;
 mod errors;
 mod greeting;
+pub mod handover;
 mod privileges;
 mod probe;
 mod session;

@@ -93,6 +93,9 @@ pub struct FaultConfig {
     /// ends the anti-flapping block early: the monitor's store read drops a
     /// block whose wall-clock end has passed).
     pub wall_jump_forward: bool,
+    /// Chance per tick, in the fault window, that an operator asks for a
+    /// planned switchover (`pivot switchover`).
+    pub switchover_p: f64,
 }
 
 impl Default for FaultConfig {
@@ -108,6 +111,7 @@ impl Default for FaultConfig {
             max_cuts: 3,
             max_wall_drift_ms: 10 * 60 * 1000,
             wall_jump_forward: true,
+            switchover_p: 0.0005,
         }
     }
 }
@@ -201,6 +205,8 @@ impl Config {
             lag_threshold_s: self.detection.lag_threshold_s,
             // The proxy of the running pivot process, required.
             routes: vec![pivot_core::routes::RouteSpec { kind: pivot_core::routes::RouteKind::Local, required: true }],
+            switchover: Default::default(),
+            replication_credentials: true,
         }
     }
 
@@ -227,6 +233,8 @@ impl Config {
             mha: on(),
             post_failover: on(),
             post_unsuccessful_failover: on(),
+            pre_switchover: on(),
+            post_switchover: on(),
         };
         c.hooks.stonith = c.hooks.configured.fence && rng.random_bool(0.5);
         c.hooks.fail_p = if rng.random_bool(0.5) { 0.1 } else { 0.0 };

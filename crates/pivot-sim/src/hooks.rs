@@ -25,6 +25,8 @@ pub fn configured(cfg: &HookConfig, point: HookPoint) -> bool {
         HookPoint::MhaStop | HookPoint::MhaStart => h.mha,
         HookPoint::PostFailover => h.post_failover,
         HookPoint::PostUnsuccessfulFailover => h.post_unsuccessful_failover,
+        HookPoint::PreSwitchover => h.pre_switchover,
+        HookPoint::PostSwitchover => h.post_switchover,
         HookPoint::Alert => false,
     }
 }

@@ -103,6 +103,8 @@ pub struct Book {
     answering: Vec<Option<u64>>,
     /// Per server: how long (pivot running) it was fenced yet writable and reachable.
     exposed_ms: BTreeMap<usize, u64>,
+    /// Planned switchovers: recovery id -> the old primary.
+    pub switchovers: BTreeMap<i64, usize>,
 }
 
 fn total_promotions(b: &Book) -> u32 {
@@ -157,6 +159,14 @@ pub fn on_recovery_start(w: &mut World, id: i64, failed: usize) {
             );
         }
     }
+}
+
+/// A planned switchover started: the old primary answers, so neither the
+/// second opinion nor the anti-flapping block apply; every write it
+/// acknowledged must reach the new primary (checked at the promotion).
+pub fn on_switchover_start(w: &mut World, id: i64, old: usize) {
+    w.book.recoveries += 1;
+    w.book.switchovers.insert(id, old);
 }
 
 pub fn on_observe(w: &mut World, id: i64, reachable: &[usize]) {
@@ -252,6 +262,9 @@ pub fn on_promote(w: &mut World, id: i64, failed: usize, c: usize) {
         );
     }
     lossless(w, id, failed, c);
+    if w.book.switchovers.contains_key(&id) {
+        handed_over(w, id, failed, c);
+    }
     w.log(format!("s{} promoted by recovery {id}", c + 1));
     w.book.primary = c;
     if let Some(since) = w.book.outage_since.take() {
@@ -282,6 +295,26 @@ fn lossless(w: &mut World, id: i64, failed: usize, c: usize) {
             holders.join(", ")
         );
         w.fail("acknowledged write lost", detail);
+    }
+}
+
+/// A switchover loses nothing: every write the old primary acknowledged,
+/// with or without semi-sync, is on the new primary when it opens, and the
+/// old primary no longer takes writes.
+fn handed_over(w: &mut World, id: i64, old: usize, c: usize) {
+    if w.servers[old].writable() {
+        w.fail("switchover: one writer", format!("recovery {id} promoted s{} while s{} is writable", c + 1, old + 1));
+    }
+    let missing = w.clients.acks.iter().find(|a| a.server == old && !w.servers[c].has(&a.gtid));
+    if let Some(a) = missing {
+        let detail = format!(
+            "write {} acknowledged by s{} at {} ms is not on s{} promoted by switchover {id}",
+            a.gtid,
+            old + 1,
+            a.at,
+            c + 1
+        );
+        w.fail("switchover: acknowledged write lost", detail);
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Sim {
     pivot: Option<Pivot>,
     incarnations: u32,
     pivot_restart_at: Option<u64>,
+    /// The operator's switchover requests, drawn apart from the faults so
+    /// that a seed's faults stay the same with or without them.
+    operator: StdRng,
 }
 
 impl Sim {
@@ -86,7 +89,8 @@ impl Sim {
             failure: None,
             local_routes: None,
         };
-        let mut sim = Sim { world, pivot: None, incarnations: 0, pivot_restart_at: None };
+        let operator = StdRng::seed_from_u64(seed ^ 0x5317_c40e_u64);
+        let mut sim = Sim { world, pivot: None, incarnations: 0, pivot_restart_at: None, operator };
         // Replicas connected before pivot's first look.
         let w = &mut sim.world;
         replication::tick(&mut w.servers, &w.net, 0, &w.cfg.timing);
@@ -149,6 +153,14 @@ impl Sim {
         }
         if self.pivot.is_none() && (f.restart || self.pivot_restart_at.is_some_and(|t| self.world.now >= t)) {
             self.start_pivot();
+        }
+        let asks = self.world.faults.active(self.world.now)
+            && self.operator.random_bool(self.world.cfg.faults.switchover_p.clamp(0.0, 1.0));
+        if let (true, Some(p)) = (asks, self.pivot.as_mut()) {
+            let request = self.world.now;
+            self.world.log(format!("an operator asks pivot #{} for a switchover", p.incarnation));
+            self.world.faults.count("switchover");
+            p.request_switchover(&mut self.world, request);
         }
         if let Some(p) = self.pivot.as_mut() {
             p.tick(&mut self.world);

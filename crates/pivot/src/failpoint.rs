@@ -8,6 +8,8 @@
 //!   first step called NAME: `kill -9` at an exact point of a recovery.
 //! * `sleep_before_step:NAME`: the recovery waits 3 s before the first step
 //!   called NAME (time for a test to break something at that point).
+//! * `fail_after_step:NAME`: the first step called NAME runs, then reports
+//!   a failure (its effect in place): what the undo must cope with.
 //! * `panic_in_monitor`: a cluster's control loop panics at its first tick.
 
 use std::collections::HashSet;

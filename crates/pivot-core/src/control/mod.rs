@@ -33,4 +33,6 @@ mod cluster_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]
+mod switchover_tests;
+#[cfg(test)]
 mod tests;

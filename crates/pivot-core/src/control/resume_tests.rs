@@ -135,8 +135,14 @@ fn observations_are_taken_again_when_the_choice_was_not_stored() {
 
 #[test]
 fn hooks_are_recorded_in_the_plan_only_when_configured() {
-    let all =
-        HookSet { pre_failover: true, fence: true, mha: true, post_failover: true, post_unsuccessful_failover: true };
+    let all = HookSet {
+        pre_failover: true,
+        fence: true,
+        mha: true,
+        post_failover: true,
+        post_unsuccessful_failover: true,
+        ..HookSet::default()
+    };
     let (m, cmd) = start(dead_primary_view(), all, automatic());
     let (m, _) = drive(m, cmd, &observe_dead, false);
     let hooks: Vec<HookPoint> = m

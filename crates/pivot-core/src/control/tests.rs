@@ -20,6 +20,8 @@ fn settings(hooks: HookSet) -> FailoverSettings {
         hooks,
         lag_threshold_s: 10,
         routes: vec![],
+        switchover: Default::default(),
+        replication_credentials: true,
     }
 }
 
@@ -147,8 +149,14 @@ fn a_dead_primary_is_failed_over_in_plan_order() {
 /// the plan and undoes exactly what started.
 #[test]
 fn a_veto_before_the_promotion_undoes_what_started_and_runs_nothing_after() {
-    let hooks =
-        HookSet { pre_failover: true, fence: true, mha: false, post_failover: true, post_unsuccessful_failover: true };
+    let hooks = HookSet {
+        pre_failover: true,
+        fence: true,
+        mha: false,
+        post_failover: true,
+        post_unsuccessful_failover: true,
+        ..HookSet::default()
+    };
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("hook_pre_failover", vec!["restore_replication", "hook_post_unsuccessful_failover"]),
         ("hook_fence", vec!["restore_replication", "hook_post_unsuccessful_failover"]),

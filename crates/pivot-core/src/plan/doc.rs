@@ -16,6 +16,8 @@ const READS_VERSIONS: [u32; 2] = [2, 3];
 #[serde(rename_all = "snake_case")]
 pub enum PlanKind {
     Failover,
+    /// A planned switchover: `failed_primary` is the live primary handing over.
+    Switchover,
 }
 
 /// A step with what it declares: veto, resume rule, undo.
@@ -112,6 +114,18 @@ impl PlanDoc {
             }
             if let Some(late) = self.steps[p + 1..].iter().find(|s| s.vetoes) {
                 return Err(format!("{} after the promotion declares a veto", late.step.name()));
+            }
+        }
+        if self.kind == PlanKind::Switchover {
+            if let Some(&p) = promotes.first() {
+                // The old primary takes no write the candidate may miss.
+                let before = |f: &dyn Fn(&Step) -> bool| self.steps[..p].iter().any(|s| f(&s.step));
+                if !before(&|s| matches!(s, Step::MakeReadOnly { instance } if *instance == self.failed_primary)) {
+                    return Err("a switchover promotes before the old primary is read-only".into());
+                }
+                if !before(&|s| matches!(s, Step::WaitCaughtUp { .. })) {
+                    return Err("a switchover promotes before the candidate caught up".into());
+                }
             }
         }
         // Routes follow the stored epoch of a promotion, never precede it.

@@ -15,6 +15,8 @@ pub struct HookSet {
     pub mha: bool,
     pub post_failover: bool,
     pub post_unsuccessful_failover: bool,
+    pub pre_switchover: bool,
+    pub post_switchover: bool,
 }
 
 /// The first steps of a failover of `failed`: fence it first if it still

@@ -17,15 +17,18 @@
 //!
 //! A failover plan starts as a prelude ([`failover_prelude`]: fence a primary
 //! that still answers when forced, freeze the replicas, observe them again)
-//! and is extended once the candidate is chosen ([`extend_failover`]).
+//! and is extended once the candidate is chosen ([`extend_failover`]). A
+//! planned switchover's plan ([`switchover_plan`]) is whole from the start.
 
 mod doc;
 mod failover;
 mod step;
+mod switchover;
 
 pub use doc::{PlanDoc, PlanKind, PlannedStep, PLAN_VERSION};
 pub use failover::{extend_failover, extend_failover_fenced, failover_prelude, undo_steps, HookSet};
 pub use step::{HookPoint, OnResume, Step};
+pub use switchover::{switchover_plan, SwitchoverLimits};
 
 #[cfg(test)]
 mod tests;

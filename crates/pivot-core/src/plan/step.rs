@@ -19,6 +19,9 @@ pub enum HookPoint {
     MhaStart,
     PostFailover,
     PostUnsuccessfulFailover,
+    /// Before a planned switchover changes anything: non-zero refuses it.
+    PreSwitchover,
+    PostSwitchover,
     /// Not part of a plan: called with every alert.
     Alert,
 }
@@ -32,13 +35,15 @@ impl HookPoint {
             HookPoint::MhaStart => "mha_start",
             HookPoint::PostFailover => "post_failover",
             HookPoint::PostUnsuccessfulFailover => "post_unsuccessful_failover",
+            HookPoint::PreSwitchover => "pre_switchover",
+            HookPoint::PostSwitchover => "post_switchover",
             HookPoint::Alert => "alert",
         }
     }
 
     /// Hooks whose exit status is a verdict: a failure stops the plan.
     pub fn vetoes(self) -> bool {
-        matches!(self, HookPoint::PreFailover | HookPoint::MhaStop | HookPoint::Fence)
+        matches!(self, HookPoint::PreFailover | HookPoint::MhaStop | HookPoint::Fence | HookPoint::PreSwitchover)
     }
 
     /// Only the MHA script is handed the account's password (MHA's
@@ -124,6 +129,47 @@ pub enum Step {
     FenceOldPrimary {
         instance: InstanceKey,
     },
+    // ---- a planned switchover ---------------------------------------------------
+    /// Refuse the switchover if a transaction on the primary has run longer
+    /// than `limit_s` (it would be cut off, or hold the switchover).
+    CheckTransactions {
+        instance: InstanceKey,
+        limit_s: u64,
+    },
+    /// Make the live primary read-only (its sessions stay): no new write
+    /// commits from here on, so its last GTID is final.
+    MakeReadOnly {
+        instance: InstanceKey,
+    },
+    /// Give open transactions on the (read-only) primary `grace_ms` to end,
+    /// then end every client session that remains.
+    EndTransactions {
+        instance: InstanceKey,
+        grace_ms: u64,
+    },
+    /// The candidate applies everything `source` (read-only now) executed,
+    /// within `timeout_ms`.
+    WaitCaughtUp {
+        instance: InstanceKey,
+        source: InstanceKey,
+        timeout_ms: u64,
+    },
+    /// The old primary, read-only, replicates from the new one with GTID
+    /// positioning (from its own binary log position); its semi-sync
+    /// primary side off.
+    Demote {
+        instance: InstanceKey,
+        to: InstanceKey,
+        /// The new primary waits for semi-sync acknowledgements: this
+        /// replica's semi-sync side is switched on.
+        semi_sync: bool,
+    },
+    /// Take the old primary off the fence list once it replicates from the
+    /// new primary (it stays on it otherwise).
+    ReleaseFence {
+        instance: InstanceKey,
+        primary: InstanceKey,
+    },
     // ---- undo steps: run, in reverse order, when a plan is abandoned ----------
     /// Every replica replicates from `source` again; `candidate`, if it was
     /// prepared, gets its semi-sync primary side off and stays read-only.
@@ -171,6 +217,12 @@ impl Step {
             Step::Repoint { .. } => "repoint".into(),
             Step::ConfirmReplicating { .. } => "confirm_replicating".into(),
             Step::FenceOldPrimary { .. } => "fence_old_primary".into(),
+            Step::CheckTransactions { .. } => "check_transactions".into(),
+            Step::MakeReadOnly { .. } => "make_read_only".into(),
+            Step::EndTransactions { .. } => "end_transactions".into(),
+            Step::WaitCaughtUp { .. } => "wait_caught_up".into(),
+            Step::Demote { .. } => "demote".into(),
+            Step::ReleaseFence { .. } => "release_fence".into(),
             Step::RestoreReplication { .. } => "restore_replication".into(),
             Step::UnregisterFence { .. } => "unregister_fence".into(),
             Step::Unfence { .. } => "unfence".into(),
@@ -220,6 +272,23 @@ impl Step {
             Step::FenceOldPrimary { instance } => {
                 format!("make {instance} read-only and end its sessions if reachable")
             }
+            Step::CheckTransactions { instance, limit_s } => {
+                format!("refuse if a transaction on {instance} has run longer than {limit_s} s")
+            }
+            Step::MakeReadOnly { instance } => format!("make {instance} read-only (its sessions stay for now)"),
+            Step::EndTransactions { instance, grace_ms } => {
+                format!("give open transactions on {instance} {grace_ms} ms, then end its client sessions")
+            }
+            Step::WaitCaughtUp { instance, source, timeout_ms } => {
+                format!("wait until {instance} applied everything {source} executed (at most {timeout_ms} ms)")
+            }
+            Step::Demote { instance, to, semi_sync } => format!(
+                "{instance} replicates from {to} with GTID positioning, read-only{}",
+                if *semi_sync { ", semi-sync replica side on" } else { "" }
+            ),
+            Step::ReleaseFence { instance, primary } => {
+                format!("take {instance} off the fence list once it replicates from {primary}")
+            }
             Step::RestoreReplication { replicas, source, candidate } => format!(
                 "{} replicate from {source} again{}",
                 list(replicas),
@@ -245,12 +314,18 @@ impl Step {
             | Step::PrepareCandidate { .. }
             | Step::ClearFence { .. }
             | Step::ConfirmPrimaryGone { .. }
+            | Step::CheckTransactions { .. }
+            | Step::MakeReadOnly { .. }
+            | Step::EndTransactions { .. }
+            | Step::WaitCaughtUp { .. }
             | Step::Promote { .. } => true,
             Step::RecordEpoch { .. }
             | Step::UpdateRoute { .. }
             | Step::Repoint { .. }
             | Step::ConfirmReplicating { .. }
             | Step::FenceOldPrimary { .. }
+            | Step::Demote { .. }
+            | Step::ReleaseFence { .. }
             | Step::RestoreReplication { .. }
             | Step::UnregisterFence { .. }
             | Step::Unfence { .. } => false,
@@ -259,7 +334,9 @@ impl Step {
 
     pub fn on_resume(&self) -> OnResume {
         match self {
-            Step::CatchUp { .. } | Step::Promote { .. } | Step::Repoint { .. } => OnResume::CheckFirst,
+            Step::CatchUp { .. } | Step::Promote { .. } | Step::Repoint { .. } | Step::Demote { .. } => {
+                OnResume::CheckFirst
+            }
             _ => OnResume::Rerun,
         }
     }

@@ -32,8 +32,15 @@ fn names(p: &PlanDoc) -> Vec<String> {
     p.steps.iter().map(|s| s.step.name()).collect()
 }
 
-const ALL_HOOKS: HookSet =
-    HookSet { pre_failover: true, fence: true, mha: true, post_failover: true, post_unsuccessful_failover: true };
+const ALL_HOOKS: HookSet = HookSet {
+    pre_failover: true,
+    fence: true,
+    mha: true,
+    post_failover: true,
+    post_unsuccessful_failover: true,
+    pre_switchover: false,
+    post_switchover: false,
+};
 
 #[test]
 fn plain_plan_freezes_observes_applies_fences_durably_then_promotes_then_repoints() {

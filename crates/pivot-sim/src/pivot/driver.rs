@@ -77,6 +77,25 @@ pub fn start(w: &mut World, incarnation: u32, view: &ClusterView, a: &ClusterAna
     Ok(Recovery { id, machine, next: Next::Command(first), ctx: Ctx { recovery: id, incarnation, failed: failed_i } })
 }
 
+/// A planned switchover from the live primary `primary` (an operator asked).
+pub fn start_switchover(
+    w: &mut World,
+    incarnation: u32,
+    view: &ClusterView,
+    primary: InstanceKey,
+    to: Option<InstanceKey>,
+) -> Result<Recovery, String> {
+    let (now, wall) = (w.now, w.wall());
+    let asked = format!("switchover from {primary} asked");
+    let id = w.store.begin_recovery(now, &primary, false, asked, wall, incarnation)?;
+    let old = w.index_of(&primary).expect("a known primary");
+    w.log(format!("recovery {id}: switchover from {primary} started"));
+    invariants::on_switchover_start(w, id, old);
+    let request = FailoverRequest { automatic: false, target: to, force: false };
+    let (machine, first) = RecoveryMachine::switchover(primary, view.clone(), w.cfg.failover_settings(), request);
+    Ok(Recovery { id, machine, next: Next::Command(first), ctx: Ctx { recovery: id, incarnation, failed: old } })
+}
+
 /// Take over recovery `id`, left running by a pivot that is gone.
 pub fn resume(w: &mut World, incarnation: u32, id: i64, view: &ClusterView) -> Resumed {
     let now = w.now;

@@ -118,6 +118,11 @@ impl Pivot {
         self.machine.analysis().clone()
     }
 
+    /// An operator asks this process for a switchover (`pivot switchover`).
+    pub fn request_switchover(&mut self, w: &mut World, request: u64) {
+        self.handle(w, Event::SwitchoverRequested { request, to: None });
+    }
+
     pub fn recovery_running(&self) -> bool {
         matches!(self.recovery, Some(Task::Running(_)))
     }
@@ -182,6 +187,13 @@ impl Pivot {
                     Err(reason) => Task::Ended(RecoveryEnd::NotStarted { reason }),
                 });
             }
+            Command::StartSwitchover { primary, to, view, .. } => {
+                self.recovery = Some(match driver::start_switchover(w, me, &view, primary, to) {
+                    Ok(rec) => Task::Running(Box::new(rec)),
+                    Err(reason) => Task::Ended(RecoveryEnd::NotStarted { reason }),
+                });
+            }
+            Command::RefuseSwitchover { reason, .. } => w.log(format!("pivot #{me}: switchover refused: {reason}")),
             Command::ResumeRecovery { id, view } => {
                 if w.store.recovery(id).is_none() {
                     let reason = format!("no recovery {id} in the state file");

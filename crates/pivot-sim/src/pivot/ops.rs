@@ -41,6 +41,18 @@ pub enum Action {
         candidate: bool,
     },
     Unfence,
+    /// `SET GLOBAL read_only = ON`, sessions kept.
+    MakeReadOnly,
+    /// Wait until this server applied what `source` (read-only) executed.
+    WaitCaughtUp {
+        source: usize,
+        timeout_ms: u64,
+    },
+    /// The old primary replicates from `to`, from its own binlog position.
+    Demote {
+        to: usize,
+        semi: bool,
+    },
     /// Only the connection: does it answer?
     Ping,
 }
@@ -269,6 +281,42 @@ impl Op {
                 self.finish(ok(msg.into()));
             }
             Action::Ping => self.finish(ok(format!("{key} answers"))), // (answered on connect)
+            Action::MakeReadOnly => {
+                w.servers[i].read_only = true;
+                self.finish(ok(format!("{key} is read-only")));
+            }
+            Action::WaitCaughtUp { source, timeout_ms } => {
+                // A second session, to the source: it must answer, read-only.
+                let src = &w.servers[source];
+                let link = w.net.connected(Party::Pivot, Party::Server(source));
+                if !(link && src.up()) {
+                    return self.finish(Err(format!("cannot connect to {}", src.key)));
+                }
+                if src.writable() {
+                    return self
+                        .finish(Err(format!("{} is writable again: its last transaction is not final", src.key)));
+                }
+                let target = src.executed.clone();
+                let msg = format!("{key} applied {}", target.to_position());
+                self.wait(now + timeout_ms, Cond::Reach(target.to_position()), msg, false);
+            }
+            Action::Demote { to, semi } => {
+                let s = &mut w.servers[i];
+                if check_first && s.channel.as_ref().is_some_and(|c| c.source == to) {
+                    return self
+                        .finish(Ok((Ended::AlreadyDone, format!("already replicates from {}", w.servers[to].key))));
+                }
+                s.read_only = true;
+                s.stop_replica();
+                s.set_semi_primary(false);
+                if semi {
+                    s.semi_replica = true;
+                }
+                // SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos
+                s.slave_pos = s.executed.clone();
+                s.repoint(to, now);
+                self.finish(ok(format!("{key} replicates from {}, read-only", w.servers[to].key)));
+            }
             Action::Unfence => {
                 w.servers[i].read_only = false;
                 invariants::on_writable_again(w, i);

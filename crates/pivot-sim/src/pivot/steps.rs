@@ -170,6 +170,52 @@ impl StepRun {
                 Ok(()) => end(Ended::Ok, ""),
                 Err(e) => end(Ended::Failed, e),
             }),
+            // ---- a planned switchover (`pivot::recovery::exec_handover`) ----
+            // No long transactions are modelled: the check passes.
+            Step::CheckTransactions { .. } => Kind::Now(end(Ended::Ok, "no open transaction")),
+            Step::MakeReadOnly { instance } => Kind::Ops {
+                ops: ops(w, std::slice::from_ref(instance), &|_| Action::MakeReadOnly, dl),
+                agg: Agg::Single { prefix: "" },
+            },
+            Step::EndTransactions { instance, .. } => Kind::Ops {
+                ops: ops(w, std::slice::from_ref(instance), &|_| Action::Fence { old: false }, dl),
+                agg: Agg::Single { prefix: "" },
+            },
+            Step::WaitCaughtUp { instance, source, timeout_ms } => {
+                let (source, timeout_ms) = (idx(w, source), *timeout_ms);
+                Kind::Ops {
+                    ops: ops(w, std::slice::from_ref(instance), &|_| Action::WaitCaughtUp { source, timeout_ms }, dl),
+                    agg: Agg::Single { prefix: "" },
+                }
+            }
+            Step::Demote { instance, to, semi_sync } => {
+                let (to, semi) = (idx(w, to), *semi_sync);
+                Kind::Ops {
+                    ops: ops(w, std::slice::from_ref(instance), &|_| Action::Demote { to, semi }, dl),
+                    agg: Agg::Single { prefix: "" },
+                }
+            }
+            Step::ReleaseFence { instance, primary } => {
+                let (i, p) = (idx(w, instance), idx(w, primary));
+                let link = w.net.connected(crate::network::Party::Pivot, crate::network::Party::Server(i));
+                let s = &w.servers[i];
+                let replicating = link
+                    && s.up()
+                    && s.channel.as_ref().is_some_and(|c| {
+                        c.source == p && c.io == pivot_core::observation::IoThread::Running && c.sql_running
+                    });
+                Kind::Now(if !replicating {
+                    end(
+                        Ended::Failed,
+                        format!("kept on the fence list (read-only): {instance} does not replicate from {primary}"),
+                    )
+                } else {
+                    match w.store.fence_remove(w.now, instance) {
+                        Ok(()) => end(Ended::Ok, format!("{instance} replicates from {primary}: off the fence list")),
+                        Err(e) => end(Ended::Failed, e),
+                    }
+                })
+            }
             Step::Unfence { instance } => Kind::Ops {
                 ops: ops(w, std::slice::from_ref(instance), &|_| Action::Unfence, dl),
                 agg: Agg::Single { prefix: "" },

@@ -67,7 +67,7 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-async fn authenticate(token: &Secret, req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(token: &Secret, req: Request, next: Next) -> Response {
     let given =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {

@@ -9,6 +9,7 @@ pub mod keepalived_config;
 mod out;
 mod sandbox;
 mod status;
+mod switchover;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -67,6 +68,23 @@ pub enum Command {
         /// does not finish applying in time, data only a broken replica has.
         #[arg(long)]
         force: bool,
+    },
+    /// A planned switchover: hand the primary role to a replica (or the
+    /// best one) with writes paused, not lost; the old primary becomes its
+    /// replica. Refuses an unhealthy or lagging candidate, errant GTIDs, a
+    /// long transaction on the primary, a recovery already running.
+    Switchover {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        cluster: String,
+        /// Promote this replica (host:port) and no other.
+        #[arg(long)]
+        to: Option<pivot_core::InstanceKey>,
+        /// Run it in this process even if a `pivot run` daemon takes API
+        /// changes (its routes then follow within a second).
+        #[arg(long)]
+        local: bool,
     },
     /// Recoveries with their steps, timings and outcomes; recent alerts.
     History {
@@ -154,6 +172,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { config, cluster, json } => status::run(&config.config, cluster.as_deref(), json).await,
         Command::Failover { config, cluster, to, force } => failover::run(&config.config, &cluster, to, force).await,
+        Command::Switchover { config, cluster, to, local } => {
+            switchover::run(&config.config, &cluster, to, local).await
+        }
         Command::History { config, cluster, json, limit } => {
             history::history(&config.config, cluster.as_deref(), json, limit as usize)
         }

@@ -105,8 +105,10 @@ fn pivot_settings(src: &Source, raw: &RawPivot) -> Result<PivotSettings, ConfigE
             src.err(s, format!("http `{}` is not an address: write it as 127.0.0.1:9099, or \"off\"", s.get_ref()))
         })?),
     };
+    let api_token =
+        raw.api_token_file.as_ref().map(|f| super::vip::token_file(src, f, "api_token_file")).transpose()?;
     // [pivot.dns] is checked once the clusters are (their names are labels).
-    Ok(PivotSettings { state, http, dns: None })
+    Ok(PivotSettings { state, http, dns: None, api_token })
 }
 
 pub(super) fn duration_in(
@@ -180,6 +182,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
     let read_max_lag = duration_in(src, &raw.read_max_lag, "read_max_lag", lag_threshold, secs(0), secs(86400 * 7))?;
     Ok(ClusterConfig {
         failover: failover(src, &raw.failover)?,
+        switchover: super::switchover::switchover(src, &raw.switchover)?,
         hooks: hooks(src, &raw.hooks)?,
         etcd: super::kv::etcd(src, &raw.etcd)?,
         consul: super::kv::consul(src, &raw.consul)?,
@@ -334,6 +337,8 @@ fn hooks(src: &Source, raw: &RawHooks) -> Result<HooksConfig, ConfigError> {
         pre_failover: argv(&raw.pre_failover, "pre_failover")?,
         post_failover: argv(&raw.post_failover, "post_failover")?,
         post_unsuccessful_failover: argv(&raw.post_unsuccessful_failover, "post_unsuccessful_failover")?,
+        pre_switchover: argv(&raw.pre_switchover, "pre_switchover")?,
+        post_switchover: argv(&raw.post_switchover, "post_switchover")?,
         fence: argv(&raw.fence, "fence")?,
         alert: argv(&raw.alert, "alert")?,
         mha_master_ip_failover: mha,

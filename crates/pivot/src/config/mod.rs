@@ -11,6 +11,7 @@ mod kv;
 mod load;
 mod proxy;
 mod raw;
+mod switchover;
 mod vip;
 
 mod agent;
@@ -44,6 +45,8 @@ pub struct PivotSettings {
     pub http: Option<SocketAddr>,
     /// The authoritative DNS responder for the routes; `None` = off.
     pub dns: Option<DnsConfig>,
+    /// The bearer token API mutations (switchover) need; `None`: the API is read-only.
+    pub api_token: Option<pivot_server::Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +63,7 @@ pub struct ClusterConfig {
     pub max_instances: usize,
     pub detection: DetectionSettings,
     pub failover: FailoverConfig,
+    pub switchover: pivot_core::plan::SwitchoverLimits,
     pub hooks: HooksConfig,
     /// The primary published to etcd v3, if configured.
     pub etcd: Option<EtcdConfig>,
@@ -109,6 +113,8 @@ pub struct HooksConfig {
     pub pre_failover: Option<Vec<String>>,
     pub post_failover: Option<Vec<String>>,
     pub post_unsuccessful_failover: Option<Vec<String>>,
+    pub pre_switchover: Option<Vec<String>>,
+    pub post_switchover: Option<Vec<String>>,
     /// STONITH: make sure the old primary takes no writes.
     pub fence: Option<Vec<String>>,
     /// Called with every alert.

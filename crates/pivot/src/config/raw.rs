@@ -20,6 +20,8 @@ pub struct RawPivot {
     pub http: Option<Spanned<String>>,
     /// `[pivot.dns]`: absent, no DNS.
     pub dns: Option<Spanned<super::dns::RawDns>>,
+    /// A 0600 file with the bearer token API mutations need (absent: read-only API).
+    pub api_token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +49,8 @@ pub struct RawCluster {
     pub vip: Option<Spanned<super::vip::RawVip>>,
     /// Replicas lagging more leave the read routes (default: lag_threshold).
     pub read_max_lag: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub switchover: super::switchover::RawSwitchover,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +91,8 @@ pub struct RawHooks {
     pub pre_failover: Option<Spanned<Vec<String>>>,
     pub post_failover: Option<Spanned<Vec<String>>>,
     pub post_unsuccessful_failover: Option<Spanned<Vec<String>>>,
+    pub pre_switchover: Option<Spanned<Vec<String>>>,
+    pub post_switchover: Option<Spanned<Vec<String>>>,
     pub fence: Option<Spanned<Vec<String>>>,
     pub alert: Option<Spanned<Vec<String>>>,
     pub mha_master_ip_failover: Option<Spanned<String>>,

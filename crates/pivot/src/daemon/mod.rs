@@ -4,6 +4,7 @@ mod alerts;
 mod crash_watch;
 mod monitor;
 mod prober;
+pub mod switchover;
 
 use crate::config::Config;
 use crate::http::{self, ClusterHandle};
@@ -96,11 +97,12 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             owner: owner.clone(),
             routes: Some(routes.clone()),
         };
-        let (monitor, snapshots) = Monitor::new(env, limit.clone());
+        let (asks, ask_rx) = switchover::channel();
+        let (monitor, snapshots) = Monitor::new(env, limit.clone(), ask_rx);
         kv_followers.extend(crate::routes::kv::reconcile::spawn_all(cluster, &routes, stop_rx.clone()));
         // The virtual IP's lease, renewed on the primary's agent.
         kv_followers.extend(crate::routes::vip::follow::spawn(cluster, &routes, stop_rx.clone()));
-        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes, proxy });
+        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes, proxy, switchover: asks });
         let task = tasks.spawn(monitor.run(stop_rx.clone()));
         names.insert(task.id(), cluster.name.clone());
     }
@@ -127,7 +129,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (the `http` setting in [pivot]): {e}"))?;
             tracing::info!(%addr, "HTTP API, metrics and health checks listening");
             let mut stop = stop_rx.clone();
-            let app = http::router(http::AppState { clusters: Arc::new(handles), state: state.clone() });
+            let app = http::router(http::AppState {
+                clusters: Arc::new(handles),
+                state: state.clone(),
+                api_token: config.pivot.api_token.clone(),
+            });
             Some(tokio::spawn(async move {
                 let graceful = async move {
                     let _ = stop.changed().await;

@@ -7,6 +7,7 @@
 
 use super::alerts::Alerts;
 use super::prober::{self, ProberHandle, Schedule};
+use super::switchover::SwitchoverReply;
 use crate::clock;
 use crate::config::ClusterConfig;
 use crate::recovery::driver::StopFlag;
@@ -71,10 +72,20 @@ pub struct Monitor {
     watch_rx: mpsc::Receiver<InstanceKey>,
     /// Commands yet to perform, bounded by [`MAX_CHAINED_EVENTS`] per event.
     queue: VecDeque<Command>,
+    /// Switchover requests from the API, and who waits for each answer.
+    asks: super::switchover::AskReceiver,
+    next_ask: u64,
+    waiting: BTreeMap<u64, tokio::sync::oneshot::Sender<SwitchoverReply>>,
+    /// The request the running recovery task answers, if a switchover.
+    answering: Option<u64>,
 }
 
 impl Monitor {
-    pub fn new(env: RecoveryEnv, limit: Arc<Semaphore>) -> (Monitor, watch::Receiver<Arc<ClusterSnapshot>>) {
+    pub fn new(
+        env: RecoveryEnv,
+        limit: Arc<Semaphore>,
+        asks: super::switchover::AskReceiver,
+    ) -> (Monitor, watch::Receiver<Arc<ClusterSnapshot>>) {
         let cfg = env.cluster.clone();
         let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
         let (fence_tx, fence_rx) = mpsc::channel(64);
@@ -112,6 +123,10 @@ impl Monitor {
             watch_tx,
             watch_rx,
             queue: first.into(),
+            asks,
+            next_ask: 0,
+            waiting: BTreeMap::new(),
+            answering: None,
         };
         (monitor, subscriber)
     }
@@ -127,6 +142,11 @@ impl Monitor {
                 Some(k) = self.watch_rx.recv() => Event::WatchEnded(k),
                 done = wait(&mut self.recovery) => self.recovery_end(done),
                 _ = tick.tick() => Event::Tick,
+                Some(ask) = self.asks.recv() => {
+                    self.next_ask += 1;
+                    self.waiting.insert(self.next_ask, ask.reply);
+                    Event::SwitchoverRequested { request: self.next_ask, to: ask.to }
+                }
                 _ = shutdown.changed() => break,
             };
             self.handle(event);
@@ -201,6 +221,18 @@ impl Monitor {
                 self.recovery = Some(tokio::spawn(async move {
                     recovery::failover::run(&env, &view, &analysis, &trigger, stop).await.map(Some)
                 }));
+            }
+            Command::StartSwitchover { request, primary, to, view } => {
+                let (env, stop) = (self.env.clone(), self.stop.clone());
+                self.answering = Some(request);
+                self.recovery = Some(tokio::spawn(async move {
+                    recovery::switchover::run(&env, &view, primary, to, stop).await.map(Some)
+                }));
+            }
+            Command::RefuseSwitchover { request, reason } => {
+                if let Some(reply) = self.waiting.remove(&request) {
+                    let _ = reply.send(SwitchoverReply::Refused { reason });
+                }
             }
             Command::ResumeRecovery { id, view } => match self.store(|s| s.recovery(id)) {
                 Ok(record) => {
@@ -395,6 +427,16 @@ impl Monitor {
 
     fn recovery_end(&mut self, done: Result<Result<Option<Outcome>, RecoveryError>, tokio::task::JoinError>) -> Event {
         self.recovery = None;
+        if let Some(reply) = self.answering.take().and_then(|r| self.waiting.remove(&r)) {
+            let _ = reply.send(match &done {
+                Ok(Ok(Some(o))) => SwitchoverReply::Ended { outcome: o.clone() },
+                Ok(Ok(None)) => SwitchoverReply::Failed { reason: "another pivot process holds the recovery".into() },
+                Ok(Err(e)) => SwitchoverReply::Failed { reason: e.to_string() },
+                Err(e) => SwitchoverReply::Failed {
+                    reason: format!("the switchover task failed ({e}); it is resumed from the state file"),
+                },
+            });
+        }
         let cluster = &self.cfg.name;
         Event::RecoveryEnded(match done {
             Ok(Ok(Some(o))) => {

@@ -3,6 +3,7 @@
 mod api;
 mod health;
 mod metrics;
+mod mutations;
 mod route_metrics;
 
 use crate::render::ClusterSnapshot;
@@ -23,6 +24,8 @@ pub struct ClusterHandle {
     pub routes: crate::routes::RouteHub,
     /// The built-in proxy's counters, if it runs.
     pub proxy: Option<Arc<crate::proxy::stats::ProxyStats>>,
+    /// Switchover requests to the cluster's monitor.
+    pub switchover: crate::daemon::switchover::AskSender,
 }
 
 #[derive(Clone)]
@@ -30,6 +33,8 @@ pub struct AppState {
     pub clusters: Arc<Vec<ClusterHandle>>,
     /// The state file: recoveries for the API.
     pub state: Arc<dyn pivot_state::StateStore>,
+    /// Mutations need it as a bearer token; `None`: the API is read-only.
+    pub api_token: Option<pivot_server::Secret>,
 }
 
 impl AppState {
@@ -44,6 +49,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(mutations::router(state.clone()))
         .route("/api/clusters", get(clusters))
         .route("/api/clusters/{name}", get(cluster))
         .route("/api/clusters/{name}/recoveries", get(api::recoveries))

@@ -100,7 +100,11 @@ async fn run_recorded(perf: &mut Performer, seq: i64, step: &Step, check_first: 
         tracing::error!(%cluster, recovery = id, step = seq, "cannot record {} (run anyway: it undoes): {e}", step.name());
     }
     perf.seq = seq;
-    let end = perf.perform(step, check_first).await;
+    let mut end = perf.perform(step, check_first).await;
+    if crate::failpoint::fires(&format!("fail_after_step:{}", step.name())) {
+        // Its effect is in place, yet it reports a failure: the hardest case to undo.
+        end = StepEnd::new(Ended::Failed, format!("failpoint fail_after_step (it ran: {})", end.message));
+    }
     if let Err(e) = audit::ended(&env, id, seq, end.how, end.message.clone()).await {
         tracing::error!(%cluster, recovery = id, "cannot record the end of step {seq}: {e}");
     }

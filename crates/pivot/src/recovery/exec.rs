@@ -31,7 +31,7 @@ pub struct Performer {
     sessions: HashMap<InstanceKey, Session>,
 }
 
-fn end(how: Ended, message: impl Into<String>) -> StepEnd {
+pub(super) fn end(how: Ended, message: impl Into<String>) -> StepEnd {
     StepEnd::new(how, message)
 }
 
@@ -40,11 +40,11 @@ impl Performer {
         Performer { env, id, seq: 0, force, data, sessions: HashMap::new() }
     }
 
-    fn step_timeout(&self) -> Duration {
+    pub(super) fn step_timeout(&self) -> Duration {
         self.env.cluster.failover.step_timeout
     }
 
-    async fn session(&mut self, key: &InstanceKey) -> Result<&mut Session, String> {
+    pub(super) async fn session(&mut self, key: &InstanceKey) -> Result<&mut Session, String> {
         if !self.sessions.get(key).is_some_and(Session::is_usable) {
             let s = Session::connect(key, &self.env.cluster.credentials, self.step_timeout())
                 .await
@@ -178,13 +178,14 @@ impl Performer {
             Step::UpdateRoute { route, primary, .. } => super::route_step::perform(self, *route, primary).await,
             Step::Repoint { instances, to } => {
                 let to2 = to.clone();
+                let repl = self.env.cluster.replication.clone();
                 let results = on_each(instances, &creds, timeout, move |mut s| {
-                    let to = to2.clone();
+                    let (to, repl) = (to2.clone(), repl.clone());
                     async move {
                         if check_first && actions::replication_status(&mut s).await?.is_some_and(|r| r.source == to) {
                             return Ok("already replicating from it".to_string());
                         }
-                        actions::repoint(&mut s, &to).await.map(|_| String::new())
+                        actions::repoint(&mut s, &to, repl.as_ref()).await.map(|_| String::new())
                     }
                 })
                 .await;
@@ -200,6 +201,12 @@ impl Performer {
                 lost(&results, &format!("does not replicate from {source}"))
             }
             Step::FenceOldPrimary { instance } => self.fence_old_primary(instance).await,
+            Step::CheckTransactions { .. }
+            | Step::MakeReadOnly { .. }
+            | Step::EndTransactions { .. }
+            | Step::WaitCaughtUp { .. }
+            | Step::Demote { .. }
+            | Step::ReleaseFence { .. } => self.handover_step(step, check_first).await,
             Step::RestoreReplication { replicas, source, candidate } => {
                 let problems = restore_replication(&self.env, replicas, source, candidate.as_ref()).await;
                 if problems.is_empty() {
@@ -317,9 +324,11 @@ pub async fn restore_replication(
 ) -> Vec<String> {
     let source2 = source.clone();
     let candidate = candidate.cloned();
+    let repl = env.cluster.replication.clone();
     let results = on_each(replicas, &env.cluster.credentials, env.cluster.failover.step_timeout, move |mut s| {
         let source = source2.clone();
         let candidate = candidate.clone();
+        let repl = repl.clone();
         async move {
             if candidate.as_ref() == Some(&s.key) {
                 actions::make_read_only(&mut s).await?;
@@ -330,9 +339,9 @@ pub async fn restore_replication(
                 Some(r) if r.source == source && r.io_thread != IoThread::Stopped && r.sql_running => {
                     return Ok("replicating".into())
                 }
-                Some(r) if r.source != source => actions::repoint(&mut s, &source).await?,
+                Some(r) if r.source != source => actions::repoint(&mut s, &source, repl.as_ref()).await?,
                 Some(_) => actions::start_replica(&mut s).await?,
-                None => actions::repoint(&mut s, &source).await?,
+                None => actions::repoint(&mut s, &source, repl.as_ref()).await?,
             }
             Ok("restarted".into())
         }

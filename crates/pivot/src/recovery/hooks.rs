@@ -98,6 +98,8 @@ pub fn command_for(hooks: &HooksConfig, point: HookPoint, data: &HookData) -> Op
         HookPoint::PreFailover => plain(&hooks.pre_failover),
         HookPoint::PostFailover => plain(&hooks.post_failover),
         HookPoint::PostUnsuccessfulFailover => plain(&hooks.post_unsuccessful_failover),
+        HookPoint::PreSwitchover => plain(&hooks.pre_switchover),
+        HookPoint::PostSwitchover => plain(&hooks.post_switchover),
         HookPoint::Fence => plain(&hooks.fence),
         HookPoint::Alert => plain(&hooks.alert),
         HookPoint::MhaStop | HookPoint::MhaStart => hooks.mha_master_ip_failover.as_ref().map(|script| {

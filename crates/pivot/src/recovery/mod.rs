@@ -11,6 +11,7 @@
 mod audit;
 pub mod driver;
 mod exec;
+mod exec_handover;
 pub mod failover;
 mod fanout;
 pub mod fence_watch;
@@ -18,6 +19,7 @@ pub mod hooks;
 pub mod owner;
 pub mod resume;
 mod route_step;
+pub mod switchover;
 
 use crate::config::{ClusterConfig, SemiSyncPolicy as ConfigSemiSync};
 use pivot_core::candidate::PromotionRules;
@@ -72,7 +74,7 @@ impl Trigger {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub id: RecoveryId,
     pub status: RecoveryStatus,
@@ -117,6 +119,8 @@ pub fn settings(c: &ClusterConfig) -> FailoverSettings {
             mha: c.hooks.mha_master_ip_failover.is_some(),
             post_failover: c.hooks.post_failover.is_some(),
             post_unsuccessful_failover: c.hooks.post_unsuccessful_failover.is_some(),
+            pre_switchover: c.hooks.pre_switchover.is_some(),
+            post_switchover: c.hooks.post_switchover.is_some(),
         },
         lag_threshold_s: c.detection.lag_threshold_s,
         routes: vec![RouteSpec { kind: RouteKind::Local, required: c.proxy.as_ref().is_some_and(|p| p.required) }]
@@ -124,5 +128,7 @@ pub fn settings(c: &ClusterConfig) -> FailoverSettings {
             .chain(crate::routes::kv::route_specs(c))
             .chain(crate::routes::vip::route_spec(c))
             .collect(),
+        switchover: c.switchover,
+        replication_credentials: c.replication.is_some(),
     }
 }

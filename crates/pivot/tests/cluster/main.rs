@@ -21,3 +21,4 @@ mod routes_keepalived;
 mod routes_kv;
 mod routes_proxy;
 mod routes_vip;
+mod switchover;

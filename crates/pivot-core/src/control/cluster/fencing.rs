@@ -7,6 +7,15 @@ use super::*;
 impl ClusterMachine {
     pub(super) fn on_fence(&mut self, f: FenceResult, out: &mut Vec<Command>) {
         self.fencing.remove(&f.instance);
+        if !self.fenced.contains_key(&f.instance) {
+            // Taken off the list meanwhile (a switchover's old primary that
+            // replicates from the new one): the result must not put it back.
+            out.push(Command::Log {
+                level: Level::Info,
+                text: format!("{} left the fence list meanwhile: its fence result is dropped", f.instance),
+            });
+            return;
+        }
         let report = match f.result {
             Err(e) => {
                 out.push(Command::Log { level: Level::Error, text: format!("fencing {} failed: {e}", f.instance) });
@@ -88,21 +97,76 @@ impl ClusterMachine {
         }
     }
 
-    /// A replica lost at a failover that comes back still replicating from
-    /// the fenced former primary is cut off from it (IO thread stopped) and
-    /// reported: it must not acknowledge that server's writes.
-    pub(super) fn detach_from_fenced(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
-        let Some(state) = self.view.get(observed).and_then(|r| r.current_state()) else { return };
+    /// Repairs of the cluster's shape: a fenced former primary found
+    /// writable is fenced again, split-brain intruders are fenced, replicas
+    /// still following a fenced former primary are cut off from it. Never
+    /// while a recovery runs (here or in another process), and only on a
+    /// store read fresh enough to know that none started since: another
+    /// process's recovery (`pivot switchover --local`, `pivot failover`)
+    /// passes through shapes that look like a split brain. Without such a
+    /// read, one is asked for; this runs again when it comes.
+    pub(super) fn repair(&mut self, out: &mut Vec<Command>) {
+        if self.task != RecoveryTask::Idle || self.store.running.is_some() {
+            return;
+        }
+        let writable_fenced: Vec<InstanceKey> = self
+            .fenced
+            .keys()
+            .filter(|k| !self.fencing.contains(*k))
+            .filter(|k| self.view.get(k).and_then(|r| r.current_state()).is_some_and(|s| s.writable()))
+            .cloned()
+            .collect();
+        let split = match split_brain::resolve(&self.view, &self.analysis) {
+            Some(Resolution::Fence { intruders, reason, .. }) => Some((intruders, reason)),
+            _ => None,
+        };
+        let keys: Vec<InstanceKey> = self.view.keys().cloned().collect();
+        let detach: Vec<(InstanceKey, InstanceKey)> =
+            keys.iter().filter_map(|k| self.fenced_source(k).map(|s| (k.clone(), s))).collect();
+        self.detached.retain(|k| detach.iter().any(|(d, _)| d == k));
+        let detach: Vec<(InstanceKey, InstanceKey)> =
+            detach.into_iter().filter(|(k, _)| !self.detached.contains(k)).collect();
+        if writable_fenced.is_empty() && split.is_none() && detach.is_empty() {
+            return;
+        }
+        if self.store_read_at.is_none_or(|t| self.now.since(t) > STORE_FRESH_MS) {
+            if !self.wants_fresh_store {
+                self.wants_fresh_store = true;
+                out.push(Command::ReadStore);
+            }
+            return;
+        }
+        for key in writable_fenced {
+            out.push(Command::Log {
+                level: Level::Error,
+                text: format!("former primary {key} is writable: making it read-only"),
+            });
+            self.fencing.insert(key.clone());
+            out.push(Command::FenceNow(key));
+        }
+        if let Some((intruders, reason)) = split {
+            self.fence_intruders(intruders, &reason, out);
+        }
+        for (replica, source) in detach {
+            self.detach_from_fenced(replica, source, out);
+        }
+    }
+
+    /// The fenced former primary `key` still receives from, if any.
+    fn fenced_source(&self, key: &InstanceKey) -> Option<InstanceKey> {
+        let state = self.view.get(key).and_then(|r| r.current_state())?;
         let source = state
             .replication
             .as_ref()
             .filter(|r| r.io_thread != crate::observation::IoThread::Stopped)
-            .map(|r| r.source.clone());
-        let Some(source) = source.filter(|s| self.fenced.contains_key(s) && self.analysis.primary.as_ref() != Some(s))
-        else {
-            self.detached.remove(observed);
-            return;
-        };
+            .map(|r| r.source.clone())?;
+        (self.fenced.contains_key(&source) && self.analysis.primary.as_ref() != Some(&source)).then_some(source)
+    }
+
+    /// A replica lost at a failover that comes back still replicating from
+    /// the fenced former primary is cut off from it (IO thread stopped) and
+    /// reported: it must not acknowledge that server's writes.
+    fn detach_from_fenced(&mut self, observed: InstanceKey, source: InstanceKey, out: &mut Vec<Command>) {
         if !self.detached.insert(observed.clone()) {
             return;
         }

@@ -109,6 +109,13 @@ pub enum Event {
     /// The periodic timer (about once a second).
     Tick,
     MayAct(bool),
+    /// An operator asked for a planned switchover (`to`: the replica to
+    /// promote, else the best one); answered with
+    /// [`Command::StartSwitchover`] or [`Command::RefuseSwitchover`].
+    SwitchoverRequested {
+        request: u64,
+        to: Option<InstanceKey>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +142,18 @@ pub enum Command {
     StartRecovery {
         analysis: Box<ClusterAnalysis>,
         view: Box<ClusterView>,
+    },
+    /// Start the planned switchover asked for by `request`, from `primary`.
+    StartSwitchover {
+        request: u64,
+        primary: InstanceKey,
+        to: Option<InstanceKey>,
+        view: Box<ClusterView>,
+    },
+    /// Tell whoever asked (`request`) why no switchover starts now.
+    RefuseSwitchover {
+        request: u64,
+        reason: String,
     },
     /// Take over the running recovery `id` (resume it from the store).
     ResumeRecovery {

@@ -19,6 +19,7 @@ mod alerts;
 mod fencing;
 mod io;
 mod routing;
+mod switchover;
 
 pub use io::*;
 
@@ -222,6 +223,7 @@ impl ClusterMachine {
                 self.keep_watching_primary(&mut out);
             }
             Event::MayAct(may) => self.may_act = may,
+            Event::SwitchoverRequested { request, to } => self.on_switchover_request(request, to, &mut out),
         }
         self.route(&mut out);
         out
@@ -244,7 +246,6 @@ impl ClusterMachine {
             .state()
             .map(|s| s.replication.iter().map(|r| r.source.clone()).chain(s.registered_replicas.clone()).collect())
             .unwrap_or_default();
-        let writable = obs.state().is_some_and(|s| s.writable());
         for change in self.view.apply(obs, self.settings.detection.lag_threshold_s) {
             let bad = match &change {
                 Change::Unreachable { .. } | Change::LagAbove { .. } => true,
@@ -263,10 +264,11 @@ impl ClusterMachine {
         }
         self.view.fenced = self.fenced.keys().cloned().collect();
         self.analysis = analyze(&self.view, &self.settings.detection, self.now);
-        // While this process runs a recovery, the recovery does the fencing:
-        // the cluster is between two shapes (a candidate writable, replicas
-        // not yet repointed) and must not be "repaired" meanwhile.
-        let recovering = self.task != RecoveryTask::Idle;
+        // While a recovery runs (this process's, or another's such as
+        // `pivot switchover --local`), the recovery does the fencing: the
+        // cluster is between two shapes (a candidate writable, replicas not
+        // yet repointed) and must not be "repaired" meanwhile.
+        let recovering = self.task != RecoveryTask::Idle || self.store.running.is_some();
         // A former primary that stops answering is watched by connection
         // attempts again, so that when it comes back (restarted writable by
         // its configuration, say) it is fenced within milliseconds, not at
@@ -275,22 +277,9 @@ impl ClusterMachine {
         if unreachable && !recovering && self.fenced.contains_key(&observed) && self.fencing.insert(observed.clone()) {
             out.push(Command::WatchFormerPrimary(observed.clone()));
         }
-        if writable && !recovering && self.fenced.contains_key(&observed) && !self.fencing.contains(&observed) {
-            out.push(Command::Log {
-                level: Level::Error,
-                text: format!("former primary {observed} is writable: making it read-only"),
-            });
-            self.fencing.insert(observed.clone());
-            out.push(Command::FenceNow(observed.clone()));
-        }
-        if let Some(Resolution::Fence { intruders, reason, .. }) = split_brain::resolve(&self.view, &self.analysis) {
-            if !recovering {
-                self.fence_intruders(intruders, &reason, out);
-            }
-        }
+        self.repair(out);
         if !recovering {
             self.judge_fenced(out);
-            self.detach_from_fenced(&observed, out);
         }
         self.log_analysis(out);
         self.steer_probes(&observed, out);
@@ -318,8 +307,12 @@ impl ClusterMachine {
         // reached since the failover is also watched by connection attempts.
         let entries: Vec<(InstanceKey, bool)> =
             self.fenced.values().map(|f| (f.instance.clone(), f.status == "pending")).collect();
+        // While a recovery runs (here or in another process) it fences the
+        // old primary itself: a switchover's live old primary, registered
+        // so a crash leaves it read-only, must not be fenced under it.
+        let recovering = self.task != RecoveryTask::Idle || store.running.is_some();
         for (key, pending) in entries {
-            if pending && self.fencing.insert(key.clone()) {
+            if pending && !recovering && self.fencing.insert(key.clone()) {
                 out.push(Command::Log {
                     level: Level::Info,
                     text: format!("watching former primary {key}: it is made read-only the moment it answers"),
@@ -355,6 +348,8 @@ impl ClusterMachine {
         self.epoch_seen = self.epoch_seen.max(store.epoch.as_ref().map_or(0, |e| e.number));
         self.store = store;
         self.wants_fresh_store = false;
+        // A repair that waited for this read (see `repair`).
+        self.repair(out);
         // What the store says may open the gate (a block acknowledged, the
         // file back, another process's recovery ended).
         self.consider(out);

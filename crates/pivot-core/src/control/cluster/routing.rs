@@ -74,6 +74,10 @@ impl ClusterMachine {
             // A failed read says no recovery runs without knowing it.
             || self.store.problem.is_some()
             || !ADOPTABLE.contains(&self.analysis.code)
+            // Readings from before the last recovery ended show the old
+            // shape (a switchover's old primary still writable): never
+            // adopt on them.
+            || !self.view.observed_since(self.recovered_at)
         {
             return;
         }

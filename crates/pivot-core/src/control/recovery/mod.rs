@@ -36,6 +36,10 @@ pub struct FailoverSettings {
     pub lag_threshold_s: u64,
     /// Routes a promotion updates, in this order.
     pub routes: Vec<crate::routes::RouteSpec>,
+    pub switchover: crate::plan::SwitchoverLimits,
+    /// Replication credentials are configured: a switchover can make the
+    /// old primary a replica.
+    pub replication_credentials: bool,
 }
 
 /// Who asked for the failover.
@@ -451,7 +455,12 @@ impl RecoveryMachine {
         }
         assert!(self.promoted, "a plan that was not abandoned promoted its candidate");
         let candidate = self.doc.candidate().cloned().expect("a promoted plan has a candidate");
-        let mut summary = format!("promoted {candidate} (was {})", self.doc.failed_primary);
+        let switchover = self.doc.kind == crate::plan::PlanKind::Switchover;
+        let mut summary = if switchover {
+            format!("switched over to {candidate} (was {}, now its replica)", self.doc.failed_primary)
+        } else {
+            format!("promoted {candidate} (was {})", self.doc.failed_primary)
+        };
         if let Some(choice) = &self.doc.choice {
             if !choice.followers.is_empty() {
                 let ok: Vec<String> =
@@ -485,12 +494,15 @@ impl RecoveryMachine {
             summary,
             new_primary: Some(candidate),
             lost,
-            block: true,
+            // A planned switchover must not hold back the failover of the
+            // new primary should it die.
+            block: !switchover,
             alert: status != Status::Succeeded,
         })
     }
 }
 
 mod resume;
+mod switchover;
 
 pub use resume::RecordedStep;

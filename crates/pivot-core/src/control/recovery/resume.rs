@@ -98,6 +98,13 @@ impl RecoveryMachine {
         }
         m.next = next;
         m.interrupted = m.started.contains(&next).then_some(next);
+        if m.doc.kind == crate::plan::PlanKind::Switchover && !m.promoted && m.abandoned.is_none() {
+            // Nothing was promoted: the old primary (read-only since, maybe)
+            // is still the only one that can be the writer. Roll back.
+            let why = "pivot restarted during the switchover, before the promotion: switchover rolled back".into();
+            let cmd = m.abandon(why);
+            return (Some(m), cmd);
+        }
         let failed_answers = m.view.get(&m.doc.failed_primary).is_some_and(|r| r.reachable());
         let failed_writable =
             m.view.get(&m.doc.failed_primary).and_then(|r| r.current_state()).is_some_and(|s| s.writable());
