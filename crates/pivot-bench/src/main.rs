@@ -8,6 +8,7 @@ mod routes;
 mod simulate;
 mod stats;
 mod support;
+mod switchover;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -84,6 +85,15 @@ enum Bench {
         #[arg(long, default_value = "proxy,dns,etcd")]
         routes: String,
     },
+    /// Planned switchovers back and forth under writers (through pivot's
+    /// proxy, and following the writable server): the write pause of each.
+    Switchover {
+        #[arg(long, default_value_t = 20)]
+        switchovers: usize,
+        /// Asynchronous replication instead of semi-sync.
+        #[arg(long)]
+        r#async: bool,
+    },
     /// Random seeds through the deterministic simulator (no servers): seeds
     /// per second, faults injected, simulated recovery times; fails on a
     /// seed that breaks an invariant, printing it.
@@ -139,6 +149,7 @@ async fn bench(command: Bench) -> anyhow::Result<()> {
             let routes = routes.split(',').map(routes::Route::parse).collect::<anyhow::Result<Vec<_>>>()?;
             routes::run(&routes, trials).await
         }
+        Bench::Switchover { switchovers, r#async } => switchover::run(switchovers, !r#async).await,
         Bench::Simulate { seeds, from, expose_known } => {
             tokio::task::spawn_blocking(move || simulate::run(seeds, from, expose_known)).await?
         }

@@ -295,10 +295,17 @@ impl Dialect {
         )
     }
 
-    /// How many InnoDB transactions are open but the caller's (`n`).
+    /// How many client sessions (as [`Dialect::client_sessions_query`] sees
+    /// them) have a transaction open that can still end well on a read-only
+    /// server: one that changed no row (`n`). One that did cannot commit on
+    /// MariaDB once `read_only` is on (MySQL's `read_only` waited for it).
     pub fn open_transactions_query(&self) -> Sql {
         Sql::plain(
-            "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID()",
+            "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t \
+             JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+             WHERE p.ID <> CONNECTION_ID() AND p.USER NOT IN ('system user', 'event_scheduler') \
+             AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker') \
+             AND t.trx_rows_modified = 0",
         )
     }
 

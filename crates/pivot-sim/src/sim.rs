@@ -35,7 +35,12 @@ impl Sim {
     /// server holding the same first transactions; pivot starting.
     pub fn new(seed: u64, cfg: &Config) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
-        let cfg = if cfg.randomize { cfg.vary(&mut rng) } else { cfg.clone() };
+        let mut operator = StdRng::seed_from_u64(seed ^ 0x5317_c40e_u64);
+        let mut cfg = if cfg.randomize { cfg.vary(&mut rng) } else { cfg.clone() };
+        if cfg.randomize {
+            cfg.hooks.configured.pre_switchover = operator.random_bool(0.3);
+            cfg.hooks.configured.post_switchover = operator.random_bool(0.3);
+        }
         let n = cfg.servers.max(2);
         let mut servers: Vec<Server> = (0..n).map(Server::new).collect();
         for seq in 1..=10 {
@@ -89,7 +94,6 @@ impl Sim {
             failure: None,
             local_routes: None,
         };
-        let operator = StdRng::seed_from_u64(seed ^ 0x5317_c40e_u64);
         let mut sim = Sim { world, pivot: None, incarnations: 0, pivot_restart_at: None, operator };
         // Replicas connected before pivot's first look.
         let w = &mut sim.world;
