@@ -134,6 +134,15 @@ impl Sim {
         }
     }
 
+    /// An operator runs `pivot switchover` against the running pivot.
+    pub fn request_switchover(&mut self) {
+        let request = self.world.now;
+        if let Some(p) = self.pivot.as_mut() {
+            self.world.log(format!("SCRIPT an operator asks pivot #{} for a switchover", p.incarnation));
+            p.request_switchover(&mut self.world, request);
+        }
+    }
+
     pub fn pivot_running(&self) -> bool {
         self.pivot.is_some()
     }

@@ -324,3 +324,25 @@ fn the_one_writer_check_fires_on_a_second_writable_server() {
     assert!(f.to_string().lines().count() > 10, "a short trace comes with it: {f}");
     assert_eq!(fail(), f, "a failure replays exactly: same time, same trace");
 }
+
+/// A planned switchover under the writers: the old primary read-only before
+/// the candidate opens, every acknowledged write on the new primary, the
+/// old primary a replica of it and off the fence list, the new epoch kept
+/// (no adoption of the old primary on readings from before the switchover,
+/// which the random runs found), and nothing more happens.
+#[test]
+fn planned_switchover_hands_over_without_loss_and_the_old_primary_follows() {
+    let mut s = sim(Config::scripted());
+    s.request_switchover();
+    let new = new_primary(&mut s, 0);
+    let r = finished(&mut s);
+    assert_eq!(r.status.map(|st| st.as_str()), Some("succeeded"), "{:?}", r.steps);
+    ok(s.run_until(s.world.now + 5_000));
+    assert_eq!(s.writable(), vec![new]);
+    assert_eq!(source_of(&s, 0), Some(new), "the old primary replicates from the new one");
+    assert!(s.world.store.fences.is_empty(), "the old primary left the fence list");
+    let epoch = s.world.store.current_epoch().expect("an epoch");
+    assert_eq!(epoch.primary.to_string(), key(&s, new), "the switchover's epoch stands");
+    assert!(s.missing_on(new).is_empty(), "acknowledged writes missing: {:?}", s.missing_on(new));
+    assert_eq!(s.world.store.recoveries.len(), 1, "no recovery after the switchover");
+}
