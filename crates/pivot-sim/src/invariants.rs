@@ -376,17 +376,31 @@ pub fn tick(w: &mut World, pivot_running: bool) {
     }
 
     // One writer. A former primary restarted writable (its configuration)
-    // while no pivot runs cannot be fenced by anyone: not counted then.
+    // while no pivot runs cannot be fenced by anyone: not counted then. A
+    // server whose configuration makes it writable (the first primary),
+    // restarted writable after a switchover made it a replica, is not
+    // counted either: no runtime setting survives a restart, so pivot can
+    // only fence it, within the fence bound (checked below).
     let fenced_keys: Vec<usize> = w.store.fences.iter().filter_map(|f| w.index_of(&f.instance)).collect();
-    let ackers: Vec<usize> =
-        (0..n).filter(|&i| can_acknowledge(w, i)).filter(|i| pivot_running || !fenced_keys.contains(i)).collect();
+    let restarted_writable: Vec<usize> = (0..n)
+        .filter(|&i| i != w.book.primary && !w.servers[i].config_read_only && w.servers[i].channel.is_some())
+        .collect();
+    let ackers: Vec<usize> = (0..n)
+        .filter(|&i| can_acknowledge(w, i))
+        .filter(|i| pivot_running || !fenced_keys.contains(i))
+        .filter(|i| !restarted_writable.contains(i))
+        .collect();
     if strict(w) && ackers.len() > 1 {
         let names: Vec<String> = ackers.iter().map(|i| format!("s{}", i + 1)).collect();
         w.fail("one writer", format!("{} can all acknowledge client writes", names.join(" and ")));
     }
 
-    // Fence enforced.
-    for f in fenced_keys {
+    // Fence enforced (and a replica restarted writable by its configuration).
+    let mut exposable = fenced_keys;
+    exposable.extend(restarted_writable.iter().filter(|i| can_acknowledge(w, **i)));
+    exposable.sort_unstable();
+    exposable.dedup();
+    for f in exposable {
         let s = &w.servers[f];
         let exposed =
             f != w.book.primary && s.up() && s.writable() && probe::answers(w, f, w.cfg.timing.probe_timeout_ms);

@@ -95,7 +95,7 @@ pub fn extend_failover_fenced(
         );
     }
     doc.push(
-        Step::RegisterFence { instance: failed.clone() },
+        Step::RegisterFence { instance: failed.clone(), live: false },
         vec![Step::UnregisterFence { instance: failed.clone() }],
     );
     let followers = choice.followers.clone();

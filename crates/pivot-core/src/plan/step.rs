@@ -83,6 +83,11 @@ pub enum Step {
     },
     RegisterFence {
         instance: InstanceKey,
+        /// A switchover's live old primary, made read-only by the plan
+        /// itself next: registered as kept read-only, not as one to fence
+        /// the moment it answers (it answers all along).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        live: bool,
     },
     /// Stop the candidate's replication and switch its semi-sync primary side
     /// on while it is still read-only, so replicas can attach before writes open.
@@ -245,7 +250,7 @@ impl Step {
             Step::CatchUp { instance, from, until } => {
                 format!("{instance} replicates from {from} until it has {until}")
             }
-            Step::RegisterFence { instance } => format!("record {instance} as a former primary to keep read-only"),
+            Step::RegisterFence { instance, .. } => format!("record {instance} as a former primary to keep read-only"),
             Step::PrepareCandidate { instance } => {
                 format!("stop replication on {instance} and switch its semi-sync primary side on, still read-only")
             }

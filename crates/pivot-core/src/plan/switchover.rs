@@ -67,7 +67,10 @@ pub fn switchover_plan(
     if hooks.pre_switchover {
         doc.push(Step::Hook { point: HookPoint::PreSwitchover }, vec![]);
     }
-    doc.push(Step::RegisterFence { instance: old.clone() }, vec![Step::UnregisterFence { instance: old.clone() }]);
+    doc.push(
+        Step::RegisterFence { instance: old.clone(), live: true },
+        vec![Step::UnregisterFence { instance: old.clone() }],
+    );
     doc.push(Step::MakeReadOnly { instance: old.clone() }, vec![Step::Unfence { instance: old.clone() }]);
     doc.push(Step::EndTransactions { instance: old.clone(), grace_ms: limits.grace_ms }, vec![]);
     doc.push(

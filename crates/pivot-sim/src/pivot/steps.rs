@@ -97,8 +97,16 @@ impl StepRun {
                     agg: Agg::Single { prefix: "" },
                 }
             }
-            Step::RegisterFence { instance } => {
-                let r = w.store.fence_register(w.now, instance, ctx.recovery);
+            Step::RegisterFence { instance, live } => {
+                let r = match w.store.fence_register(w.now, instance, ctx.recovery) {
+                    Ok(()) if *live => w.store.fence_update(
+                        w.now,
+                        instance,
+                        "read_only",
+                        "the old primary of a switchover: made read-only by it",
+                    ),
+                    other => other,
+                };
                 Kind::Now(match r {
                     Ok(()) => end(Ended::Ok, ""),
                     Err(e) => end(Ended::Failed, e),

@@ -187,3 +187,36 @@ fn proxy_settings_and_their_errors() {
         assert!(e.contains(want), "{table}: {e}");
     }
 }
+
+#[test]
+fn switchover_settings_and_the_api_token() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.clusters[0].switchover, pivot_core::plan::SwitchoverLimits::default());
+    assert!(c.pivot.api_token.is_none(), "no token: the API is read-only");
+    let c = parse(&format!(
+        "{GOOD}\n[cluster.switchover]\nmax_transaction = \"30s\"\ngrace = \"0s\"\ncatch_up_timeout = \"2s\"\n"
+    ))
+    .unwrap();
+    let s = c.clusters[0].switchover;
+    assert_eq!((s.max_transaction_s, s.grace_ms, s.catch_up_ms), (30, 0, 2_000));
+    let e = error(&format!("{GOOD}\n[cluster.switchover]\ngrace = \"forever\"\n"));
+    assert!(e.contains("pivot.toml:") && e.contains("forever"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.switchover]\ncatch_up_timeout = \"1ms\"\n"));
+    assert!(e.contains("catch_up_timeout"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.switchover]\nwait = \"1s\"\n"));
+    assert!(e.contains("unknown field"), "{e}");
+    // The token file: 0600 and long enough, or a clear refusal naming it.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("api.token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let with_token = GOOD.replace("[pivot]\n", &format!("[pivot]\napi_token_file = \"{}\"\n", token.display()));
+    let e = error(&with_token);
+    assert!(e.contains("chmod 600") && e.contains("api_token_file"), "{e}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = parse(&with_token).unwrap();
+    assert_eq!(c.pivot.api_token.unwrap().expose(), "0123456789abcdef0123");
+    std::fs::write(&token, "short\n").unwrap();
+    assert!(error(&with_token).contains("at least"));
+}

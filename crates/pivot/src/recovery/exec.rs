@@ -119,14 +119,19 @@ impl Performer {
                     Err(e) => end(Ended::Failed, e.to_string()),
                 }
             }
-            Step::RegisterFence { instance } => {
+            Step::RegisterFence { instance, live } => {
+                let (status, detail) = if *live {
+                    ("read_only", format!("old primary of switchover {}: made read-only by it", self.id))
+                } else {
+                    ("pending", format!("failed primary of recovery {}: made read-only the moment it answers", self.id))
+                };
                 let f = FencedInstance {
                     cluster: self.env.cluster.name.clone(),
                     instance: instance.to_string(),
                     recovery_id: Some(self.id),
                     since: clock::wall_ms(),
-                    status: "pending".into(),
-                    detail: format!("failed primary of recovery {}: made read-only the moment it answers", self.id),
+                    status: status.into(),
+                    detail,
                 };
                 match blocking(&self.env, move |s| s.fence_register(&f)).await {
                     Ok(()) => end(Ended::Ok, ""),

@@ -307,12 +307,8 @@ impl ClusterMachine {
         // reached since the failover is also watched by connection attempts.
         let entries: Vec<(InstanceKey, bool)> =
             self.fenced.values().map(|f| (f.instance.clone(), f.status == "pending")).collect();
-        // While a recovery runs (here or in another process) it fences the
-        // old primary itself: a switchover's live old primary, registered
-        // so a crash leaves it read-only, must not be fenced under it.
-        let recovering = self.task != RecoveryTask::Idle || store.running.is_some();
         for (key, pending) in entries {
-            if pending && !recovering && self.fencing.insert(key.clone()) {
+            if pending && self.fencing.insert(key.clone()) {
                 out.push(Command::Log {
                     level: Level::Info,
                     text: format!("watching former primary {key}: it is made read-only the moment it answers"),
