@@ -367,3 +367,31 @@ fn no_repair_while_another_process_recovers_and_none_without_a_fresh_store_read(
     let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
     assert!(cmds.iter().any(|c| matches!(c, Command::FenceNow(k) if *k == key(R1))), "{cmds:?}");
 }
+
+/// A replica found writable when no split brain explains it (the primary
+/// itself came back read-only, say) is made read-only, alerted once, and
+/// again if it turns writable again: a write there would be errant.
+#[test]
+fn a_writable_replica_is_made_read_only() {
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    let writable_replica = |rig: &mut Rig| {
+        rig.advance(10);
+        let mut cmds = rig.raw(Event::Observed(up(P, rig.now, state(1, "0-1-10").read_only(true))));
+        let r1 = state(2, "0-1-10").replica_of(P, "0-1-10").read_only(false);
+        cmds.extend(rig.raw(Event::Observed(up(R1, rig.now, r1))));
+        cmds
+    };
+    let cmds = writable_replica(&mut rig);
+    assert!(cmds.contains(&Command::EnforceReadOnly(key(R1))), "{cmds:?}");
+    assert!(cmds.iter().any(|c| matches!(c, Command::Alert { text, .. } if text.contains("writable"))), "{cmds:?}");
+    assert!(!writable_replica(&mut rig).contains(&Command::EnforceReadOnly(key(R1))), "asked once");
+    rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-10").replica_of(P, "0-1-10").read_only(true))));
+    assert!(writable_replica(&mut rig).contains(&Command::EnforceReadOnly(key(R1))), "writable again: asked again");
+    // The primary itself is never "a writable replica".
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.advance(10);
+    let cmds = rig.raw(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::EnforceReadOnly(_))), "{cmds:?}");
+}

@@ -123,6 +123,12 @@ fn refusals_change_nothing() {
         ("to the primary", healthy(), Some(P), "already the primary"),
         ("to a stranger", healthy(), Some("10.0.0.9:3306"), "not a replica"),
     ];
+    let mut fenced = healthy();
+    fenced.fenced = [key(C)].into_iter().collect();
+    let (_, cmd) = RecoveryMachine::switchover(key(P), fenced.clone(), settings(), to(Some(C)));
+    assert!(matches!(&cmd, Command::Finish(f) if f.summary.contains("fence list")), "{cmd:?}");
+    let (m, _) = RecoveryMachine::switchover(key(P), fenced, settings(), to(None));
+    assert_eq!(m.candidate(), Some(&key(R)), "a fenced former primary is not chosen, even preferred");
     let mut no_creds = settings();
     no_creds.replication_credentials = false;
     let (_, cmd) = RecoveryMachine::switchover(key(P), healthy(), no_creds, to(None));

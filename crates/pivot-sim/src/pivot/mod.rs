@@ -227,6 +227,14 @@ impl Pivot {
                     self.fences.push(FenceTask::now(w, key, i));
                 }
             }
+            Command::EnforceReadOnly(key) => {
+                if let Some(i) = w.index_of(&key) {
+                    if w.servers[i].up() && w.net.connected(Party::Pivot, Party::Server(i)) {
+                        w.servers[i].read_only = true;
+                        w.log(format!("pivot #{me}: made the writable replica {key} read-only"));
+                    }
+                }
+            }
             Command::DetachReplica(key) => {
                 if let Some(i) = w.index_of(&key) {
                     if w.servers[i].up() && w.net.connected(Party::Pivot, Party::Server(i)) {

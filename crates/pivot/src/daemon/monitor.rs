@@ -269,6 +269,20 @@ impl Monitor {
                     self.fence_tx.clone(),
                 ));
             }
+            Command::EnforceReadOnly(key) => {
+                let (creds, timeout) = (self.cfg.credentials.clone(), self.cfg.failover.step_timeout);
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let r = match pivot_server::Session::connect(&key, &creds, timeout).await {
+                        Ok(mut s) => pivot_server::actions::make_read_only(&mut s).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match r {
+                        Ok(()) => tracing::warn!(%cluster, "made the writable replica {key} read-only"),
+                        Err(e) => tracing::error!(%cluster, "cannot make the writable replica {key} read-only: {e}"),
+                    }
+                });
+            }
             Command::DetachReplica(key) => {
                 let (creds, timeout) = (self.cfg.credentials.clone(), self.cfg.failover.step_timeout);
                 let cluster = cluster.clone();

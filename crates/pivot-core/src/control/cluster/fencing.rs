@@ -124,9 +124,24 @@ impl ClusterMachine {
         let detach: Vec<(InstanceKey, InstanceKey)> =
             keys.iter().filter_map(|k| self.fenced_source(k).map(|s| (k.clone(), s))).collect();
         self.detached.retain(|k| detach.iter().any(|(d, _)| d == k));
+        // Writable replicas (not fenced: those are fenced again above; not
+        // a split brain's intruder: fenced below).
+        let intruders: Vec<InstanceKey> = split.as_ref().map(|(i, _)| i.clone()).unwrap_or_default();
+        let writable_replicas: Vec<InstanceKey> = keys
+            .iter()
+            .filter(|k| !self.fenced.contains_key(*k) && !intruders.contains(*k) && !self.enforcing.contains(*k))
+            .filter(|k| self.analysis.primary.as_ref() != Some(*k))
+            .filter(|k| {
+                self.view
+                    .get(k)
+                    .and_then(|r| r.current_state())
+                    .is_some_and(|s| s.writable() && s.replication.is_some())
+            })
+            .cloned()
+            .collect();
         let detach: Vec<(InstanceKey, InstanceKey)> =
             detach.into_iter().filter(|(k, _)| !self.detached.contains(k)).collect();
-        if writable_fenced.is_empty() && split.is_none() && detach.is_empty() {
+        if writable_fenced.is_empty() && split.is_none() && detach.is_empty() && writable_replicas.is_empty() {
             return;
         }
         if self.store_read_at.is_none_or(|t| self.now.since(t) > STORE_FRESH_MS) {
@@ -149,6 +164,15 @@ impl ClusterMachine {
         }
         for (replica, source) in detach {
             self.detach_from_fenced(replica, source, out);
+        }
+        for key in writable_replicas {
+            self.enforcing.insert(key.clone());
+            let text = format!(
+                "replica {key} is writable (its configuration file says read_only=OFF?): making it read-only; a \
+                 write on it would be an errant transaction"
+            );
+            self.alert_once(&format!("writable_replica:{key}"), text, None, out);
+            out.push(Command::EnforceReadOnly(key));
         }
     }
 

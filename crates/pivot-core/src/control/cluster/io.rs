@@ -175,6 +175,11 @@ pub enum Command {
     /// fenced former primary (lost at a failover, back since): its
     /// acknowledgements must not let that former primary acknowledge writes.
     DetachReplica(InstanceKey),
+    /// Make a replica found writable read-only (its sessions stay): a write
+    /// on it would be an errant transaction. A configuration file with
+    /// `read_only=OFF` makes a restarted replica writable, such as the old
+    /// primary of a switchover.
+    EnforceReadOnly(InstanceKey),
     /// Every route of this process (proxy, DNS, health checks) follows this
     /// table from now on; the shell never lets an older epoch replace a newer.
     PublishRoutes(Box<RouteTable>),

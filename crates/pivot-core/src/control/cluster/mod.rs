@@ -87,6 +87,9 @@ pub struct ClusterMachine {
     fencing: BTreeSet<InstanceKey>,
     /// Replicas detached from a fenced former primary (asked once each).
     detached: BTreeSet<InstanceKey>,
+    /// Writable replicas being made read-only (asked again once seen
+    /// read-only and then writable again).
+    enforcing: BTreeSet<InstanceKey>,
     problems: BTreeMap<&'static str, String>,
     /// The analysis alert last raised; cleared when the cluster is fine.
     last_alert: Option<String>,
@@ -132,6 +135,7 @@ impl ClusterMachine {
             fenced: BTreeMap::new(),
             fencing: BTreeSet::new(),
             detached: BTreeSet::new(),
+            enforcing: BTreeSet::new(),
             problems: BTreeMap::new(),
             last_alert: None,
             raised: VecDeque::new(),
@@ -276,6 +280,9 @@ impl ClusterMachine {
         let unreachable = self.view.get(&observed).is_some_and(|r| !r.reachable());
         if unreachable && !recovering && self.fenced.contains_key(&observed) && self.fencing.insert(observed.clone()) {
             out.push(Command::WatchFormerPrimary(observed.clone()));
+        }
+        if !self.view.get(&observed).and_then(|r| r.current_state()).is_some_and(|s| s.writable()) {
+            self.enforcing.remove(&observed);
         }
         self.repair(out);
         if !recovering {

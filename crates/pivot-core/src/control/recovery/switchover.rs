@@ -68,8 +68,15 @@ impl RecoveryMachine {
         if self.request.target.as_ref() == Some(primary) {
             return Err(format!("{primary} is already the primary"));
         }
+        // A former primary pivot keeps read-only is no candidate for a
+        // planned switchover: it rejoins first.
+        if let Some(t) = self.request.target.as_ref().filter(|t| self.view.fenced.contains(*t)) {
+            return Err(format!("{t} is a former primary on the fence list: rejoin it as a replica first"));
+        }
+        let mut this = self.clone();
+        this.settings.rules.never_promote.extend(self.view.fenced.iter().cloned());
         // A switchover takes no `--force`.
-        let choice = self.choose().map_err(|e| e.replace(" (--force overrides what can be)", ""))?;
+        let choice = this.choose().map_err(|e| e.replace(" (--force overrides what can be)", ""))?;
         let c = &choice.candidate;
         let repl = self
             .view
