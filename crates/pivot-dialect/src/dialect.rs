@@ -280,6 +280,18 @@ impl Dialect {
         )
     }
 
+    /// As [`Dialect::client_sessions_query`], sparing pivot's own account's
+    /// sessions too (its probes and crash watch: a switchover ends the
+    /// applications' sessions, not pivot's view of the old primary).
+    pub fn application_sessions_query(&self) -> Sql {
+        Sql::plain(
+            "SELECT ID AS id FROM information_schema.PROCESSLIST \
+             WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
+             AND USER <> SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
+             AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker')",
+        )
+    }
+
     pub fn kill_connection(&self, id: u64) -> Sql {
         Sql::plain(format!("KILL CONNECTION {id}"))
     }

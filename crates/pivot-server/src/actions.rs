@@ -274,10 +274,15 @@ pub async fn fence(s: &mut Session, creds: &Credentials) -> Result<usize, Sessio
     Ok(ended)
 }
 
-pub(crate) async fn end_client_sessions(s: &mut Session, keep: &[Option<u32>]) -> Result<usize, SessionError> {
-    let d = s.dialect.clone();
+async fn end_client_sessions(s: &mut Session, keep: &[Option<u32>]) -> Result<usize, SessionError> {
+    let sql = s.dialect.client_sessions_query();
+    end_sessions(s, &sql, keep).await
+}
+
+/// End every session `sessions` lists (an `id` column) but `keep`.
+pub(crate) async fn end_sessions(s: &mut Session, sessions: &Sql, keep: &[Option<u32>]) -> Result<usize, SessionError> {
     let mut killed = 0;
-    for id in ids(s, &d.client_sessions_query()).await? {
+    for id in ids(s, sessions).await? {
         if keep.iter().flatten().any(|k| u64::from(*k) == id) {
             continue;
         }

@@ -3,7 +3,7 @@
 //! candidate to apply the old primary's last GTID, and turn the old primary
 //! into a replica of the new one.
 
-use crate::actions::{self, end_client_sessions};
+use crate::actions::{self, end_sessions};
 use crate::credentials::Credentials;
 use crate::errors::SessionError;
 use crate::session::Session;
@@ -37,7 +37,8 @@ pub async fn end_transactions(s: &mut Session, grace: Duration) -> Result<(u64, 
         tokio::time::sleep(GRACE_POLL).await;
     }
     let own = s.connection_id();
-    let ended = end_client_sessions(s, &[own]).await?;
+    let sessions = s.dialect.application_sessions_query();
+    let ended = end_sessions(s, &sessions, &[own]).await?;
     Ok((open, ended))
 }
 

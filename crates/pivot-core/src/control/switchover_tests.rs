@@ -70,13 +70,14 @@ fn drive(mut m: RecoveryMachine, mut cmd: Command, fail: &dyn Fn(&Step) -> bool)
     panic!("no end: {steps:?}");
 }
 
-const PLAN: [&str; 12] = [
+const PLAN: [&str; 13] = [
     "check_transactions",
     "hook_pre_switchover",
     "register_fence",
     "make_read_only",
     "end_transactions",
     "wait_caught_up",
+    "confirm_frozen",
     "promote",
     "record_epoch",
     "repoint",
@@ -205,9 +206,9 @@ fn a_restart_before_the_promotion_rolls_back_and_after_it_goes_forward() {
     let (_, run) = drive(m2, cmd, &|_| false);
     assert_eq!(run.steps, ["unregister_fence", "unfence"]);
     assert_eq!(run.finish.status, Status::Aborted);
-    // Interrupted in demote (step 10): the promotion stands; demote is checked first.
+    // Interrupted in demote (step 11): the promotion stands; demote is checked first.
     let (m3, cmd) =
-        RecoveryMachine::resume(key(P), Some(&plan), &steps(10), healthy(), settings(), FailoverRequest::default());
+        RecoveryMachine::resume(key(P), Some(&plan), &steps(11), healthy(), settings(), FailoverRequest::default());
     assert!(matches!(&cmd, Command::RunStep { step: Step::Demote { .. }, check_first: true, .. }), "{cmd:?}");
     let (_, run) = drive(m3.unwrap(), cmd, &|_| false);
     assert_eq!(run.steps, ["demote", "confirm_replicating", "release_fence", "hook_post_switchover"]);
@@ -225,4 +226,49 @@ fn a_plan_that_promotes_before_read_only_is_refused() {
     let w = doc.steps.iter().position(|s| s.step.name() == "wait_caught_up").unwrap();
     doc.steps.remove(w);
     assert!(doc.check().unwrap_err().contains("before the candidate caught up"));
+}
+
+/// Stopping pivot (Ctrl-C, SIGTERM) before the promotion rolls the
+/// switchover back instead of parking with the old primary read-only and
+/// nobody writable; after the promotion it parks like a failover.
+#[test]
+fn a_stop_before_the_promotion_rolls_back_and_after_it_parks() {
+    let (mut m, mut cmd) = RecoveryMachine::switchover(key(P), healthy(), settings(), to(Some(C)));
+    let mut ran = Vec::new();
+    let stop_after = "make_read_only";
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(_) => m.plan_recorded(Ok(())),
+            Command::RunStep { seq, step, .. } => {
+                ran.push(step.name());
+                if step.name() == stop_after {
+                    m.set_stopping(true);
+                }
+                m.step_ended(seq, StepEnd::new(Ended::Ok, ""))
+            }
+            Command::Finish(f) => {
+                assert_eq!(f.status, Status::Aborted, "{f:?}");
+                assert!(f.summary.contains("stopping before the promotion"), "{}", f.summary);
+                break;
+            }
+            Command::Park { .. } => panic!("parked with the old primary read-only: {ran:?}"),
+        };
+    }
+    assert_eq!(ran[ran.len() - 2..], ["unregister_fence", "unfence"], "{ran:?}");
+    // After the promotion: park.
+    let (mut m, mut cmd) = RecoveryMachine::switchover(key(P), healthy(), settings(), to(Some(C)));
+    loop {
+        cmd = match cmd {
+            Command::RecordPlan(_) => m.plan_recorded(Ok(())),
+            Command::RunStep { seq, step, .. } => {
+                if step.name() == "promote" {
+                    m.set_stopping(true);
+                }
+                m.step_ended(seq, StepEnd::new(Ended::Ok, ""))
+            }
+            Command::Finish(f) => panic!("finished instead of parking: {f:?}"),
+            Command::Park { .. } => break,
+        };
+    }
+    assert!(m.promoted());
 }

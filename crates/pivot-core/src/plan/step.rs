@@ -159,6 +159,14 @@ pub enum Step {
         source: InstanceKey,
         timeout_ms: u64,
     },
+    /// Right before the promotion: the old primary took no write since it
+    /// was made read-only (an account with `READ_ONLY ADMIN` or `SUPER`
+    /// writes through `read_only` on MariaDB): `candidate` has everything
+    /// it executed.
+    ConfirmFrozen {
+        instance: InstanceKey,
+        candidate: InstanceKey,
+    },
     /// The old primary, read-only, replicates from the new one with GTID
     /// positioning (from its own binary log position); its semi-sync
     /// primary side off.
@@ -226,6 +234,7 @@ impl Step {
             Step::MakeReadOnly { .. } => "make_read_only".into(),
             Step::EndTransactions { .. } => "end_transactions".into(),
             Step::WaitCaughtUp { .. } => "wait_caught_up".into(),
+            Step::ConfirmFrozen { .. } => "confirm_frozen".into(),
             Step::Demote { .. } => "demote".into(),
             Step::ReleaseFence { .. } => "release_fence".into(),
             Step::RestoreReplication { .. } => "restore_replication".into(),
@@ -287,6 +296,11 @@ impl Step {
             Step::WaitCaughtUp { instance, source, timeout_ms } => {
                 format!("wait until {instance} applied everything {source} executed (at most {timeout_ms} ms)")
             }
+            Step::ConfirmFrozen { instance, candidate } => {
+                format!(
+                    "make sure {instance} took no write since it was made read-only: {candidate} has all it executed"
+                )
+            }
             Step::Demote { instance, to, semi_sync } => format!(
                 "{instance} replicates from {to} with GTID positioning, read-only{}",
                 if *semi_sync { ", semi-sync replica side on" } else { "" }
@@ -323,6 +337,7 @@ impl Step {
             | Step::MakeReadOnly { .. }
             | Step::EndTransactions { .. }
             | Step::WaitCaughtUp { .. }
+            | Step::ConfirmFrozen { .. }
             | Step::Promote { .. } => true,
             Step::RecordEpoch { .. }
             | Step::UpdateRoute { .. }

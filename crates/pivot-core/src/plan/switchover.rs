@@ -85,6 +85,7 @@ pub fn switchover_plan(
         doc.push(Step::PrepareCandidate { instance: candidate.clone() }, vec![restore(vec![candidate.clone()], true)]);
         doc.push(repoint.clone(), vec![restore(followers.clone(), false)]);
     }
+    doc.push(Step::ConfirmFrozen { instance: old.clone(), candidate: candidate.clone() }, vec![]);
     doc.push(Step::Promote { instance: candidate.clone(), semi_sync }, vec![restore(vec![candidate.clone()], true)]);
     doc.push(Step::RecordEpoch { primary: candidate.clone() }, vec![]);
     for r in routes {

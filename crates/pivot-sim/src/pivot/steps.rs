@@ -196,6 +196,20 @@ impl StepRun {
                     agg: Agg::Single { prefix: "" },
                 }
             }
+            Step::ConfirmFrozen { instance, candidate } => {
+                let (o, c) = (idx(w, instance), idx(w, candidate));
+                let link = w.net.connected(crate::network::Party::Pivot, crate::network::Party::Server(o));
+                let (old, cand) = (&w.servers[o], &w.servers[c]);
+                Kind::Now(if !(link && old.up()) {
+                    end(Ended::Failed, format!("cannot connect to {instance}"))
+                } else if old.writable() {
+                    end(Ended::Failed, format!("{instance} is writable again"))
+                } else if !old.executed.iter().all(|g| cand.has(&g)) {
+                    end(Ended::Failed, format!("{instance} took writes after it was made read-only"))
+                } else {
+                    end(Ended::Ok, format!("{instance}: all on {candidate}"))
+                })
+            }
             Step::Demote { instance, to, semi_sync } => {
                 let (to, semi) = (idx(w, to), *semi_sync);
                 Kind::Ops {

@@ -85,14 +85,21 @@ async fn through_daemon(
     if let Ok(reply) = serde_json::from_slice::<ReplyBody>(&body) {
         return Ok(reply.into());
     }
-    match serde_json::from_slice::<ErrorBody>(&body) {
-        // The daemon answered but refused the request itself: not a reason
-        // to run it here instead.
-        Ok(e) => Ok(SwitchoverReply::Refused { reason: format!("HTTP {status}: {}", e.error) }),
-        Err(_) => {
-            Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()))
-        }
-    }
+    // Any answer is the daemon's: never run the switchover here instead.
+    let text = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(e) => e.error,
+        Err(_) => String::from_utf8_lossy(&body).trim().chars().take(200).collect(),
+    };
+    Ok(match status {
+        401 => SwitchoverReply::Refused {
+            reason: format!("HTTP 401: {text} (is api_token_file the file the daemon read at its start?)"),
+        },
+        400 | 403 | 404 | 413 => SwitchoverReply::Refused { reason: format!("HTTP {status}: {text}") },
+        503 if text.contains("queued") => SwitchoverReply::Refused { reason: format!("HTTP {status}: {text}") },
+        _ => SwitchoverReply::Failed {
+            reason: format!("HTTP {status}: {text}; the switchover's outcome is unknown: see `pivot history`"),
+        },
+    })
 }
 
 /// The daemon's reply, read back (the outcome as JSON).

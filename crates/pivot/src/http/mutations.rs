@@ -67,10 +67,18 @@ async fn switchover(State(s): State<AppState>, Path(name): Path<String>, body: B
             };
             (status, Json(reply)).into_response()
         }
-        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "pivot is shutting down: no switchover"),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "pivot is shutting down: the switchover's outcome is unknown: see `pivot history --cluster {name}`"
+            ),
+        ),
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
-            format!("no answer within {} s: see `pivot history --cluster {name}`", ANSWER_WAIT.as_secs()),
+            format!(
+                "no answer within {} s: the switchover's outcome is unknown: see `pivot history --cluster {name}`",
+                ANSWER_WAIT.as_secs()
+            ),
         ),
     }
 }

@@ -43,7 +43,7 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
     let lease_ok = Arc::new(AtomicBool::new(true));
     // Aborted when this function ends, however it ends (a panic included).
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(env.clone(), id, lease_ok.clone())));
-    let may_act = || !stop.stopped() && lease_ok.load(Ordering::SeqCst);
+    let may_act = || lease_ok.load(Ordering::SeqCst);
     let outcome = loop {
         cmd = match cmd {
             Command::RecordPlan(doc) => {
@@ -51,6 +51,7 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
                 let candidate = doc.candidate().map(ToString::to_string).unwrap_or_default();
                 let r = blocking(&env, move |s| s.set_plan(id, &candidate, &json)).await;
                 m.set_may_act(may_act());
+                m.set_stopping(stop.stopped());
                 m.plan_recorded(r)
             }
             Command::RunStep { seq, step, check_first, needs_record } => {
@@ -70,6 +71,7 @@ pub async fn drive(mut m: RecoveryMachine, mut cmd: Command, mut perf: Performer
                 }
                 let end = run_recorded(&mut perf, seq, &step, check_first, needs_record).await;
                 m.set_may_act(may_act());
+                m.set_stopping(stop.stopped());
                 m.step_ended(seq, end)
             }
             Command::Finish(f) => break finish(&env, id, m.failed_primary(), f).await,

@@ -210,6 +210,7 @@ impl Performer {
             | Step::MakeReadOnly { .. }
             | Step::EndTransactions { .. }
             | Step::WaitCaughtUp { .. }
+            | Step::ConfirmFrozen { .. }
             | Step::Demote { .. }
             | Step::ReleaseFence { .. } => self.handover_step(step, check_first).await,
             Step::RestoreReplication { replicas, source, candidate } => {

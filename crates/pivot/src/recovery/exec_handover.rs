@@ -64,6 +64,33 @@ impl Performer {
                     Err(e) => end(Ended::Failed, e),
                 }
             }
+            Step::ConfirmFrozen { instance, candidate } => {
+                let creds = self.env.cluster.credentials.clone();
+                let mut old = match Session::connect(instance, &creds, self.step_timeout()).await {
+                    Ok(s) => s,
+                    Err(e) => return end(Ended::Failed, format!("cannot connect to {instance}: {e}")),
+                };
+                let theirs = actions::executed_and_writable(&mut old).await;
+                let mine = match self.session(candidate).await {
+                    Ok(c) => actions::executed_and_writable(c).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match (theirs, mine) {
+                    (Ok((_, true)), _) => end(Ended::Failed, format!("{instance} is writable again")),
+                    (Ok((theirs, false)), Ok((mine, _))) if mine.reaches(&theirs) => {
+                        end(Ended::Ok, format!("{instance} has {theirs}, all on {candidate}"))
+                    }
+                    (Ok((theirs, false)), Ok((mine, _))) => end(
+                        Ended::Failed,
+                        format!(
+                            "{instance} took writes after it was made read-only (it has {theirs}, {candidate} {mine}): \
+                             an account with READ_ONLY ADMIN or SUPER writes through read_only; rolled back"
+                        ),
+                    ),
+                    (Err(e), _) => end(Ended::Failed, format!("{instance}: {e}")),
+                    (_, Err(e)) => end(Ended::Failed, e),
+                }
+            }
             Step::Demote { instance, to, semi_sync } => {
                 let s = match self.session(instance).await {
                     Ok(s) => s,

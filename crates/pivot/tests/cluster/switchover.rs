@@ -201,7 +201,14 @@ async fn refusals_change_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_at_each_step_leaves_exactly_one_writer() {
     let rig = Rig::start(3, false, |_| String::new()).await;
-    let before = ["check_transactions", "register_fence", "make_read_only", "end_transactions", "wait_caught_up"];
+    let before = [
+        "check_transactions",
+        "register_fence",
+        "make_read_only",
+        "end_transactions",
+        "wait_caught_up",
+        "confirm_frozen",
+    ];
     let after = ["promote", "record_epoch", "route_local", "repoint", "demote", "confirm_replicating", "release_fence"];
     let mut primary = rig.key("node1");
     for step in before.iter().chain(&after) {
@@ -255,4 +262,45 @@ async fn a_killed_pivot_rolls_back_before_the_promotion_and_finishes_after_it() 
             one_writer(&rig, &n1).await;
         }
     }
+}
+
+/// An account that writes through `read_only` (READ_ONLY ADMIN or SUPER on
+/// MariaDB) writes on the old primary after it was made read-only, and the
+/// candidate does not receive it (its IO thread stopped): the switchover
+/// sees it right before the promotion and rolls back; the write is kept on
+/// the old primary, still the writer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_through_read_only_rolls_the_switchover_back() {
+    let rig = Rig::start(3, false, |_| String::new()).await;
+    let old = rig.key("node1");
+    let config = rig.config.to_str().unwrap().to_string();
+    let target = rig.key("node2");
+    let child = std::process::Command::new(pivot_bin())
+        .args(["switchover", "--cluster", "sandbox", "--to", &target, "--local", "--config", &config])
+        .env("PIVOT_FAILPOINTS", "sleep_before_step:confirm_frozen")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(WAIT, "the candidate caught up", || async {
+        let h = rig.history();
+        let s = steps(last_recovery(&h));
+        s.contains(&"wait_caught_up=ok".to_string()).then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    exec(&rig.sb, "node2", &["STOP SLAVE IO_THREAD"]).await;
+    // The admin account has SUPER: read_only does not stop it.
+    exec(&rig.sb, "node1", &["INSERT INTO test.drill_writes (id, writer, at) VALUES (424242, 7, NOW(6))"]).await;
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("aborted") && text.contains("took writes after it was made read-only"), "{text}");
+    exec(&rig.sb, "node2", &["START SLAVE IO_THREAD"]).await;
+    one_writer(&rig, &old).await;
+    eventually(WAIT, "the write replicated to node2", || async {
+        let mut s = rig.sb.admin("node2").await.map_err(|e| e.to_string())?;
+        let rows = s.rows(&pivot_dialect::Sql::plain("SELECT id FROM test.drill_writes WHERE id = 424242")).await;
+        rows.map_err(|e| e.to_string())?.first().map(|_| ()).ok_or("not yet".to_string())
+    })
+    .await;
 }

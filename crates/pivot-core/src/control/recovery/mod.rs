@@ -150,6 +150,8 @@ pub struct RecoveryMachine {
     errors: Vec<String>,
     lost: Vec<(InstanceKey, String)>,
     may_act: bool,
+    /// A stop was asked for (graceful shutdown, Ctrl-C).
+    stopping: bool,
     resumed: bool,
     finished: bool,
 }
@@ -204,6 +206,7 @@ impl RecoveryMachine {
             errors: Vec::new(),
             lost: Vec::new(),
             may_act: true,
+            stopping: false,
             resumed: false,
             finished: false,
         }
@@ -268,6 +271,13 @@ impl RecoveryMachine {
     /// node; a lease with several). Checked before every step.
     pub fn set_may_act(&mut self, may: bool) {
         self.may_act = may;
+    }
+
+    /// A stop was asked for: a failover parks at the next step boundary (the
+    /// next pivot resumes it); a switchover not promoted yet rolls back
+    /// first, so the old primary is the writer again rather than nobody.
+    pub fn set_stopping(&mut self, stopping: bool) {
+        self.stopping = stopping;
     }
 
     /// The result of a [`Command::RecordPlan`].
@@ -407,7 +417,12 @@ impl RecoveryMachine {
         if self.next >= self.doc.steps.len() {
             return self.finish();
         }
-        if !self.may_act {
+        let switchover = self.doc.kind == crate::plan::PlanKind::Switchover;
+        if self.stopping && self.may_act && switchover && !self.promoted && self.abandoned.is_none() {
+            return self.abandon("pivot is stopping before the promotion: switchover rolled back".into());
+        }
+        let rolling_back = switchover && self.abandoned.is_some();
+        if !self.may_act || (self.stopping && !rolling_back) {
             return Command::Park {
                 next_seq: PlanDoc::seq(self.next),
                 reason: "this pivot process may not act now; the recovery is left for the one that may".into(),

@@ -91,10 +91,12 @@ impl RecoveryMachine {
                 if repl.sql_running { "running" } else { "stopped" }
             ));
         }
-        if let Some(lag) = repl.seconds_behind.filter(|l| *l > self.settings.rules.max_lag_s) {
+        // It catches up while the primary is read-only: no more lag than
+        // catch_up_timeout allows.
+        let limit = self.settings.rules.max_lag_s.min(self.settings.switchover.catch_up_ms / 1000);
+        if let Some(lag) = repl.seconds_behind.filter(|l| *l > limit) {
             return Err(format!(
-                "the candidate {c} lags {lag} s (max_candidate_lag {} s)",
-                self.settings.rules.max_lag_s
+                "the candidate {c} lags {lag} s (at most {limit} s: catch_up_timeout and max_candidate_lag)"
             ));
         }
         let semi_sync = match self.settings.semi_sync {
