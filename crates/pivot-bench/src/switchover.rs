@@ -77,13 +77,25 @@ pub async fn run(switchovers: usize, semi_sync: bool) -> anyhow::Result<()> {
         let r = http_request(api, "POST", "/api/clusters/sandbox/switchover", &[("Authorization", &auth)], &body).await;
         let answered = Instant::now();
         let ok = matches!(&r, Ok((200, _)));
-        if !ok {
-            println!("  switchover {}: {r:?}", i + 1);
+        match &r {
+            Ok((200, _)) => {
+                println!("  switchover {:>2}: {from} -> {to} in {} ms", i + 1, (answered - asked).as_millis())
+            }
+            other => println!("  switchover {:>2}: {other:?}", i + 1),
         }
         windows.push(Window { from: from.clone(), to: to.clone(), asked, answered, ok });
         // Writes flow on the new primary before the next one.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        crate::support::wait_healthy(&sb).await?;
+        if let Err(e) = crate::support::wait_healthy(&sb).await {
+            let (_, body) = pivot_drill::http_get(api, "/api/clusters/sandbox").await.unwrap_or_default();
+            let log = std::fs::read_to_string(sb.dir.join("bench-pivot.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            anyhow::bail!(
+                "{e}: {}\n{}",
+                body.chars().take(600).collect::<String>(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let proxied = proxied.stop().await;

@@ -58,6 +58,12 @@ impl ClusterMachine {
     /// known then, or the failover's own fence step did it) are judged as
     /// soon as a primary and their own GTIDs are known.
     pub(super) fn judge_fenced(&mut self, out: &mut Vec<Command>) {
+        // The fence list as the last recovery left it (a switchover takes its
+        // old primary off it): a verdict must not write back an entry it
+        // removed.
+        if !self.store_read_since_recovery() || !self.view.observed_since(self.recovered_at) {
+            return;
+        }
         let Some(primary) = self.analysis.primary.clone() else { return };
         let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
         else {
@@ -109,6 +115,13 @@ impl ClusterMachine {
         if self.task != RecoveryTask::Idle || self.store.running.is_some() {
             return;
         }
+        // Readings from before the last recovery ended show its start's
+        // shape (a switchover's old primary writable, the replicas on it):
+        // against the new primary's fresh reading that looks like a split
+        // brain, and the new primary would be fenced.
+        if !self.view.observed_since(self.recovered_at) {
+            return;
+        }
         let writable_fenced: Vec<InstanceKey> = self
             .fenced
             .keys()
@@ -144,7 +157,8 @@ impl ClusterMachine {
         if writable_fenced.is_empty() && split.is_none() && detach.is_empty() && writable_replicas.is_empty() {
             return;
         }
-        if self.store_read_at.is_none_or(|t| self.now.since(t) > STORE_FRESH_MS) {
+        let fresh = self.store_read_at.is_some_and(|t| self.now.since(t) <= STORE_FRESH_MS);
+        if !fresh || !self.store_read_since_recovery() {
             if !self.wants_fresh_store {
                 self.wants_fresh_store = true;
                 out.push(Command::ReadStore);
@@ -174,6 +188,12 @@ impl ClusterMachine {
             self.alert_once(&format!("writable_replica:{key}"), text, None, out);
             out.push(Command::EnforceReadOnly(key));
         }
+    }
+
+    /// The store was read after the last recovery ended (its fence list
+    /// and epoch are the recovery's result, not what was there before).
+    fn store_read_since_recovery(&self) -> bool {
+        self.store_read_at.is_some_and(|t| t >= self.recovered_at)
     }
 
     /// The fenced former primary `key` still receives from, if any.
