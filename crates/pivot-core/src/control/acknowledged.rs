@@ -168,7 +168,8 @@ mod tests {
     #[test]
     fn acknowledged_table() {
         let strict = semi(true, "AFTER_SYNC", true, 10_000);
-        let cases: Vec<(&str, Option<SemiSyncSeen>, Vec<(&str, &str)>, &str)> = vec![
+        type Case<'a> = (&'a str, Option<SemiSyncSeen>, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 "semi-sync after_sync, nobody received",
                 Some(seen(strict.clone(), Some(900), Some(1_500))),

@@ -81,7 +81,11 @@ pub async fn save(
     );
     match tokio::time::timeout(TIMEOUT, run(cmd, &path, &header)).await {
         Ok(r) => r.map(|()| path),
-        Err(_) => Err(format!("{PROGRAM} did not finish within {} s; partial output in {}", TIMEOUT.as_secs(), path.display())),
+        Err(_) => Err(format!(
+            "{PROGRAM} did not finish within {} s; partial output in {}",
+            TIMEOUT.as_secs(),
+            path.display()
+        )),
     }
 }
 

@@ -24,7 +24,11 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Make `instance` a replica of the newest epoch's primary (which must be
 /// `expected` when given). Returns what was done, or why not (nothing
 /// changed then, unless replication was started and did not run: said so).
-pub async fn perform(env: &RecoveryEnv, instance: &InstanceKey, expected: Option<&InstanceKey>) -> Result<String, String> {
+pub async fn perform(
+    env: &RecoveryEnv,
+    instance: &InstanceKey,
+    expected: Option<&InstanceKey>,
+) -> Result<String, String> {
     let cfg: &ClusterConfig = &env.cluster;
     let name = cfg.name.clone();
     let epoch = blocking(env, move |s| s.epoch(&name)).await.map_err(|e| format!("cannot read the epoch: {e}"))?;
@@ -64,10 +68,7 @@ pub async fn perform(env: &RecoveryEnv, instance: &InstanceKey, expected: Option
     if writable {
         return Err(format!("{instance} replicates from {primary} but became writable meanwhile: pivot fences it"));
     }
-    Ok(format!(
-        "replicates from {primary} (GTID position {}), IO and SQL threads running, read-only",
-        plan.position
-    ))
+    Ok(format!("replicates from {primary} (GTID position {}), IO and SQL threads running, read-only", plan.position))
 }
 
 /// Run [`perform`] as a task; its end goes back to the monitor.

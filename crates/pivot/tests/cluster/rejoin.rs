@@ -131,7 +131,9 @@ async fn a_diverged_former_primary_is_quarantined_named_judged_saved_and_pivot_r
     let detail = entry["detail"].as_str().unwrap().to_string();
     assert!(detail.contains(&format!("diverged: {extra} are not on {new}")), "{detail}");
     assert!(
-        detail.contains("none of these could have been acknowledged to a client (semi-sync AFTER_SYNC, no replica received them)"),
+        detail.contains(
+            "none of these could have been acknowledged to a client (semi-sync AFTER_SYNC, no replica received them)"
+        ),
         "{detail}"
     );
     let file = detail.split("extra transactions saved to ").nth(1).unwrap().split("; ").next().unwrap().to_string();
