@@ -54,6 +54,7 @@ async fn a_restarted_former_primary_rejoins_as_a_replica_of_the_new_primary() {
     // Written on the new primary while the old one is down: it must arrive.
     exec(&rig.sb, &new_node, &["INSERT INTO test.drill_writes VALUES (2, 0, NOW(6))"]).await;
     rig.sb.start("node1").await.unwrap();
+    let back = std::time::Instant::now();
     eventually(WAIT, "node1 replicating from the new primary", || async {
         let mut s = rig.sb.admin("node1").await.map_err(|e| e.to_string())?;
         let r = actions::replication_status(&mut s).await.map_err(|e| e.to_string())?.ok_or("no replication")?;
@@ -61,6 +62,10 @@ async fn a_restarted_former_primary_rejoins_as_a_replica_of_the_new_primary() {
         ok.then_some(()).ok_or(format!("{r:?}"))
     })
     .await;
+    eprintln!(
+        "rejoin: replicating {} ms after the restarted former primary accepted connections",
+        back.elapsed().as_millis()
+    );
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true), "a rejoined former primary stays read-only");
     eventually(WAIT, "node1 off the fence list", || async {
         match fence_entry(&rig, &old).await? {
@@ -167,4 +172,46 @@ async fn a_diverged_former_primary_is_quarantined_named_judged_saved_and_pivot_r
     .await
     .unwrap();
     assert_eq!(fence_entry(&rig, &old).await.unwrap().unwrap()["status"], "quarantined");
+}
+
+/// `auto_rejoin = false`: the former primary waits, fenced, until `pivot
+/// rejoin` makes it a replica by hand, through the same checks.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auto_rejoin_off_pivot_rejoin_does_it_by_hand() {
+    let mut rig = Rig::start(3, false, |_| "auto_rejoin = false\n".into()).await;
+    let old = rig.key("node1");
+    let pos = binlog_pos(&rig, "node1").await;
+    for n in ["node2", "node3"] {
+        exec(&rig.sb, n, &[&format!("SELECT MASTER_GTID_WAIT('{pos}', 10)")]).await;
+    }
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    rig.sb.start("node1").await.unwrap();
+    eventually(WAIT, "node1 judged able to rejoin", || async {
+        let e = fence_entry(&rig, &old).await?.ok_or("not fenced")?;
+        e["detail"].as_str().unwrap_or("").contains("it can rejoin as a replica").then_some(()).ok_or(e.to_string())
+    })
+    .await;
+    let mut s = rig.sb.admin("node1").await.unwrap();
+    assert!(actions::replication_status(&mut s).await.unwrap().is_none(), "automatic rejoin is off: untouched");
+    let out = cli(&rig, &["rejoin", &old]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("former primary {old} rejoined by hand: replicates from {new}")), "{said}");
+    let r = actions::replication_status(&mut s).await.unwrap().expect("replicating");
+    assert!(r.source.to_string() == new && r.replicating(), "{r:?}");
+    assert_eq!(read_only(&rig.sb, "node1").await, Some(true));
+    // The daemon reads the fence list every second.
+    eventually(WAIT, "node1 off the fence list", || async {
+        match fence_entry(&rig, &old).await? {
+            None => Ok(()),
+            Some(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let r = actions::replication_status(&mut s).await.unwrap().expect("still replicating");
+    assert!(r.source.to_string() == new && r.replicating(), "the daemon leaves the rejoined replica be: {r:?}");
+    // Again: it is the primary's replica now, not a former primary to rejoin.
+    let out = cli(&rig, &["rejoin", &old]);
+    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
