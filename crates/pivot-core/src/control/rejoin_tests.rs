@@ -123,6 +123,28 @@ fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_it
     let recorded = recorded.expect("the path is recorded");
     assert!(recorded.detail.contains(&format!("{SAVED_TO}/var/lib/pivot/quarantine/x.sql")), "{}", recorded.detail);
     assert_eq!(recorded.status, "quarantined");
+    // Fenced again (found writable): judged again, the same file named, not saved anew.
+    let fenced = Fenced { sessions_ended: 1, executed: maria("0-1-11"), took_ms: 2 };
+    let cmds = rig.ev(Event::Fence(FenceResult { instance: key(P), result: Ok(fenced) }));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::SaveExtra { .. })), "{cmds:?}");
+    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let detail = recorded.expect("judged again").detail;
+    assert!(detail.ends_with(&format!("{SAVED_TO}/var/lib/pivot/quarantine/x.sql")), "{detail}");
+    assert!(detail.contains("none of these could have been acknowledged"), "{detail}");
+}
+
+#[test]
+fn a_quarantine_file_is_asked_once_while_its_save_runs() {
+    let mut rig = auto_rig();
+    rig.store(StoreView { fenced: vec![unjudged(X)], epoch: epoch(P), ..fresh_store() });
+    let fenced = || Fenced { sessions_ended: 0, executed: maria("0-1-10,0-9-2"), took_ms: 2 };
+    let first = rig.ev(Event::Fence(FenceResult { instance: key(X), result: Ok(fenced()) }));
+    let again = rig.ev(Event::Fence(FenceResult { instance: key(X), result: Ok(fenced()) }));
+    let saves = |cmds: &[Command]| cmds.iter().filter(|c| matches!(c, Command::SaveExtra { .. })).count();
+    assert_eq!((saves(&first), saves(&again)), (1, 0), "{first:?} {again:?}");
+    // It failed: said in the entry and an alert; not retried by itself.
+    let cmds = rig.ev(Event::ExtraSaved { instance: key(X), result: Err("mariadb-binlog failed".into()) });
+    assert!(alerts(&cmds).iter().any(|a| a.contains("could not be saved: mariadb-binlog failed")), "{cmds:?}");
 }
 
 #[test]

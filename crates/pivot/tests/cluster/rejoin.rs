@@ -7,7 +7,6 @@
 use crate::support::*;
 use pivot_drill::eventually;
 use pivot_server::actions;
-use std::time::Duration;
 
 /// `@@gtid_binlog_pos` of a node.
 async fn binlog_pos(rig: &Rig, node: &str) -> String {
@@ -22,6 +21,16 @@ async fn has_row(rig: &Rig, node: &str, id: u64) -> Result<bool, String> {
     let sql = pivot_dialect::Sql::plain(format!("SELECT COUNT(*) AS n FROM test.drill_writes WHERE id = {id}"));
     let rows = s.rows(&sql).await.map_err(|e| e.to_string())?;
     Ok(rows.first().and_then(|r| r["n"].clone()).as_deref() == Some("1"))
+}
+
+/// A node's replication status through a fresh session (pivot's fence ends
+/// client sessions of a former primary, a test's too).
+async fn replication_of(rig: &Rig, node: &str) -> Option<pivot_core::observation::ReplicationStatus> {
+    eventually(WAIT, &format!("{node}'s replication status"), || async {
+        let mut s = rig.sb.admin(node).await.map_err(|e| e.to_string())?;
+        actions::replication_status(&mut s).await.map_err(|e| e.to_string())
+    })
+    .await
 }
 
 fn node_of(rig: &Rig, key: &str) -> String {
@@ -150,8 +159,7 @@ async fn a_diverged_former_primary_is_quarantined_named_judged_saved_and_pivot_r
     let events = events_text(&rig);
     assert!(events.contains(&extra) && events.contains(&file), "the alerts name the GTID and the file: {events}");
     // Not replicating, read-only, and it stays so.
-    let mut s = rig.sb.admin("node1").await.unwrap();
-    let r = actions::replication_status(&mut s).await.unwrap();
+    let r = replication_of(&rig, "node1").await;
     assert!(r.as_ref().is_none_or(|r| !r.replicating()), "{r:?}");
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true));
     assert!(!has_row(&rig, &node_of(&rig, &new), 4242).await.unwrap(), "the extra row is not on the new primary");
@@ -165,12 +173,8 @@ async fn a_diverged_former_primary_is_quarantined_named_judged_saved_and_pivot_r
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("rebuild") && err.contains(&file), "{err}");
-    tokio::time::timeout(Duration::from_secs(5), async {
-        let r = actions::replication_status(&mut s).await.unwrap();
-        assert!(r.as_ref().is_none_or(|r| !r.replicating()), "refused means untouched: {r:?}");
-    })
-    .await
-    .unwrap();
+    let r = replication_of(&rig, "node1").await;
+    assert!(r.as_ref().is_none_or(|r| !r.replicating()), "refused means untouched: {r:?}");
     assert_eq!(fence_entry(&rig, &old).await.unwrap().unwrap()["status"], "quarantined");
 }
 
@@ -192,13 +196,12 @@ async fn with_auto_rejoin_off_pivot_rejoin_does_it_by_hand() {
         e["detail"].as_str().unwrap_or("").contains("it can rejoin as a replica").then_some(()).ok_or(e.to_string())
     })
     .await;
-    let mut s = rig.sb.admin("node1").await.unwrap();
-    assert!(actions::replication_status(&mut s).await.unwrap().is_none(), "automatic rejoin is off: untouched");
+    assert!(replication_of(&rig, "node1").await.is_none(), "automatic rejoin is off: untouched");
     let out = cli(&rig, &["rejoin", &old]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains(&format!("former primary {old} rejoined by hand: replicates from {new}")), "{said}");
-    let r = actions::replication_status(&mut s).await.unwrap().expect("replicating");
+    let r = replication_of(&rig, "node1").await.expect("replicating");
     assert!(r.source.to_string() == new && r.replicating(), "{r:?}");
     assert_eq!(read_only(&rig.sb, "node1").await, Some(true));
     // The daemon reads the fence list every second.
@@ -209,7 +212,7 @@ async fn with_auto_rejoin_off_pivot_rejoin_does_it_by_hand() {
         }
     })
     .await;
-    let r = actions::replication_status(&mut s).await.unwrap().expect("still replicating");
+    let r = replication_of(&rig, "node1").await.expect("still replicating");
     assert!(r.source.to_string() == new && r.replicating(), "the daemon leaves the rejoined replica be: {r:?}");
     // Again: it is the primary's replica now, not a former primary to rejoin.
     let out = cli(&rig, &["rejoin", &old]);

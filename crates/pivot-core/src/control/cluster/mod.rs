@@ -116,6 +116,8 @@ pub struct ClusterMachine {
     rejoining: BTreeSet<InstanceKey>,
     /// Failed rejoins in a row and when to try again.
     rejoin_failures: BTreeMap<InstanceKey, (u32, Millis)>,
+    /// Quarantine files asked for, not answered yet.
+    saving: BTreeSet<InstanceKey>,
 }
 
 impl ClusterMachine {
@@ -157,6 +159,7 @@ impl ClusterMachine {
             semi_seen: BTreeMap::new(),
             rejoining: BTreeSet::new(),
             rejoin_failures: BTreeMap::new(),
+            saving: BTreeSet::new(),
         };
         let mut out = vec![Command::ReadStore];
         for seed in m.settings.seeds.clone() {

@@ -31,7 +31,8 @@ impl ClusterMachine {
 
     /// A former primary judged diverged: the words for its entry and alert
     /// (whether its extra transactions could have been acknowledged), and
-    /// the shell asked to save them to a file.
+    /// the shell asked to save them to a file, once: judged again (fenced
+    /// again), the file already saved is named again, not saved anew.
     pub(super) fn quarantined(
         &mut self,
         key: &InstanceKey,
@@ -52,11 +53,17 @@ impl ClusterMachine {
             })
             .collect();
         let verdict = acknowledged::acknowledged(diverged, &theirs, self.semi_seen.get(key), &replicas);
-        out.push(Command::SaveExtra {
-            instance: key.clone(),
-            extra: diverged.clone(),
-            start: rejoin::extra_start(diverged, &theirs),
-        });
+        let saved = self.fenced.get(key).and_then(|f| f.detail.find(SAVED_TO).map(|i| f.detail[i..].to_string()));
+        if let Some(saved) = saved {
+            return format!("{}; {saved}", verdict.describe());
+        }
+        if self.saving.insert(key.clone()) {
+            out.push(Command::SaveExtra {
+                instance: key.clone(),
+                extra: diverged.clone(),
+                start: rejoin::extra_start(diverged, &theirs),
+            });
+        }
         verdict.describe()
     }
 
@@ -127,6 +134,7 @@ impl ClusterMachine {
     }
 
     pub(super) fn on_extra_saved(&mut self, key: InstanceKey, result: Result<String, String>, out: &mut Vec<Command>) {
+        self.saving.remove(&key);
         let Some(entry) = self.fenced.get(&key).cloned() else { return };
         let (text, detail) = match result {
             Ok(path) => (
