@@ -42,6 +42,12 @@ pub async fn save(
     extra: &GtidSet,
     start: &GtidSet,
 ) -> Result<PathBuf, String> {
+    if let GtidSet::MySql(_) = extra {
+        return Err(format!(
+            "saving extra transactions is implemented for MariaDB; on MySQL read them with mysqlbinlog \
+             --exclude-gtids='{start}' from {instance}'s binary logs"
+        ));
+    }
     let account = cfg.replication.as_ref().unwrap_or(&cfg.credentials);
     let mut s = Session::connect(instance, &cfg.credentials, cfg.failover.step_timeout)
         .await
@@ -107,20 +113,62 @@ async fn run(mut cmd: tokio::process::Command, path: &Path, header: &str) -> Res
     file.write_all(header.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {PROGRAM} (package mariadb-client): {e}"))?;
     let mut stdout = child.stdout.take().expect("piped").take(MAX_BYTES);
-    let mut stderr = child.stderr.take().expect("piped").take(MAX_STDERR);
-    let copy = tokio::io::copy(&mut stdout, &mut file);
-    let mut err = Vec::new();
-    let (copied, _) = tokio::join!(copy, stderr.read_to_end(&mut err));
-    let copied = copied.map_err(|e| format!("writing {}: {e}", path.display()))?;
-    if copied >= MAX_BYTES {
+    let mut stderr = child.stderr.take().expect("piped");
+    // Error output is drained on its own (the first bytes kept), so a
+    // chatty program never blocks on a full pipe while stdout is copied.
+    let errors = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut kept).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        kept
+    });
+    let copied =
+        tokio::io::copy(&mut stdout, &mut file).await.map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let cut = copied >= MAX_BYTES;
+    if cut {
         let _ = child.start_kill();
         let note = format!("\n-- pivot: cut at {MAX_BYTES} bytes\n");
         file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
     }
     file.flush().await.map_err(|e| e.to_string())?;
     let status = child.wait().await.map_err(|e| e.to_string())?;
-    if !status.success() && copied < MAX_BYTES {
+    let err = errors.await.unwrap_or_default();
+    if !status.success() && !cut {
         return Err(format!("{PROGRAM} failed ({status}): {}", String::from_utf8_lossy(&err).trim()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("sh");
+        c.args(["-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        c
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_a_private_file_after_the_header_and_failures_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sql");
+        run(sh("echo '### INSERT INTO t'; echo noise >&2"), &path, "-- header\n").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "-- header\n### INSERT INTO t\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let e = run(sh("echo boom >&2; exit 3"), &dir.path().join("y.sql"), "").await.unwrap_err();
+        assert!(e.contains("failed") && e.contains("boom"), "{e}");
+        let e = run(sh("true"), &path, "").await.unwrap_err();
+        assert!(e.contains("cannot create"), "an existing file is never overwritten: {e}");
+        assert_eq!(directory(Path::new("/var/lib/pivot/pivot.db")), PathBuf::from("/var/lib/pivot/quarantine"));
+    }
+
+    #[tokio::test]
+    async fn a_chatty_error_output_does_not_block_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sql");
+        // 1 MiB of error output, well past the pipe's buffer and the kept part.
+        run(sh("head -c 1048576 /dev/zero >&2; echo done"), &path, "").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "done\n");
+    }
 }
