@@ -115,6 +115,12 @@ pub fn extra_start(extra: &GtidSet, primary_executed: &GtidSet) -> GtidSet {
     GtidSet::MariaDb(start)
 }
 
+/// Whether a fence entry says its instance was judged able to rejoin (a
+/// `read_only` entry whose detail carries that verdict).
+pub fn judged_able(status: &str, detail: &str) -> bool {
+    status == "read_only" && detail.contains("it can rejoin as a replica")
+}
+
 /// One fenced instance as the cluster machine sees it.
 #[derive(Clone, Debug)]
 pub struct Fenced<'a> {
@@ -263,6 +269,21 @@ mod tests {
             let got = due(&cluster, &[fenced.clone(), Fenced { can_rejoin: false, ..ok(&b) }]);
             assert_eq!(got == vec![fenced.instance], want, "{name}: {got:?}");
             assert!(got.len() <= 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn judged_able_table() {
+        let can = super::super::verdict::Verdict::CanRejoin { primary: key("10.0.0.2:3306") }.describe();
+        let cases = [
+            ("read_only", can.as_str(), true),
+            ("read_only", "made read-only in 2 ms, 0 client session(s) ended", false),
+            ("quarantined", can.as_str(), false),
+            ("pending", can.as_str(), false),
+            ("quarantined", "diverged: 0-1-5 are not on 10.0.0.2:3306", false),
+        ];
+        for (status, detail, want) in cases {
+            assert_eq!(judged_able(status, detail), want, "{status}: {detail}");
         }
     }
 

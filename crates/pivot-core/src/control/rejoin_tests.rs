@@ -48,12 +48,18 @@ fn a_former_primary_able_to_rejoin_is_rejoined_once_retried_later_then_unfenced(
     // It failed: alerted, tried again only after the backoff.
     let cmds = rig.ev(Event::Rejoined { instance: key(X), result: Err("IO thread error 1236".into()) });
     assert!(alerts(&cmds).iter().any(|a| a.contains("did not rejoin: IO thread error 1236")), "{cmds:?}");
-    rig.advance(4_000);
-    let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
-    assert!(rejoins(&cmds).is_empty(), "backing off: {cmds:?}");
-    rig.advance(1_100);
-    let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
-    assert_eq!(rejoins(&cmds), vec![key(X)], "{cmds:?}");
+    // 5 s, then 10 s: the wait doubles with each failure in a row.
+    for wait in [5_000, 10_000] {
+        rig.advance(wait - 100);
+        let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+        assert!(rejoins(&cmds).is_empty(), "backing off {wait}: {cmds:?}");
+        rig.advance(100);
+        let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+        assert_eq!(rejoins(&cmds), vec![key(X)], "{wait}: {cmds:?}");
+        if wait == 5_000 {
+            rig.ev(Event::Rejoined { instance: key(X), result: Err("again".into()) });
+        }
+    }
     let cmds = rig.ev(Event::Rejoined { instance: key(X), result: Ok("replicates from P".into()) });
     assert!(cmds.contains(&Command::ClearFence(key(X))), "{cmds:?}");
     assert!(cmds.iter().any(|c| matches!(c, Command::Record { text } if text.contains("rejoined"))), "{cmds:?}");
@@ -61,6 +67,38 @@ fn a_former_primary_able_to_rejoin_is_rejoined_once_retried_later_then_unfenced(
     rig.advance(10);
     let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-10").read_only(true).replica_of(P, "0-1-10"))));
     assert!(rejoins(&cmds).is_empty() && !cmds.iter().any(|c| matches!(c, Command::FenceNow(_))), "{cmds:?}");
+}
+
+#[test]
+fn no_rejoin_while_a_recovery_runs_here_elsewhere_or_waits_to_be_resumed() {
+    let others = RunningRecovery { id: 4, owner: "other".into(), ours: false, owner_gone: false };
+    let gone = RunningRecovery { id: 5, owner: "dead".into(), ours: false, owner_gone: true };
+    for (name, running) in [("elsewhere, live lease", others), ("left to resume", gone)] {
+        let mut rig = auto_rig();
+        rig.store(StoreView { fenced: vec![unjudged(X)], epoch: epoch(P), running: Some(running), ..fresh_store() });
+        rig.advance(10);
+        let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+        assert!(rejoins(&cmds).is_empty(), "{name}: {cmds:?}");
+        // The store says it ended: the rejoin goes ahead.
+        rig.store(StoreView { fenced: vec![unjudged(X)], epoch: epoch(P), ..fresh_store() });
+        rig.advance(10);
+        let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+        if name == "elsewhere, live lease" {
+            assert_eq!(rejoins(&cmds), vec![key(X)], "{name}: {cmds:?}");
+        }
+    }
+    // This process runs one.
+    let mut rig = auto_rig();
+    rig.store(StoreView { fenced: vec![unjudged(X)], ..fresh_store() });
+    rig.advance(10);
+    let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+    assert!(rejoins(&cmds).is_empty(), "no epoch yet: {cmds:?}");
+    rig.primary_dies();
+    let store = StoreView { fenced: vec![unjudged(X)], epoch: epoch(P), ..fresh_store() };
+    assert!(rig.store(store).iter().any(|c| matches!(c, Command::StartRecovery { .. })));
+    rig.advance(10);
+    let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+    assert!(rejoins(&cmds).is_empty(), "ours runs: {cmds:?}");
 }
 
 #[test]

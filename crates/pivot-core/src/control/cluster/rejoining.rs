@@ -85,7 +85,7 @@ impl ClusterMachine {
             .values()
             .map(|f| rejoin::Fenced {
                 instance: &f.instance,
-                can_rejoin: f.status == "read_only" && f.detail.contains("it can rejoin as a replica"),
+                can_rejoin: rejoin::judged_able(&f.status, &f.detail),
                 answering_read_only: self
                     .view
                     .get(&f.instance)
