@@ -85,6 +85,8 @@ fn no_rejoin_while_a_recovery_runs_here_elsewhere_or_waits_to_be_resumed() {
         let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
         if name == "elsewhere, live lease" {
             assert_eq!(rejoins(&cmds), vec![key(X)], "{name}: {cmds:?}");
+        } else {
+            assert!(rejoins(&cmds).is_empty(), "resumed by this process, which runs it now: {cmds:?}");
         }
     }
     // This process runs one.

@@ -67,9 +67,12 @@ impl ClusterMachine {
         verdict.describe()
     }
 
-    /// Ask the shell to rejoin every fenced instance that is due.
+    /// Ask the shell to rejoin every fenced instance that is due. Called only
+    /// while this process runs no recovery task; one waiting to be resumed
+    /// or run elsewhere (the store says) holds rejoins back too.
     pub(super) fn consider_rejoins(&mut self, out: &mut Vec<Command>) {
-        let running = self.task != RecoveryTask::Idle || self.pending_resume.is_some() || self.store.running.is_some();
+        debug_assert_eq!(self.task, RecoveryTask::Idle);
+        let running = self.pending_resume.is_some() || self.store.running.is_some();
         let primary = self.analysis.primary.clone();
         let epoch_primary = self.store.epoch.as_ref().map(|e| e.primary.clone());
         let cluster = rejoin::Cluster {
