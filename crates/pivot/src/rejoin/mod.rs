@@ -31,6 +31,18 @@ pub async fn perform(
 ) -> Result<String, String> {
     let cfg: &ClusterConfig = &env.cluster;
     let name = cfg.name.clone();
+    // A recovery (failover, switchover) of this cluster, here or in another
+    // process, changes its shape: no rejoin meanwhile.
+    let running = blocking(env, move |s| s.running_recovery(&name))
+        .await
+        .map_err(|e| format!("cannot read the state file: {e}"))?;
+    if let Some(r) = running {
+        return Err(format!(
+            "recovery {} of `{}` is running (run by {}): no rejoin meanwhile",
+            r.id, cfg.name, r.owner
+        ));
+    }
+    let name = cfg.name.clone();
     let epoch = blocking(env, move |s| s.epoch(&name)).await.map_err(|e| format!("cannot read the epoch: {e}"))?;
     let epoch_primary: Option<InstanceKey> = epoch.and_then(|e| e.primary.parse().ok());
     let primary = expected
