@@ -55,8 +55,11 @@ pub fn write_config(sb: &TestSandbox, opts: ConfigOptions) -> (PathBuf, SocketAd
         None => (opts.extra.clone(), String::new()),
     };
     if !root.contains("auto_rejoin") {
-        root.push_str("auto_rejoin = false\n");
+        root.push_str("auto_rejoin = false");
     }
+    // In place of the blank line before [cluster.credentials]: line numbers
+    // other tests assert on stay what they were.
+    let root = root.trim_end();
     let text = format!(
         "[pivot]\nstate = \"{d}/test-pivot.db\"\nhttp = \"127.0.0.1:{port}\"\n\n\
          [[cluster]]\nname = \"sandbox\"\nseeds = [{seeds}]\npoll_interval = \"{poll}\"\nprobe_timeout = \"1s\"\n{root}\n\
