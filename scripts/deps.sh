@@ -9,6 +9,8 @@ set -euo pipefail
 # dnsutils: dig, which the DNS route's integration test queries pivot with.
 # keepalived: the VIP route's keepalived test runs it (pivot agent sends its
 # own gratuitous ARP: no arping needed).
+# mariadb-client: also mariadb-binlog, which saves a quarantined former
+# primary's extra transactions (pivot::rejoin::extra_file).
 PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived)
 
 ensure_deps() {

@@ -225,6 +225,19 @@ impl Dialect {
         Sql::with_secret(format!("{prefix} {text}"), format!("{prefix} {}", shown.join(", ")))
     }
 
+    /// Set where GTID replication resumes (MariaDB `gtid_slave_pos`, with
+    /// replication stopped) to `position`; `None` for MySQL, whose
+    /// auto-positioning sends what `gtid_executed` lacks.
+    pub fn set_replica_position(&self, position: &GtidSet) -> Option<Sql> {
+        (self.flavor == Flavor::MariaDb)
+            .then(|| Sql::plain(format!("SET GLOBAL gtid_slave_pos = {}", quote(&position.to_string()))))
+    }
+
+    /// The binary log files, oldest first (column `Log_name`).
+    pub fn binary_logs_query(&self) -> Sql {
+        Sql::plain("SHOW BINARY LOGS")
+    }
+
     /// Block until the instance has applied `set`, at most `timeout_s` seconds.
     /// Returns one row, one column `result`: 0 when reached, -1 (MariaDB) or 1
     /// (MySQL) on timeout.
@@ -513,6 +526,14 @@ mod tests {
             d("10.6.1-MariaDB").set_semi_sync_primary(true).to_string(),
             "SET GLOBAL rpl_semi_sync_master_enabled = ON"
         );
+    }
+
+    #[test]
+    fn replica_position_is_set_on_mariadb_only() {
+        let pos = GtidSet::parse(Flavor::MariaDb, "0-1-100,1-2-5").unwrap();
+        let sql = d("10.11.6-MariaDB").set_replica_position(&pos).unwrap();
+        assert_eq!(sql.to_string(), "SET GLOBAL gtid_slave_pos = '0-1-100,1-2-5'");
+        assert!(d("8.0.36").set_replica_position(&pos).is_none());
     }
 
     #[test]

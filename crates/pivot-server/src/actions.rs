@@ -227,6 +227,45 @@ pub async fn repoint(s: &mut Session, to: &InstanceKey, replication: Option<&Cre
     s.exec(&d.start_replica()).await
 }
 
+/// Make a read-only former primary a replica of `to`, resuming from exactly
+/// `position` (what it holds, judged contained in `to`'s set), with `account`
+/// as the replication account when given (else the one it has). Nothing here
+/// changes `read_only`.
+///
+/// Why the position is set explicitly: a former primary's `gtid_slave_pos`
+/// is stale (where it stood when it last replicated, long before it wrote
+/// its own transactions), so `MASTER_USE_GTID=slave_pos` alone would ask for
+/// transactions it already holds; `current_pos` would take its binlog
+/// position, but also silently any transaction written locally since the
+/// check. Setting `gtid_slave_pos` to the position just judged, then
+/// `slave_pos`, resumes exactly after what was judged, and nothing else.
+pub async fn rejoin_replica(
+    s: &mut Session,
+    to: &InstanceKey,
+    position: &GtidSet,
+    account: Option<&Credentials>,
+) -> Result<(), SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    if let Some(sql) = d.set_replica_position(position) {
+        s.exec(&sql).await?;
+    }
+    let change = ChangeSource {
+        source: Some(to.clone()),
+        user: account.map(|c| c.user.clone()),
+        password: account.map(|c| c.password.expose().to_string()),
+        ..ChangeSource::default()
+    };
+    s.exec(&d.change_source(&change)).await?;
+    s.exec(&d.start_replica()).await
+}
+
+/// The instance's binary log files, oldest first.
+pub async fn binary_logs(s: &mut Session) -> Result<Vec<String>, SessionError> {
+    let sql = s.dialect.binary_logs_query();
+    Ok(s.rows(&sql).await?.iter().filter_map(|r| r.get("Log_name").cloned().flatten()).collect())
+}
+
 /// Wait until the replica replicates from `source` with both threads running.
 pub async fn confirm_replicating(s: &mut Session, source: &InstanceKey, timeout: Duration) -> Result<(), SessionError> {
     let start = Instant::now();

@@ -13,5 +13,6 @@ pub mod failpoint;
 pub mod http;
 pub mod proxy;
 pub mod recovery;
+pub mod rejoin;
 pub mod render;
 pub mod routes;

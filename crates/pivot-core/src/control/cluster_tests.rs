@@ -19,6 +19,7 @@ pub(super) fn settings(automatic: bool) -> ClusterSettings {
         automatic,
         max_instances: 16,
         route_max_lag_s: 10,
+        auto_rejoin: false,
     }
 }
 
@@ -30,7 +31,11 @@ pub(super) struct Rig {
 
 impl Rig {
     pub(super) fn new(automatic: bool) -> Rig {
-        let (m, first) = ClusterMachine::new(settings(automatic), Millis(1_000));
+        Rig::with(settings(automatic))
+    }
+
+    pub(super) fn with(settings: ClusterSettings) -> Rig {
+        let (m, first) = ClusterMachine::new(settings, Millis(1_000));
         assert_eq!(acts(first), vec![Command::ReadStore, Command::Watch(key(P))], "read the store, watch the seeds");
         let mut rig = Rig { m, now: 1_000 };
         rig.store(StoreView { file_ok: true, ..StoreView::default() });

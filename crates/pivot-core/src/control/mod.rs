@@ -10,16 +10,21 @@
 //!   fence enforcement, manual failover);
 //! * [`backoff`]: the retry backoff after aborted automatic attempts;
 //! * [`verdict`]: rejoin or quarantine for a former primary that answers;
+//! * [`rejoin`]: when a fenced former primary rejoins, and the re-judgement
+//!   on fresh readings at that moment; [`acknowledged`]: whether a diverged
+//!   one's extra transactions could have been acknowledged to a client;
 //! * [`split_brain`]: which writer to make read-only when two are writable.
 //!
 //! The daemon, the CLI and the simulator drive these same machines.
 
+pub mod acknowledged;
 pub mod backoff;
 pub mod cluster;
 pub mod discovery;
 mod ended;
 pub mod gate;
 pub mod recovery;
+pub mod rejoin;
 pub mod split_brain;
 pub mod verdict;
 
@@ -30,6 +35,8 @@ pub use recovery::{
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod rejoin_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]

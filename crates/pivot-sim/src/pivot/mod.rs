@@ -94,6 +94,8 @@ impl Pivot {
             automatic: true,
             max_instances: MAX_INSTANCES,
             route_max_lag_s: w.cfg.detection.lag_threshold_s,
+            // Rejoin is not modelled: former primaries stay fenced.
+            auto_rejoin: false,
         };
         let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
@@ -276,6 +278,8 @@ impl Pivot {
                 };
                 w.log(format!("pivot #{me}: {level}{text}"));
             }
+            // Rejoin and the quarantine file are not modelled (auto_rejoin off).
+            Command::Rejoin { .. } | Command::SaveExtra { .. } | Command::ClearFence(_) | Command::Record { .. } => {}
         }
         None
     }

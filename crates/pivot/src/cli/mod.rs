@@ -7,6 +7,7 @@ pub mod haproxy_config;
 mod history;
 pub mod keepalived_config;
 mod out;
+mod rejoin;
 mod sandbox;
 mod status;
 mod switchover;
@@ -85,6 +86,21 @@ pub enum Command {
         /// changes (its routes then follow within a second).
         #[arg(long)]
         local: bool,
+    },
+    /// Make a fenced former primary a replica of the current primary (the
+    /// same checks as automatic rejoin); refuses a diverged one.
+    Rejoin {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The former primary, host:port.
+        instance: pivot_core::InstanceKey,
+        /// Its cluster (default: the one whose fence list names it).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// For a quarantined instance whose extra transactions were saved:
+        /// explains why pivot does not discard them and what to do instead.
+        #[arg(long)]
+        discard_extra: bool,
     },
     /// Recoveries with their steps, timings and outcomes; recent alerts.
     History {
@@ -179,6 +195,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             history::history(&config.config, cluster.as_deref(), json, limit as usize)
         }
         Command::Ack { config, cluster } => history::ack(&config.config, &cluster),
+        Command::Rejoin { config, instance, cluster, discard_extra } => {
+            rejoin::run(&config.config, &instance, cluster.as_deref(), discard_extra).await
+        }
         Command::HaproxyConfig { config, cluster, write_bind, read_bind } => {
             haproxy_config::run(&config.config, &cluster, write_bind, read_bind).await
         }

@@ -189,6 +189,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         proxy: super::proxy::proxy(src, &name, &raw.proxy)?,
         vip: super::vip::vip(src, &raw.vip)?,
         read_max_lag,
+        auto_rejoin: raw.auto_rejoin.unwrap_or(true),
         name,
         seeds,
         credentials,

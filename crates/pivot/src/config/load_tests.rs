@@ -220,3 +220,12 @@ fn switchover_settings_and_the_api_token() {
     std::fs::write(&token, "short\n").unwrap();
     assert!(error(&with_token).contains("at least"));
 }
+
+#[test]
+fn auto_rejoin_is_on_unless_turned_off() {
+    assert!(parse(GOOD).unwrap().clusters[0].auto_rejoin, "on by default");
+    let off = GOOD.replace("poll_interval = \"100ms\"\n", "poll_interval = \"100ms\"\nauto_rejoin = false\n");
+    assert!(!parse(&off).unwrap().clusters[0].auto_rejoin);
+    let bad = GOOD.replace("poll_interval = \"100ms\"\n", "poll_interval = \"100ms\"\nauto_rejoin = \"yes\"\n");
+    assert!(error(&bad).contains("pivot.toml:10: invalid type: string \"yes\", expected a boolean"), "{}", error(&bad));
+}

@@ -76,6 +76,9 @@ pub struct ClusterConfig {
     /// Replicas lagging more leave the read routes (proxy read port, DNS,
     /// health checks).
     pub read_max_lag: Duration,
+    /// A fenced former primary whose GTIDs the primary holds becomes its
+    /// replica without an operator (`auto_rejoin`, default on).
+    pub auto_rejoin: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -51,6 +51,8 @@ pub struct RawCluster {
     pub read_max_lag: Option<Spanned<Dur>>,
     #[serde(default)]
     pub switchover: super::switchover::RawSwitchover,
+    /// Rejoin fenced former primaries as replicas by themselves (default true).
+    pub auto_rejoin: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,9 @@ pub struct Monitor {
     watch: Option<JoinHandle<()>>,
     watch_tx: mpsc::Sender<InstanceKey>,
     watch_rx: mpsc::Receiver<InstanceKey>,
+    /// Ends of the rejoin and quarantine-file tasks.
+    task_tx: mpsc::Sender<Event>,
+    task_rx: mpsc::Receiver<Event>,
     /// Commands yet to perform, bounded by [`MAX_CHAINED_EVENTS`] per event.
     queue: VecDeque<Command>,
     /// Switchover requests from the API, and who waits for each answer.
@@ -90,6 +93,7 @@ impl Monitor {
         let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
         let (fence_tx, fence_rx) = mpsc::channel(64);
         let (watch_tx, watch_rx) = mpsc::channel(8);
+        let (task_tx, task_rx) = mpsc::channel(16);
         let settings = ClusterSettings {
             name: cfg.name.clone(),
             seeds: cfg.seeds.clone(),
@@ -97,6 +101,7 @@ impl Monitor {
             automatic: cfg.failover.automatic,
             max_instances: cfg.max_instances,
             route_max_lag_s: cfg.read_max_lag.as_secs(),
+            auto_rejoin: cfg.auto_rejoin,
         };
         let (machine, first) = ClusterMachine::new(settings, clock::now());
         let snap = snapshot(&cfg.name, machine.view(), machine.analysis());
@@ -122,6 +127,8 @@ impl Monitor {
             watch: None,
             watch_tx,
             watch_rx,
+            task_tx,
+            task_rx,
             queue: first.into(),
             asks,
             next_ask: 0,
@@ -140,6 +147,7 @@ impl Monitor {
                 Some(obs) = self.rx.recv() => Event::Observed(obs),
                 Some(f) = self.fence_rx.recv() => Event::Fence(fence_result(f)),
                 Some(k) = self.watch_rx.recv() => Event::WatchEnded(k),
+                Some(e) = self.task_rx.recv() => e,
                 done = wait(&mut self.recovery) => self.recovery_end(done),
                 _ = tick.tick() => Event::Tick,
                 Some(ask) = self.asks.recv() => {
@@ -323,6 +331,22 @@ impl Monitor {
                 return Some(Event::Store(self.read_store()));
             }
             Command::Alert { text, code, primary } => self.alerts.send(&text, code, primary),
+            Command::Rejoin { instance, primary } => {
+                crate::rejoin::spawn_rejoin(self.env.clone(), instance, primary, self.task_tx.clone())
+            }
+            Command::SaveExtra { instance, extra, start } => {
+                crate::rejoin::spawn_save_extra(self.env.clone(), instance, extra, start, self.task_tx.clone())
+            }
+            Command::ClearFence(key) => {
+                if let Err(e) = self.store(|s| s.fence_remove(&cluster, &key.to_string())) {
+                    tracing::error!(%cluster, "cannot take {key} off the fence list: {e}");
+                }
+            }
+            Command::Record { text } => {
+                if let Err(e) = self.store(|s| s.event(&cluster, clock::wall_ms(), "info", &text)) {
+                    tracing::error!(%cluster, "cannot record in the history: {e}");
+                }
+            }
             Command::Log { level, text } => match level {
                 Level::Info => tracing::info!(%cluster, "{text}"),
                 Level::Warn => tracing::warn!(%cluster, "{text}"),

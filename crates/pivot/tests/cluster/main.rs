@@ -14,6 +14,7 @@ mod failover_restart;
 mod failover_rules;
 mod hostile;
 mod monitoring;
+mod rejoin;
 mod routes_dns;
 mod routes_haproxy;
 mod routes_hostile;

@@ -46,14 +46,28 @@ pub fn write_config(sb: &TestSandbox, opts: ConfigOptions) -> (PathBuf, SocketAd
         opts.seeds
     };
     let seeds = seeds.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    // Lines of `extra` before its first table go to the cluster itself. Tests
+    // written before rejoin existed expect a former primary to stay fenced:
+    // automatic rejoin is off unless a test sets it.
+    let first_table = if opts.extra.starts_with('[') { Some(0) } else { opts.extra.find("\n[").map(|i| i + 1) };
+    let (mut root, tables) = match first_table {
+        Some(i) => (opts.extra[..i].to_string(), opts.extra[i..].to_string()),
+        None => (opts.extra.clone(), String::new()),
+    };
+    if !root.contains("auto_rejoin") {
+        root.push_str("auto_rejoin = false");
+    }
+    // In place of the blank line before [cluster.credentials]: line numbers
+    // other tests assert on stay what they were.
+    let root = root.trim_end();
     let text = format!(
         "[pivot]\nstate = \"{d}/test-pivot.db\"\nhttp = \"127.0.0.1:{port}\"\n\n\
-         [[cluster]]\nname = \"sandbox\"\nseeds = [{seeds}]\npoll_interval = \"{poll}\"\nprobe_timeout = \"1s\"\n\n\
+         [[cluster]]\nname = \"sandbox\"\nseeds = [{seeds}]\npoll_interval = \"{poll}\"\nprobe_timeout = \"1s\"\n{root}\n\
          [cluster.credentials]\nuser = \"pivot\"\npassword_file = \"{d}/secrets/pivot.password\"\n\n\
          [cluster.replication]\nuser = \"repl\"\npassword_file = \"{d}/secrets/repl.password\"\n\n{extra}\n",
         d = dir.display(),
         poll = opts.poll_interval,
-        extra = opts.extra,
+        extra = tables,
     );
     let path = dir.join(format!("test-{port}.toml"));
     std::fs::write(&path, text).unwrap();

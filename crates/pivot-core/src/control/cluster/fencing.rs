@@ -31,16 +31,18 @@ impl ClusterMachine {
             .and_then(|r| r.last_state())
             .map(|s| s.gtid.executed.clone());
         let v = verdict::judge(&report.executed, primary.as_ref().zip(primary_exec.as_ref()));
-        let detail = format!(
+        let mut detail = format!(
             "made read-only in {} ms, {} client session(s) ended; {}",
             report.took_ms,
             report.sessions_ended,
             v.describe()
         );
-        if let verdict::Verdict::Quarantine { .. } = &v {
+        if let verdict::Verdict::Quarantine { primary, diverged } = &v {
+            let acked = self.quarantined(&f.instance, diverged, primary, out);
+            detail = format!("{detail}; {acked}");
             self.alert_once(
                 &format!("quarantine:{}", f.instance),
-                format!("former primary {} is quarantined: {}", f.instance, v.describe()),
+                format!("former primary {} is quarantined: {}; {acked}", f.instance, v.describe()),
                 None,
                 out,
             );
@@ -81,15 +83,17 @@ impl ClusterMachine {
                 continue;
             };
             let v = verdict::judge(&mine, Some((&primary, &theirs)));
-            let entry = FenceEntry {
+            let mut entry = FenceEntry {
                 instance: key.clone(),
                 status: v.status().into(),
                 detail: format!("read-only; {}", v.describe()),
             };
-            if entry.status == "quarantined" {
+            if let verdict::Verdict::Quarantine { primary, diverged } = &v {
+                let acked = self.quarantined(&key, diverged, primary, out);
+                entry.detail = format!("{}; {acked}", entry.detail);
                 self.alert_once(
                     &format!("quarantine:{key}"),
-                    format!("former primary {key} is quarantined: {}", v.describe()),
+                    format!("former primary {key} is quarantined: {}; {acked}", v.describe()),
                     None,
                     out,
                 );

@@ -18,6 +18,9 @@ pub struct ClusterSettings {
     pub max_instances: usize,
     /// Replicas lagging more leave the read routes.
     pub route_max_lag_s: u64,
+    /// Make a fenced former primary whose GTIDs the primary holds a replica
+    /// of it (see `control::rejoin`).
+    pub auto_rejoin: bool,
 }
 
 /// A recovery the state store says is running.
@@ -116,6 +119,18 @@ pub enum Event {
         request: u64,
         to: Option<InstanceKey>,
     },
+    /// A rejoin asked for ([`Command::Rejoin`]) ended: what was done, or
+    /// why not.
+    Rejoined {
+        instance: InstanceKey,
+        result: Result<String, String>,
+    },
+    /// The extra transactions of a quarantined instance were saved
+    /// ([`Command::SaveExtra`]): the file, or why not.
+    ExtraSaved {
+        instance: InstanceKey,
+        result: Result<String, String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +216,27 @@ pub enum Command {
     },
     Log {
         level: Level,
+        text: String,
+    },
+    /// Make the fenced former primary `instance` a replica of `primary`:
+    /// re-judged on fresh readings first (`control::rejoin::check`), kept
+    /// read-only, confirmed replicating. Answered with [`Event::Rejoined`].
+    Rejoin {
+        instance: InstanceKey,
+        primary: InstanceKey,
+    },
+    /// Save the transactions a quarantined `instance` holds beyond the
+    /// primary's (`extra`) to a file for review, reading its binary log
+    /// from `start` (one GTID per domain). Answered with [`Event::ExtraSaved`].
+    SaveExtra {
+        instance: InstanceKey,
+        extra: GtidSet,
+        start: GtidSet,
+    },
+    /// Take an instance off the fence list (it rejoined).
+    ClearFence(InstanceKey),
+    /// Record a line in the cluster's history (no alert hook).
+    Record {
         text: String,
     },
 }

@@ -18,10 +18,12 @@
 mod alerts;
 mod fencing;
 mod io;
+mod rejoining;
 mod routing;
 mod switchover;
 
 pub use io::*;
+pub use rejoining::SAVED_TO;
 
 use super::backoff::Backoff;
 use super::discovery::{self, Discovery};
@@ -107,6 +109,15 @@ pub struct ClusterMachine {
     epoch_seen: u64,
     /// The adoption last asked for (primary, expected epoch), asked once.
     adoption_asked: Option<(InstanceKey, Option<u64>)>,
+    /// What each primary's semi-sync looked like (for the verdict on a
+    /// diverged former primary's extra transactions).
+    semi_seen: BTreeMap<InstanceKey, super::acknowledged::SemiSyncSeen>,
+    /// Rejoins asked of the shell, not answered yet.
+    rejoining: BTreeSet<InstanceKey>,
+    /// Failed rejoins in a row and when to try again.
+    rejoin_failures: BTreeMap<InstanceKey, (u32, Millis)>,
+    /// Quarantine files asked for, not answered yet.
+    saving: BTreeSet<InstanceKey>,
 }
 
 impl ClusterMachine {
@@ -145,6 +156,10 @@ impl ClusterMachine {
             awaiting_epoch: None,
             epoch_seen: 0,
             adoption_asked: None,
+            semi_seen: BTreeMap::new(),
+            rejoining: BTreeSet::new(),
+            rejoin_failures: BTreeMap::new(),
+            saving: BTreeSet::new(),
         };
         let mut out = vec![Command::ReadStore];
         for seed in m.settings.seeds.clone() {
@@ -228,6 +243,8 @@ impl ClusterMachine {
             }
             Event::MayAct(may) => self.may_act = may,
             Event::SwitchoverRequested { request, to } => self.on_switchover_request(request, to, &mut out),
+            Event::Rejoined { instance, result } => self.on_rejoined(instance, result, &mut out),
+            Event::ExtraSaved { instance, result } => self.on_extra_saved(instance, result, &mut out),
         }
         self.route(&mut out);
         out
@@ -246,6 +263,7 @@ impl ClusterMachine {
         if self.view.get(&observed).is_none() && !self.view.pending.contains(&observed) {
             return; // dropped meanwhile
         }
+        self.note_semi_sync(&observed, &obs);
         let referenced: Vec<InstanceKey> = obs
             .state()
             .map(|s| s.replication.iter().map(|r| r.source.clone()).chain(s.registered_replicas.clone()).collect())
@@ -287,6 +305,7 @@ impl ClusterMachine {
         self.repair(out);
         if !recovering {
             self.judge_fenced(out);
+            self.consider_rejoins(out);
         }
         self.log_analysis(out);
         self.steer_probes(&observed, out);
