@@ -255,7 +255,7 @@ fn former_primaries_are_watched_fenced_when_writable_and_judged() {
     // It answers holding a transaction the primary lacks: quarantined.
     let fenced = Fenced { sessions_ended: 2, executed: maria("0-1-11"), took_ms: 3 };
     let cmds = rig.ev(Event::Fence(FenceResult { instance: x.clone(), result: Ok(fenced) }));
-    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = cmds.iter().find_map(|c| if let Command::UpdateFence(e) = c { Some(e.clone()) } else { None });
     let recorded = recorded.expect("the verdict is recorded");
     assert_eq!(recorded.status, "quarantined");
     assert!(recorded.detail.contains("0-1-11"), "{}", recorded.detail);
@@ -472,13 +472,13 @@ fn a_former_primary_fenced_without_a_verdict_is_judged_later() {
     assert!(cmds.contains(&Command::Watch(x.clone())));
     rig.advance(10);
     let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-12").read_only(true))));
-    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = cmds.iter().find_map(|c| if let Command::UpdateFence(e) = c { Some(e.clone()) } else { None });
     let recorded = recorded.expect("judged");
     assert_eq!(recorded.status, "quarantined");
     assert!(alerts(&cmds).iter().any(|a| a.contains("quarantined")), "{cmds:?}");
     rig.advance(10);
     let again = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-12").read_only(true))));
-    assert!(!again.iter().any(|c| matches!(c, Command::RecordFence(_))), "judged once");
+    assert!(!again.iter().any(|c| matches!(c, Command::RecordFence(_) | Command::UpdateFence(_))), "judged once");
 }
 
 /// Simulator finding F9: a replica lost at a failover comes back still
@@ -560,7 +560,10 @@ fn a_fence_entry_with_a_verdict_is_not_judged_again() {
         rig.store(StoreView { fenced: vec![entry], ..fresh_store() });
         rig.advance(10);
         let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-10").read_only(true))));
-        assert!(!cmds.iter().any(|c| matches!(c, Command::RecordFence(_))), "{status}: {cmds:?}");
+        assert!(
+            !cmds.iter().any(|c| matches!(c, Command::RecordFence(_) | Command::UpdateFence(_))),
+            "{status}: {cmds:?}"
+        );
     }
 }
 

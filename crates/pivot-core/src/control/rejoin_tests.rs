@@ -159,7 +159,7 @@ fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_it
     // Saved: the path goes into the entry and an alert.
     let cmds = rig.ev(Event::ExtraSaved { instance: key(P), result: Ok("/var/lib/pivot/quarantine/x.sql".into()) });
     assert!(alerts(&cmds).iter().any(|a| a.contains("/var/lib/pivot/quarantine/x.sql")), "{cmds:?}");
-    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = cmds.iter().find_map(|c| if let Command::UpdateFence(e) = c { Some(e.clone()) } else { None });
     let recorded = recorded.expect("the path is recorded");
     assert!(recorded.detail.contains(&format!("{SAVED_TO}/var/lib/pivot/quarantine/x.sql")), "{}", recorded.detail);
     assert_eq!(recorded.status, "quarantined");
@@ -167,7 +167,7 @@ fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_it
     let fenced = Fenced { sessions_ended: 1, executed: maria("0-1-11"), took_ms: 2 };
     let cmds = rig.ev(Event::Fence(FenceResult { instance: key(P), result: Ok(fenced) }));
     assert!(!cmds.iter().any(|c| matches!(c, Command::SaveExtra { .. })), "{cmds:?}");
-    let recorded = cmds.iter().find_map(|c| if let Command::RecordFence(e) = c { Some(e.clone()) } else { None });
+    let recorded = cmds.iter().find_map(|c| if let Command::UpdateFence(e) = c { Some(e.clone()) } else { None });
     let detail = recorded.expect("judged again").detail;
     assert!(detail.ends_with(&format!("{SAVED_TO}/var/lib/pivot/quarantine/x.sql")), "{detail}");
     assert!(detail.contains("none of these could have been acknowledged"), "{detail}");

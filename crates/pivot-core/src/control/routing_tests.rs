@@ -416,7 +416,10 @@ fn a_released_old_primary_is_not_written_back_to_the_fence_list() {
     rig.advance(5);
     let mut cmds = rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-11"))));
     cmds.extend(rig.raw(Event::Observed(up(P, rig.now, state(1, "0-1-11").replica_of(R1, "0-1-11")))));
-    assert!(!cmds.iter().any(|c| matches!(c, Command::RecordFence(e) if e.instance == key(P))), "{cmds:?}");
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::RecordFence(e) | Command::UpdateFence(e) if e.instance == key(P))),
+        "{cmds:?}"
+    );
 }
 
 /// Right after a switchover ends, the new primary's fresh reading (writable)
@@ -436,7 +439,9 @@ fn the_new_primary_is_not_fenced_on_readings_from_before_the_switchover() {
     cmds.extend(rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-11")))));
     let fenced = |cmds: &[Command]| {
         cmds.iter().any(|c| matches!(c, Command::FenceNow(k) if *k == key(R1)))
-            || cmds.iter().any(|c| matches!(c, Command::RecordFence(e) if e.instance == key(R1)))
+            || cmds
+                .iter()
+                .any(|c| matches!(c, Command::RecordFence(e) | Command::UpdateFence(e) if e.instance == key(R1)))
     };
     assert!(!fenced(&cmds), "{cmds:?}");
     // Fresh readings of everyone: the switchover's shape, nothing to repair.

@@ -247,6 +247,16 @@ impl Pivot {
                     }
                 }
             }
+            Command::UpdateFence(entry) => {
+                let now = w.now;
+                if let Err(e) = w.store.fence_update(now, &entry.instance, &entry.status, &entry.detail) {
+                    let more = self.machine.shell_problem(
+                        "fence_list",
+                        format!("cannot record {} in the fence list: {e}", entry.instance),
+                    );
+                    self.queue.extend(more);
+                }
+            }
             Command::RecordFence(entry) => {
                 let now = w.now;
                 if let Err(e) = w.store.fence_record(now, &entry.instance, &entry.status, &entry.detail) {

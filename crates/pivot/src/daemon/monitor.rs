@@ -307,6 +307,16 @@ impl Monitor {
                     }
                 });
             }
+            Command::UpdateFence(entry) => {
+                let (name, key) = (self.cfg.name.clone(), entry.instance.to_string());
+                if let Err(e) = self.store(|s| s.fence_update(&name, &key, &entry.status, &entry.detail)) {
+                    let more = self.machine.shell_problem(
+                        "fence_list",
+                        format!("cannot record {} in the fence list: {e}", entry.instance),
+                    );
+                    self.queue.extend(more);
+                }
+            }
             Command::RecordFence(entry) => {
                 if let Err(e) = self.record_fence(&entry) {
                     let more = self.machine.shell_problem(

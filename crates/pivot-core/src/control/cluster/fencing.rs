@@ -52,7 +52,7 @@ impl ClusterMachine {
             level: Level::Warn,
             text: format!("former primary {}: {}: {}", f.instance, entry.status, entry.detail),
         });
-        out.push(Command::RecordFence(entry.clone()));
+        out.push(Command::UpdateFence(entry.clone()));
         self.fenced.insert(f.instance, entry);
     }
 
@@ -102,7 +102,7 @@ impl ClusterMachine {
                 level: Level::Warn,
                 text: format!("former primary {key}: {}: {}", entry.status, entry.detail),
             });
-            out.push(Command::RecordFence(entry.clone()));
+            out.push(Command::UpdateFence(entry.clone()));
             self.fenced.insert(key, entry);
         }
     }

@@ -208,6 +208,11 @@ pub enum Command {
     },
     /// Add (or replace) an entry of the fence list.
     RecordFence(FenceEntry),
+    /// Replace an entry of the fence list, only if it is still there: a
+    /// verdict or a fence result never puts back an entry another step or
+    /// process removed meanwhile (a switchover's released old primary, a
+    /// rejoin by hand).
+    UpdateFence(FenceEntry),
     /// Raise an alert (logged, recorded, the alert hook).
     Alert {
         text: String,

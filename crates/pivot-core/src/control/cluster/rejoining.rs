@@ -154,7 +154,7 @@ impl ClusterMachine {
         };
         self.alert_once(&format!("quarantine_file:{key}"), text, None, out);
         let entry = FenceEntry { detail, ..entry };
-        out.push(Command::RecordFence(entry.clone()));
+        out.push(Command::UpdateFence(entry.clone()));
         self.fenced.insert(key, entry);
     }
 }
