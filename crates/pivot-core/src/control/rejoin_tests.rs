@@ -79,10 +79,15 @@ fn no_rejoin_while_a_recovery_runs_here_elsewhere_or_waits_to_be_resumed() {
         rig.advance(10);
         let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
         assert!(rejoins(&cmds).is_empty(), "{name}: {cmds:?}");
-        // The store says it ended: the rejoin goes ahead.
+        // The store says it ended: the rejoin goes ahead, on readings of
+        // every instance taken since.
         rig.store(StoreView { fenced: vec![unjudged(X)], epoch: epoch(P), ..fresh_store() });
         rig.advance(10);
-        let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true))));
+        let replica = |id| state(id, "0-1-10").replica_of(P, "0-1-10");
+        let mut cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+        cmds.extend(rig.ev(Event::Observed(up(R1, rig.now, replica(2)))));
+        cmds.extend(rig.ev(Event::Observed(up(R2, rig.now, replica(3)))));
+        cmds.extend(rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-9").read_only(true)))));
         if name == "elsewhere, live lease" {
             assert_eq!(rejoins(&cmds), vec![key(X)], "{name}: {cmds:?}");
         } else {

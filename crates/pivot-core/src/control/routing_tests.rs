@@ -235,8 +235,16 @@ fn an_adoption_is_decided_on_a_fresh_read_of_the_store() {
         Millis(1_802),
     );
     assert!(adoptions(&cmds).is_empty(), "a recovery runs elsewhere: {cmds:?}");
-    // Without one, the fresh read allows it.
+    // It ended: readings taken since (not the ones from while it ran) and
+    // a fresh read allow it.
     let cmds = m.handle(Event::Store(StoreView { epoch: Some(epoch(4, R2, None)), ..fresh_store() }), Millis(1_803));
+    assert!(adoptions(&cmds).is_empty(), "readings from while it ran: {cmds:?}");
+    let mut p = up(P, 1_804, state(1, "0-1-10").read_only(false));
+    if let Some(s) = obs_state_mut(&mut p) {
+        s.registered_replicas = vec![key(R1)];
+    }
+    let mut cmds = m.handle(Event::Observed(p), Millis(1_804));
+    cmds.extend(m.handle(Event::Observed(up(R1, 1_805, state(2, "0-1-10").replica_of(P, "0-1-10"))), Millis(1_805)));
     assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
 }
 
@@ -449,4 +457,20 @@ fn the_new_primary_is_not_fenced_on_readings_from_before_the_switchover() {
     cmds.extend(rig.raw(Event::Observed(up(R2, rig.now, state(3, "0-1-11").replica_of(R1, "0-1-11")))));
     assert!(!fenced(&cmds), "{cmds:?}");
     assert_eq!(rig.m.analysis().primary, Some(key(R1)));
+}
+
+/// The same after another process's switchover (`pivot switchover --local`):
+/// once the store no longer shows it running, only readings taken since
+/// count (found by the integration test injecting a failure after each step).
+#[test]
+fn after_another_process_recovered_only_fresh_readings_count() {
+    let mut rig = Rig::new(true);
+    let running = RunningRecovery { id: 3, owner: "pivot switchover 77".into(), ours: false, owner_gone: false };
+    rig.store(StoreView { running: Some(running), epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.advance(200);
+    let cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R1, Some(3))), ..fresh_store() }));
+    assert!(cmds.contains(&Command::ProbeNow(key(P))), "every instance probed again: {cmds:?}");
+    rig.advance(3);
+    let cmds = rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-11"))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::FenceNow(_))), "P's old reading is stale: {cmds:?}");
 }

@@ -63,10 +63,12 @@ impl ClusterMachine {
         // The fence list as the last recovery left it (a switchover takes its
         // old primary off it): a verdict must not write back an entry it
         // removed.
-        if !self.store_read_since_recovery() || !self.view.observed_since(self.recovered_at) {
+        if !self.store_read_since_recovery() {
             return;
         }
-        let Some(primary) = self.analysis.primary.clone() else { return };
+        // Judged on readings of both taken since the last recovery ended.
+        let fresh = |k: &InstanceKey| self.view.get(k).is_some_and(|r| r.latest.at >= self.recovered_at);
+        let Some(primary) = self.analysis.primary.clone().filter(|p| fresh(p)) else { return };
         let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
         else {
             return;
@@ -75,6 +77,7 @@ impl ClusterMachine {
             .fenced
             .values()
             .filter(|f| f.status == "read_only" && f.instance != primary && !verdict::judged(&f.detail))
+            .filter(|f| fresh(&f.instance))
             .map(|f| f.instance.clone())
             .collect();
         for key in unjudged {

@@ -368,6 +368,17 @@ impl ClusterMachine {
             }
         }
         self.epoch_seen = self.epoch_seen.max(store.epoch.as_ref().map_or(0, |e| e.number));
+        // Another process's recovery ended (`pivot switchover --local`,
+        // `pivot failover`): as after one of ours, the cluster is judged
+        // and repaired on readings taken since, never on the ones before.
+        let ended_elsewhere =
+            self.store.running.as_ref().is_some_and(|r| !r.ours) && store.running.is_none() && store.problem.is_none();
+        if ended_elsewhere {
+            self.recovered_at = self.now;
+            for key in self.view.keys() {
+                out.push(Command::ProbeNow(key.clone()));
+            }
+        }
         self.store = store;
         self.wants_fresh_store = false;
         // A repair that waited for this read (see `repair`).
