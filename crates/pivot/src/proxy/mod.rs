@@ -17,6 +17,7 @@
 
 mod forward;
 mod listener;
+pub mod mysql;
 pub mod stats;
 #[cfg(test)]
 mod tests;
