@@ -71,5 +71,28 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
             clusters.iter().filter_map(|c| c.proxy.as_ref().map(|p| (cl(c), field(p).load(Relaxed)))).collect();
         out.family(name, kind, help, &samples);
     }
+    // The write port's protocol mode: sessions moved to a new primary, and
+    // those ended at a route change, by reason.
+    let migrated: Vec<(String, u64)> =
+        clusters.iter().filter_map(|c| c.proxy.as_ref().map(|p| (cl(c), p.migrated.load(Relaxed)))).collect();
+    out.family(
+        "pivot_proxy_sessions_migrated_total",
+        "counter",
+        "Protocol mode: idle sessions moved to the new primary without their client noticing.",
+        &migrated,
+    );
+    let mut ended = Vec::new();
+    for c in clusters {
+        let Some(p) = &c.proxy else { continue };
+        for r in crate::proxy::mysql::session::Reason::ALL {
+            ended.push((format!("{},reason=\"{}\"", cl(c), r.name()), p.ended(r)));
+        }
+    }
+    out.family(
+        "pivot_proxy_sessions_ended_total",
+        "counter",
+        "Protocol mode: sessions ended at a route change because they could not move, by reason.",
+        &ended,
+    );
     out.0
 }

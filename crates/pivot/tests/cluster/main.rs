@@ -14,6 +14,7 @@ mod failover_restart;
 mod failover_rules;
 mod hostile;
 mod monitoring;
+mod proxy_migrate;
 mod rejoin;
 mod routes_dns;
 mod routes_haproxy;

@@ -18,3 +18,8 @@ pub mod handshake;
 pub mod ok;
 pub mod packet;
 pub mod session;
+
+mod commands;
+pub mod migrate;
+pub mod relay;
+pub mod wire;

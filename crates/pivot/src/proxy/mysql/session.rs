@@ -95,7 +95,10 @@ enum Phase {
     Idle,
     /// The first packet of a result: OK, ERR, `0xFB` (send a file), or a column count.
     Result,
-    Defs { left: u64, next: Next },
+    Defs {
+        left: u64,
+        next: Next,
+    },
     EofThen(Next),
     Rows,
     /// Any one packet ends the response.
@@ -138,9 +141,7 @@ const UNMOVABLE_WORDS: &[(&str, Reason)] = &[
 
 /// `@name` (a user variable), not `@@name` (a system variable).
 fn names_user_variable(q: &[u8]) -> bool {
-    q.iter().enumerate().any(|(i, &b)| {
-        b == b'@' && q.get(i + 1) != Some(&b'@') && (i == 0 || q[i - 1] != b'@')
-    })
+    q.iter().enumerate().any(|(i, &b)| b == b'@' && q.get(i + 1) != Some(&b'@') && (i == 0 || q[i - 1] != b'@'))
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
