@@ -113,3 +113,25 @@ async fn an_idle_session_moves_to_the_new_primary_with_its_state_and_unmovable_o
     .await;
     eprintln!("{}", m.lines().filter(|l| l.contains("sessions")).collect::<Vec<_>>().join("\n"));
 }
+
+/// kill -9 of the primary under an idle session: the proxy notices its
+/// server went away, waits for the new primary's epoch, and the client's
+/// next statement runs there, in its database, without an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_survives_the_crash_of_its_primary() {
+    let (write, toml) = proxy_toml();
+    let mut rig = Rig::start(3, true, |_| toml).await;
+    let mut idle = eventually(WAIT, "a session through the write port", || client(&rig, &write)).await;
+    idle.query_drop("USE test").await.unwrap();
+    idle.query_drop("SET SESSION time_zone = '+03:00'").await.unwrap();
+    assert_eq!(seen(&mut idle).await.unwrap().0, 1);
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&rig.key("node1")).await;
+    let (id, db, _, _) = seen(&mut idle).await.expect("the idle session moved without an error");
+    assert_eq!(new, rig.key(if id == 2 { "node2" } else { "node3" }), "on the new primary");
+    assert_eq!(db.as_deref(), Some("test"));
+    let tz: Option<String> = idle.query_first("SELECT @@session.time_zone").await.unwrap();
+    assert_eq!(tz.as_deref(), Some("+03:00"));
+    let m = metrics(&rig).await;
+    assert_eq!(sample(&m, "pivot_proxy_sessions_migrated_total", "sandbox"), 1, "{m}");
+}
