@@ -8,6 +8,10 @@ use crate::rows::{text, TextRow};
 use crate::sql::{quote, Sql};
 use pivot_core::version::Flavor;
 
+/// Variables the server reports as changed but that are read-only (set by
+/// the server itself): never restored.
+const REPORTED_READ_ONLY: &[&str] = &["last_gtid", "in_transaction"];
+
 const TRACKING: &str = "SESSION session_track_system_variables = '*', SESSION session_track_schema = ON, \
                         SESSION session_track_state_change = ON";
 
@@ -19,10 +23,12 @@ impl Dialect {
     }
 
     /// Session tracking, then each variable as the server reported it, in
-    /// order (character sets before collations, which they would reset).
+    /// order (character sets before collations, which they would reset),
+    /// but those the server sets itself (`last_gtid`).
     /// Refuses a name that is not a plain variable name.
     pub fn restore_session(&self, variables: &[(String, String)]) -> Result<Sql, String> {
-        let mut ordered: Vec<&(String, String)> = variables.iter().collect();
+        let mut ordered: Vec<&(String, String)> =
+            variables.iter().filter(|(n, _)| !REPORTED_READ_ONLY.contains(&n.as_str())).collect();
         ordered.sort_by_key(|(n, _)| n.starts_with("collation_"));
         let mut text = format!("SET {TRACKING}");
         for (name, value) in ordered {
@@ -89,6 +95,7 @@ mod tests {
             ("character_set_results".to_string(), String::new()),
             ("time_zone".to_string(), "+02:00".to_string()),
             ("sql_select_limit".to_string(), "18446744073709551615".to_string()),
+            ("last_gtid".to_string(), "0-1-42".to_string()),
         ];
         let sql = maria().restore_session(&vars).unwrap();
         assert_eq!(

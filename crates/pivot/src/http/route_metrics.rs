@@ -55,7 +55,7 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
         out.family(name, kind, help, &samples);
     }
     type Total = fn(&crate::proxy::stats::ProxyStats) -> &std::sync::atomic::AtomicU64;
-    let proxy_families: [(&str, &str, &str, Total); 5] = [
+    let proxy_families: [(&str, &str, &str, Total); 6] = [
         ("pivot_proxy_held", "gauge", "Connections waiting for a primary now.", |p| &p.held),
         ("pivot_proxy_held_total", "counter", "Connections that waited for a primary.", |p| &p.held_total),
         ("pivot_proxy_hold_timeouts_total", "counter", "Held connections closed: no primary in time.", |p| {
@@ -65,6 +65,12 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
             &p.refused
         }),
         ("pivot_proxy_clients", "gauge", "Client connections open now.", |p| &p.clients),
+        (
+            "pivot_proxy_sessions_parked",
+            "gauge",
+            "Protocol mode: idle sessions waiting for the new primary now.",
+            |p| &p.parked,
+        ),
     ];
     for (name, kind, help, field) in proxy_families {
         let samples: Vec<(String, u64)> =

@@ -32,6 +32,9 @@ pub struct ProxyStats {
     pub refused: AtomicU64,
     /// Client connections open now, both ports.
     pub clients: AtomicU64,
+    /// Protocol mode: sessions waiting now, at a route change, for the new
+    /// primary (idle, outside a transaction).
+    pub parked: AtomicU64,
     /// Protocol mode: sessions moved to a new primary without their client noticing.
     pub migrated: AtomicU64,
     /// Protocol mode: sessions ended at a route change, per [`Reason`] (in

@@ -15,6 +15,7 @@ mod failover_rules;
 mod hostile;
 mod monitoring;
 mod proxy_migrate;
+mod proxy_switchover;
 mod rejoin;
 mod routes_dns;
 mod routes_haproxy;

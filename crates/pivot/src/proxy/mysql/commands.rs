@@ -28,6 +28,8 @@ struct Loop<'a, 'e> {
     server_gone: bool,
     /// Then: until when the session waits for the route to move.
     orphaned_until: Option<Instant>,
+    /// Counted in the parked gauge.
+    parked: bool,
     out: Vec<u8>,
 }
 
@@ -60,9 +62,12 @@ pub(super) async fn run(
         leaving_since: None,
         server_gone: false,
         orphaned_until: None,
+        parked: false,
         out: Vec::with_capacity(64 * 1024),
     };
-    match l.commands().await {
+    let flow = l.commands().await;
+    l.park(false);
+    match flow {
         Flow::Done => Outcome::Done,
         Flow::Opaque(reason) => opaque(l.c, l.be, reason, env).await,
     }
@@ -123,6 +128,7 @@ impl Loop<'_, '_> {
                 return Flow::Done;
             }
             let deadline = if parked { None } else { self.grace_deadline().or(self.orphaned_until) };
+            self.park(parked);
             let mut stop = self.env.stop.clone();
             let wake = tokio::select! {
                 r = self.c.want_packet() => Wake::Client(r.unwrap_or(false)),
@@ -189,6 +195,18 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// Count the session in the parked gauge while it waits for a new primary.
+    fn park(&mut self, parked: bool) {
+        if parked != self.parked {
+            self.parked = parked;
+            if parked {
+                self.env.stats.parked.fetch_add(1, Relaxed);
+            } else {
+                self.env.stats.parked.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
     fn movable(&self) -> bool {
         self.tracker.unmovable().is_none() && !self.tracker.in_transaction()
     }
@@ -235,6 +253,7 @@ impl Loop<'_, '_> {
             .await
             .map_err(|why| (Reason::MigrationFailed, format!("cannot move a session to {target}: {why}")))?;
         let old = std::mem::replace(&mut self.be, Backend::new(target, wire, env.stats));
+        self.park(false);
         // COM_QUIT to the old server, if it still listens; never waited for.
         let _ = old.wire.stream.try_write(&[1, 0, 0, 0, 1]);
         self.server_gone = false;

@@ -172,6 +172,11 @@ impl Tracker {
         self.status & (status::IN_TRANS | status::IN_TRANS_READONLY) != 0
     }
 
+    /// The server's status flags, as last reported.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     pub fn awaits_client(&self) -> bool {
         self.phase == Phase::Infile
     }
