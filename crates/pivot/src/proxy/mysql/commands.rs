@@ -30,6 +30,11 @@ struct Loop<'a, 'e> {
     orphaned_until: Option<Instant>,
     /// Counted in the parked gauge.
     parked: bool,
+    /// The idle timeout: armed for the last activity plus `idle_timeout`,
+    /// re-armed only when it fires (no timer work per command).
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_activity: Instant,
+    stop: watch::Receiver<bool>,
     out: Vec<u8>,
 }
 
@@ -39,6 +44,17 @@ enum Wake {
     Server(bool),
     Routes,
     Deadline,
+    Idle,
+    Over,
+}
+
+/// What happened while a response was awaited.
+enum Waited {
+    Server(bool),
+    Client(bool),
+    Routes,
+    Deadline,
+    Idle,
     Over,
 }
 
@@ -63,6 +79,9 @@ pub(super) async fn run(
         server_gone: false,
         orphaned_until: None,
         parked: false,
+        idle: Box::pin(tokio::time::sleep(env.cfg.idle_timeout)),
+        last_activity: Instant::now(),
+        stop: env.stop.clone(),
         out: Vec::with_capacity(64 * 1024),
     };
     let flow = l.commands().await;
@@ -105,7 +124,6 @@ impl Loop<'_, '_> {
     }
 
     async fn commands(&mut self) -> Flow {
-        let idle = self.env.cfg.idle_timeout;
         loop {
             // Between commands.
             let leaving = self.leaving();
@@ -129,17 +147,17 @@ impl Loop<'_, '_> {
             }
             let deadline = if parked { None } else { self.grace_deadline().or(self.orphaned_until) };
             self.park(parked);
-            let mut stop = self.env.stop.clone();
             let wake = tokio::select! {
                 r = self.c.want_packet() => Wake::Client(r.unwrap_or(false)),
                 r = self.be.wire.fill(), if !self.server_gone => Wake::Server(r.is_ok_and(|n| n > 0)),
                 r = self.routes.changed() => if r.is_ok() { Wake::Routes } else { Wake::Over },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Wake::Deadline,
-                _ = stop.wait_for(|s| *s) => Wake::Over,
-                _ = tokio::time::sleep(idle) => Wake::Over,
+                _ = self.stop.wait_for(|s| *s) => Wake::Over,
+                _ = &mut self.idle => Wake::Idle,
             };
             match wake {
-                Wake::Over | Wake::Client(false) => return Flow::Done,
+                Wake::Idle if !self.idle_for_good() => continue,
+                Wake::Idle | Wake::Over | Wake::Client(false) => return Flow::Done,
                 Wake::Routes | Wake::Deadline => continue,
                 Wake::Server(true) if self.movable() => {
                     // Said unasked: an error before the server closes the
@@ -163,6 +181,7 @@ impl Loop<'_, '_> {
                     self.orphaned_until = Some(Instant::now() + self.env.cfg.hold_timeout);
                 }
                 Wake::Client(true) => {
+                    self.last_activity = Instant::now();
                     if !self.server_gone && !self.pass_unsolicited().await {
                         return Flow::Done;
                     }
@@ -193,6 +212,35 @@ impl Loop<'_, '_> {
                 }
             }
         }
+    }
+
+    /// Whether the idle timeout that fired holds: otherwise it is re-armed
+    /// for the last activity.
+    fn idle_for_good(&mut self) -> bool {
+        let until = self.last_activity + self.env.cfg.idle_timeout;
+        if Instant::now() >= until {
+            return true;
+        }
+        self.idle.as_mut().reset(until);
+        false
+    }
+
+    /// Whether the client's socket has a byte (or its end) waiting; a
+    /// readiness that was stale is cleared.
+    fn client_sent_more(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.c.stream.as_raw_fd();
+        let mut byte = [0u8; 1];
+        let peeked = self.c.stream.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: one valid byte; `fd` is open while the stream is borrowed.
+            let n = unsafe { libc::recv(fd, byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+        !matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Count the session in the parked gauge while it waits for a new primary.
@@ -349,17 +397,26 @@ impl Loop<'_, '_> {
                 return Err(Flow::Opaque(Reason::Unfollowed));
             }
             let deadline = self.grace_deadline();
-            let mut stop = self.env.stop.clone();
-            let mut peek = [0u8; 1];
-            tokio::select! {
-                r = self.be.wire.fill() => if !r.is_ok_and(|n| n > 0) { return Ok(false) },
-                _ = self.c.stream.peek(&mut peek) => return Err(Flow::Opaque(Reason::Unfollowed)),
-                r = self.routes.changed() => if r.is_ok() { self.leaving(); },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    return Err(self.end(Reason::Transaction));
+            let waited = tokio::select! {
+                r = self.be.wire.fill() => Waited::Server(r.is_ok_and(|n| n > 0)),
+                r = self.c.stream.readable() => Waited::Client(r.is_ok()),
+                r = self.routes.changed() => if r.is_ok() { Waited::Routes } else { Waited::Over },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Waited::Deadline,
+                _ = self.stop.wait_for(|s| *s) => Waited::Over,
+                _ = &mut self.idle => Waited::Idle,
+            };
+            match waited {
+                Waited::Server(true) => self.last_activity = Instant::now(),
+                Waited::Server(false) | Waited::Over => return Ok(false),
+                // The client sent more before the answer ended: pipelining.
+                Waited::Client(ok) if !ok || self.client_sent_more() => return Err(Flow::Opaque(Reason::Unfollowed)),
+                Waited::Client(_) => {}
+                Waited::Routes => {
+                    self.leaving();
                 }
-                _ = stop.wait_for(|s| *s) => return Ok(false),
-                _ = tokio::time::sleep(idle) => return Ok(false),
+                Waited::Deadline => return Err(self.end(Reason::Transaction)),
+                Waited::Idle if self.idle_for_good() => return Ok(false),
+                Waited::Idle => {}
             }
         }
     }

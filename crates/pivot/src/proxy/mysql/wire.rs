@@ -1,10 +1,13 @@
 //! Packets over a socket: a read buffer (64 KiB, grown to hold one packet
 //! of at most 16 MiB, shrunk back after), complete packets found in it,
-//! writes of whole batches.
+//! writes of whole batches. A read that did not fill the buffer drained the
+//! socket and marks it not ready (as the TCP mode's pump does): one read per
+//! message, never a second one to learn the socket is empty.
 
 use super::packet::{header, Header, MAX_PAYLOAD};
 use std::io;
-use tokio::io::AsyncReadExt;
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 const INITIAL: usize = 64 * 1024;
@@ -59,9 +62,37 @@ impl Wire {
                 self.buf.resize(grown, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
-        self.end += n;
-        Ok(n)
+        let fd = self.stream.as_raw_fd();
+        loop {
+            self.stream.readable().await?;
+            let space = &mut self.buf[self.end..];
+            let mut got: Option<usize> = None;
+            let read = self.stream.try_io(Interest::READABLE, || {
+                // SAFETY: `space` is valid for its length and `fd` is open
+                // for as long as the stream is borrowed.
+                let n = unsafe { libc::recv(fd, space.as_mut_ptr().cast(), space.len(), 0) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let n = n as usize;
+                got = Some(n);
+                if n > 0 && n < space.len() {
+                    // Drained: marked not ready now, so that the next wait
+                    // sleeps instead of reading only to learn it is empty.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match (read, got) {
+                (_, Some(n)) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Err(e),
+                (Ok(()), None) => unreachable!("a successful read sets the count"),
+            }
+        }
     }
 
     /// Read until a complete packet is at the front; `false` if the stream
