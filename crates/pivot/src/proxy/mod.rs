@@ -60,6 +60,7 @@ pub fn start(cluster: &str, creds: Credentials, cfg: ProxyConfig, hub: RouteHub)
         ports.push((listener, kind));
     }
     let stats = Arc::new(ProxyStats::default());
+    hub.attach_proxy(stats.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (name, st) = (cluster.to_string(), stats.clone());
     let thread = std::thread::Builder::new().name(format!("proxy-{cluster}")).spawn(move || {

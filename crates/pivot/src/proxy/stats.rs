@@ -17,6 +17,8 @@ pub struct BackendStats {
     pub bytes_to_client: AtomicU64,
     /// Connections pivot closed because the backend left the route.
     pub cut: AtomicU64,
+    /// Protocol mode: sessions in a command or a transaction on the backend now.
+    pub busy: AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -63,6 +65,12 @@ impl ProxyStats {
     /// Sessions ended for `reason` so far.
     pub fn ended(&self, reason: Reason) -> u64 {
         Reason::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.ended[i].load(Relaxed))
+    }
+
+    /// Protocol-mode sessions of `port` busy on `key` now.
+    pub fn busy(&self, port: &'static str, key: &InstanceKey) -> u64 {
+        let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(port, key.clone())).map_or(0, |b| b.busy.load(Relaxed))
     }
 
     /// Every (port, backend) with its counters, for `/metrics`.

@@ -16,6 +16,7 @@ mod hostile;
 mod monitoring;
 mod proxy_migrate;
 mod proxy_switchover;
+mod proxy_target;
 mod rejoin;
 mod routes_dns;
 mod routes_haproxy;

@@ -30,6 +30,8 @@ struct Loop<'a, 'e> {
     orphaned_until: Option<Instant>,
     /// Counted in the parked gauge.
     parked: bool,
+    /// Counted as busy on its server.
+    busy: bool,
     /// The idle timeout: armed for the last activity plus `idle_timeout`,
     /// re-armed only when it fires (no timer work per command).
     idle: std::pin::Pin<Box<tokio::time::Sleep>>,
@@ -79,6 +81,7 @@ pub(super) async fn run(
         server_gone: false,
         orphaned_until: None,
         parked: false,
+        busy: false,
         idle: Box::pin(tokio::time::sleep(env.cfg.idle_timeout)),
         last_activity: Instant::now(),
         stop: env.stop.clone(),
@@ -86,6 +89,7 @@ pub(super) async fn run(
     };
     let flow = l.commands().await;
     l.park(false);
+    l.set_busy(false);
     match flow {
         Flow::Done => Outcome::Done,
         Flow::Opaque(reason) => opaque(l.c, l.be, reason, env).await,
@@ -196,7 +200,18 @@ impl Loop<'_, '_> {
                             _ => Flow::Done,
                         };
                     }
+                    if !parked && !self.server_gone {
+                        // Busy first, then the routes checked again: a
+                        // switchover that saw no busy session after its hold
+                        // never misses this command.
+                        self.set_busy(true);
+                        if self.leaving() && !self.tracker.in_transaction() {
+                            self.set_busy(false);
+                            continue;
+                        }
+                    }
                     if parked || self.server_gone {
+                        self.set_busy(false);
                         let seq = self.c.packet().map_or(0, |(h, _)| h.seq).wrapping_add(1);
                         if let Err((reason, why)) = self.move_session().await {
                             tracing::warn!(cluster = %self.env.cluster, "proxy: {why}");
@@ -204,8 +219,12 @@ impl Loop<'_, '_> {
                             return self.end(reason);
                         }
                     }
+                    self.set_busy(true);
                     match self.command().await {
-                        Ok(true) => {}
+                        Ok(true) => {
+                            let busy = self.tracker.in_transaction();
+                            self.set_busy(busy);
+                        }
                         Ok(false) => return Flow::Done,
                         Err(flow) => return flow,
                     }
@@ -241,6 +260,18 @@ impl Loop<'_, '_> {
             }
         });
         !matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Count the session as busy on its server (in a command or a transaction).
+    fn set_busy(&mut self, busy: bool) {
+        if busy != self.busy {
+            self.busy = busy;
+            if busy {
+                self.be.stats.busy.fetch_add(1, Relaxed);
+            } else {
+                self.be.stats.busy.fetch_sub(1, Relaxed);
+            }
+        }
     }
 
     /// Count the session in the parked gauge while it waits for a new primary.
