@@ -29,7 +29,7 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
     let holds: Vec<(String, u64)> = clusters.iter().map(|c| (cl(c), u64::from(c.routes.current().hold))).collect();
     out.family("pivot_route_hold", "gauge", "1 while a recovery holds new write connections.", &holds);
     type Field = fn(&crate::proxy::stats::BackendStats) -> &std::sync::atomic::AtomicU64;
-    let backend_families: [(&str, &str, &str, Field); 6] = [
+    let backend_families: [(&str, &str, &str, Field); 7] = [
         ("pivot_proxy_backend_active", "gauge", "Proxy connections open to the backend now.", |b| &b.active),
         ("pivot_proxy_backend_connections_total", "counter", "Proxy connections made to the backend.", |b| &b.total),
         ("pivot_proxy_backend_errors_total", "counter", "Connections that failed or ended in an error.", |b| &b.errors),
@@ -42,6 +42,12 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
         ("pivot_proxy_backend_cut_total", "counter", "Connections closed because the backend left the route.", |b| {
             &b.cut
         }),
+        (
+            "pivot_proxy_backend_busy",
+            "gauge",
+            "Protocol mode: sessions in a command or a transaction on it now.",
+            |b| &b.busy,
+        ),
     ];
     for (name, kind, help, field) in backend_families {
         let mut samples = Vec::new();
