@@ -278,4 +278,4 @@ pub fn answer(pw: &PasswordSha1, scramble: &[u8]) -> [u8; 20] {
 
 #[cfg(test)]
 #[path = "handshake_tests.rs"]
-mod tests;
+pub(super) mod tests;

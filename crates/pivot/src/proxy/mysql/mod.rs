@@ -22,4 +22,6 @@ pub mod session;
 mod commands;
 pub mod migrate;
 pub mod relay;
+#[cfg(test)]
+mod relay_tests;
 pub mod wire;
