@@ -147,6 +147,10 @@ async fn sysbench_sees_no_error_across_twenty_switchovers_by_pivot_through_the_p
         "{SWITCHOVERS} switchovers by pivot in {} ms: sessions migrated {migrated}, ended {ended}",
         t0.elapsed().as_millis()
     );
+    // The switchover waited for the proxy's sessions before read-only.
+    let h = rig.history();
+    let r = last_recovery(&h).to_string();
+    assert!(r.contains("the proxy's sessions left their transactions on it within"), "{r}");
     assert!(run.running(), "sysbench stopped (at an error?)");
     let out = run.end();
     assert!(!out.contains("FATAL") && !out.contains("error"), "sysbench reported an error:\n{out}");
