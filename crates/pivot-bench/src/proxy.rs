@@ -1,6 +1,7 @@
 //! The proxy benchmark: sysbench against the primary directly, through
-//! pivot's write port, and through HAProxy in TCP mode with an equivalent
-//! configuration, in one run; then kill -9 of the primary under a writer
+//! pivot's write port (plain TCP mode, and protocol mode `mode = "mysql"` of
+//! a second pivot process on the same sandbox), and through HAProxy in TCP
+//! mode with an equivalent configuration, in one run; then kill -9 of the primary under a writer
 //! that only knows the write port.
 
 use crate::stats::{ms, summarize};
@@ -56,6 +57,11 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
     add_proxy(&sb, pivot_port, threads)?;
     let mut pivot = PivotProcess::start(pivot_bin, &sb.config_path(), &sb.dir.join("bench-pivot.log"));
     wait_healthy(&sb).await?;
+    // A second pivot whose write port runs the protocol mode.
+    let mysql_port = free_port();
+    let mysql_config = protocol_mode_config(&sb, mysql_port, threads)?;
+    let mut pivot_mysql = PivotProcess::start(pivot_bin, &mysql_config, &sb.dir.join("bench-pivot-mysql.log"));
+    crate::support::wait_port(mysql_port).await?;
     let cfg = sb.dir.join("haproxy.cfg");
     std::fs::write(
         &cfg,
@@ -92,11 +98,11 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
     anyhow::ensure!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
     println!(
         "\nproxy benchmark: sysbench {seconds} s per run, mean of {rounds} rounds in alternating order, 2-node MariaDB sandbox (commits without fsync); HAProxy {} in TCP mode \
-         (one server, no checks) and pivot's write port ({threads} proxy thread(s)), both on this 2-core machine with client and server",
+         (one server, no checks) and pivot's write port ({threads} proxy thread(s)) in TCP mode and in protocol mode (pv mysql), all on this 2-core machine with client and server",
         haproxy_version()
     );
     println!(
-        "{:<18} {:>3} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>7} {:>7}",
+        "{:<18} {:>3} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>7} {:>7} {:>7}",
         "workload",
         "thr",
         "direct qps",
@@ -105,18 +111,21 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
         "p95 ms",
         "haproxy",
         "p95 ms",
+        "pv mysql",
+        "p95 ms",
         "pv/hap",
         "pv/dir",
-        "hap/dir"
+        "hap/dir",
+        "my/pv"
     );
     for workload in WORKLOADS {
         for threads in THREADS {
             // Rounds in alternating order, so that neither target always
             // runs first (on a colder cache) or last (on a bigger table).
-            let ports = [primary.port, pivot_port, haproxy_port];
-            let mut runs: [Vec<Figures>; 3] = Default::default();
+            let ports = [primary.port, pivot_port, haproxy_port, mysql_port];
+            let mut runs: [Vec<Figures>; 4] = Default::default();
             for round in 0..rounds {
-                let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 2] } else { vec![2, 1, 0] };
+                let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 3, 2] } else { vec![2, 3, 1, 0] };
                 for i in order {
                     runs[i].push(sysbench(workload, threads, seconds, &base(ports[i]))?);
                 }
@@ -125,24 +134,57 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
                 qps: v.iter().map(|f| f.qps).sum::<f64>() / v.len() as f64,
                 p95_ms: v.iter().map(|f| f.p95_ms).sum::<f64>() / v.len() as f64,
             };
-            let (d, p, h) = (mean(&runs[0]), mean(&runs[1]), mean(&runs[2]));
+            let (d, p, h, m) = (mean(&runs[0]), mean(&runs[1]), mean(&runs[2]), mean(&runs[3]));
             println!(
-                "{workload:<18} {threads:>3} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>6.2}x {:>6.2}x {:>6.2}x{}",
+                "{workload:<18} {threads:>3} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x{}",
                 d.qps,
                 d.p95_ms,
                 p.qps,
                 p.p95_ms,
                 h.qps,
                 h.p95_ms,
+                m.qps,
+                m.p95_ms,
                 p.qps / h.qps,
                 p.qps / d.qps,
                 h.qps / d.qps,
+                m.qps / p.qps,
                 if p.p95_ms <= h.p95_ms { "" } else { "  (pivot's p95 higher)" }
             );
         }
     }
     pivot.stop();
+    pivot_mysql.stop();
     Ok(())
+}
+
+/// A copy of the sandbox's configuration for a second pivot: its own state
+/// file and HTTP port, its write port on `write` in protocol mode.
+fn protocol_mode_config(sb: &TestSandbox, write: u16, threads: usize) -> anyhow::Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(sb.config_path())?;
+    let mut out = String::new();
+    let mut in_proxy = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_proxy = t == "[cluster.proxy]";
+        }
+        if in_proxy {
+            continue;
+        }
+        if t.starts_with("state =") {
+            out.push_str(&format!("state = \"{}\"\n", sb.dir.join("bench-pivot-mysql.db").display()));
+        } else if t.starts_with("http =") {
+            out.push_str(&format!("http = \"127.0.0.1:{}\"\n", free_port()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("\n[cluster.proxy]\nwrite = \"127.0.0.1:{write}\"\nthreads = {threads}\nmode = \"mysql\"\n"));
+    let path = sb.dir.join("bench-pivot-mysql.toml");
+    std::fs::write(&path, out)?;
+    Ok(path)
 }
 
 fn haproxy_version() -> String {

@@ -36,3 +36,21 @@ pub async fn wait_healthy(sb: &TestSandbox) -> anyhow::Result<()> {
     }
     anyhow::bail!("cluster never healthy under pivot")
 }
+
+/// Until a connection to `127.0.0.1:port` is greeted by a server (bounded):
+/// a proxy port that has a backend.
+pub async fn wait_port(port: u16) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    for _ in 0..200 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte)).await {
+                if n > 0 {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nothing answered on 127.0.0.1:{port}")
+}

@@ -14,6 +14,7 @@
 mod dialect;
 mod parse;
 mod privileges;
+mod proxy_session;
 mod rows;
 mod sql;
 

@@ -114,6 +114,7 @@ CREATE USER 'repl'@'%' IDENTIFIED BY '{repl}';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
 CREATE USER 'pivot'@'%' IDENTIFIED BY '{pivot}';
 GRANT {pivot_privileges} ON *.* TO 'pivot'@'%';
+GRANT SELECT ON mysql.global_priv TO 'pivot'@'%';
 CREATE USER 'app'@'%' IDENTIFIED BY '{app}';
 GRANT ALL ON test.* TO 'app'@'%';
 CREATE USER 'admin'@'%' IDENTIFIED BY '{admin}';

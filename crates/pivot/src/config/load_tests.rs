@@ -229,3 +229,23 @@ fn auto_rejoin_is_on_unless_turned_off() {
     let bad = GOOD.replace("poll_interval = \"100ms\"\n", "poll_interval = \"100ms\"\nauto_rejoin = \"yes\"\n");
     assert!(error(&bad).contains("pivot.toml:10: invalid type: string \"yes\", expected a boolean"), "{}", error(&bad));
 }
+
+#[test]
+fn proxy_protocol_mode_and_its_errors() {
+    let plain = parse(&format!("{GOOD}\n[cluster.proxy]\nwrite = \"127.0.0.1:6033\"\n")).unwrap();
+    let p = plain.clusters[0].proxy.clone().unwrap();
+    assert_eq!((p.mode, p.transaction_grace), (crate::config::ProxyMode::Tcp, Duration::from_secs(2)), "defaults");
+    let c = parse(&format!(
+        "{GOOD}\n[cluster.proxy]\nwrite = \"127.0.0.1:6033\"\nmode = \"mysql\"\ntransaction_grace = \"500ms\"\n"
+    ))
+    .unwrap();
+    let p = c.clusters[0].proxy.clone().unwrap();
+    assert_eq!((p.mode, p.transaction_grace), (crate::config::ProxyMode::Mysql, Duration::from_millis(500)));
+    for (table, want) in [
+        ("mode = \"http\"\n", ":21: proxy mode `http` is unknown: write \"tcp\" or \"mysql\""),
+        ("transaction_grace = \"2h\"\n", "proxy transaction_grace 2h is out of range"),
+    ] {
+        let e = error(&format!("{GOOD}\n[cluster.proxy]\nwrite = \"127.0.0.1:1\"\n{table}"));
+        assert!(e.contains(want), "{table}: {e}");
+    }
+}

@@ -21,7 +21,7 @@ pub use vip::{interface_name, read_token, VipAddress, VipConfig};
 pub use dns::DnsConfig;
 pub use kv::{ConsulConfig, EtcdConfig};
 pub use load::ConfigError;
-pub use proxy::ProxyConfig;
+pub use proxy::{ProxyConfig, ProxyMode};
 
 use pivot_core::analysis::DetectionSettings;
 use pivot_core::InstanceKey;

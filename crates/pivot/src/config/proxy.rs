@@ -20,6 +20,8 @@ pub struct RawProxy {
     pub idle_timeout: Option<Spanned<Dur>>,
     pub required: Option<bool>,
     pub threads: Option<Spanned<i64>>,
+    pub mode: Option<Spanned<String>>,
+    pub transaction_grace: Option<Spanned<Dur>>,
 }
 
 /// The built-in proxy of one cluster.
@@ -42,6 +44,29 @@ pub struct ProxyConfig {
     pub required: bool,
     /// Threads moving bytes (the proxy's own runtime).
     pub threads: usize,
+    /// How the write port forwards: bytes, or following the MySQL protocol
+    /// to move idle sessions to a new primary.
+    pub mode: ProxyMode,
+    /// Protocol mode: how long a session in a transaction (or a command)
+    /// may go on with the old primary after the route moved before it is ended.
+    pub transaction_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Bytes are moved as they come; connections to a former primary are cut.
+    #[default]
+    Tcp,
+    /// The write port follows the MySQL protocol and moves idle sessions.
+    Mysql,
+}
+
+fn mode(src: &Source, v: &Option<Spanned<String>>) -> Result<ProxyMode, ConfigError> {
+    match v.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "tcp")) => Ok(ProxyMode::Tcp),
+        Some((_, "mysql")) => Ok(ProxyMode::Mysql),
+        Some((m, other)) => Err(src.err(m, format!("proxy mode `{other}` is unknown: write \"tcp\" or \"mysql\""))),
+    }
 }
 
 fn addr(src: &Source, v: &Option<Spanned<String>>, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -88,5 +113,14 @@ pub(super) fn proxy(
         )?,
         required: raw.required.unwrap_or(write.is_some()),
         threads: int_in(src, &raw.threads, "proxy threads", 1, 1, 64)? as usize,
+        mode: mode(src, &raw.mode)?,
+        transaction_grace: duration_in(
+            src,
+            &raw.transaction_grace,
+            "proxy transaction_grace",
+            secs(2),
+            ms(0),
+            secs(3600),
+        )?,
     }))
 }

@@ -84,7 +84,9 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     for cluster in &config.clusters {
         let routes = RouteHub::new();
         let proxy = match &cluster.proxy {
-            Some(p) => Some(crate::proxy::start(&cluster.name, p.clone(), routes.clone())?),
+            Some(p) => {
+                Some(crate::proxy::start(&cluster.name, cluster.credentials.clone(), p.clone(), routes.clone())?)
+            }
             None => None,
         };
         hubs.push((routes, proxy.as_ref().map(|p| p.stats.clone())));

@@ -29,7 +29,7 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
     let holds: Vec<(String, u64)> = clusters.iter().map(|c| (cl(c), u64::from(c.routes.current().hold))).collect();
     out.family("pivot_route_hold", "gauge", "1 while a recovery holds new write connections.", &holds);
     type Field = fn(&crate::proxy::stats::BackendStats) -> &std::sync::atomic::AtomicU64;
-    let backend_families: [(&str, &str, &str, Field); 6] = [
+    let backend_families: [(&str, &str, &str, Field); 7] = [
         ("pivot_proxy_backend_active", "gauge", "Proxy connections open to the backend now.", |b| &b.active),
         ("pivot_proxy_backend_connections_total", "counter", "Proxy connections made to the backend.", |b| &b.total),
         ("pivot_proxy_backend_errors_total", "counter", "Connections that failed or ended in an error.", |b| &b.errors),
@@ -42,6 +42,12 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
         ("pivot_proxy_backend_cut_total", "counter", "Connections closed because the backend left the route.", |b| {
             &b.cut
         }),
+        (
+            "pivot_proxy_backend_busy",
+            "gauge",
+            "Protocol mode: sessions in a command or a transaction on it now.",
+            |b| &b.busy,
+        ),
     ];
     for (name, kind, help, field) in backend_families {
         let mut samples = Vec::new();
@@ -55,7 +61,7 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
         out.family(name, kind, help, &samples);
     }
     type Total = fn(&crate::proxy::stats::ProxyStats) -> &std::sync::atomic::AtomicU64;
-    let proxy_families: [(&str, &str, &str, Total); 5] = [
+    let proxy_families: [(&str, &str, &str, Total); 6] = [
         ("pivot_proxy_held", "gauge", "Connections waiting for a primary now.", |p| &p.held),
         ("pivot_proxy_held_total", "counter", "Connections that waited for a primary.", |p| &p.held_total),
         ("pivot_proxy_hold_timeouts_total", "counter", "Held connections closed: no primary in time.", |p| {
@@ -65,11 +71,40 @@ pub fn render(clusters: &[ClusterHandle]) -> String {
             &p.refused
         }),
         ("pivot_proxy_clients", "gauge", "Client connections open now.", |p| &p.clients),
+        (
+            "pivot_proxy_sessions_parked",
+            "gauge",
+            "Protocol mode: idle sessions waiting for the new primary now.",
+            |p| &p.parked,
+        ),
     ];
     for (name, kind, help, field) in proxy_families {
         let samples: Vec<(String, u64)> =
             clusters.iter().filter_map(|c| c.proxy.as_ref().map(|p| (cl(c), field(p).load(Relaxed)))).collect();
         out.family(name, kind, help, &samples);
     }
+    // The write port's protocol mode: sessions moved to a new primary, and
+    // those ended at a route change, by reason.
+    let migrated: Vec<(String, u64)> =
+        clusters.iter().filter_map(|c| c.proxy.as_ref().map(|p| (cl(c), p.migrated.load(Relaxed)))).collect();
+    out.family(
+        "pivot_proxy_sessions_migrated_total",
+        "counter",
+        "Protocol mode: idle sessions moved to the new primary without their client noticing.",
+        &migrated,
+    );
+    let mut ended = Vec::new();
+    for c in clusters {
+        let Some(p) = &c.proxy else { continue };
+        for r in crate::proxy::mysql::session::Reason::ALL {
+            ended.push((format!("{},reason=\"{}\"", cl(c), r.name()), p.ended(r)));
+        }
+    }
+    out.family(
+        "pivot_proxy_sessions_ended_total",
+        "counter",
+        "Protocol mode: sessions ended at a route change because they could not move, by reason.",
+        &ended,
+    );
     out.0
 }

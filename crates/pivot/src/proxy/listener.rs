@@ -2,11 +2,13 @@
 //! while there is none.
 
 use super::forward::{forward, End};
+use super::mysql::relay;
 use super::stats::ProxyStats;
-use crate::config::ProxyConfig;
+use crate::config::{ProxyConfig, ProxyMode};
 use crate::routes::RouteHub;
 use pivot_core::routes::RouteTable;
 use pivot_core::InstanceKey;
+use pivot_server::Credentials;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,8 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 struct Ctx {
     cluster: String,
+    /// pivot's account (protocol mode reads a moving client's stored hash).
+    creds: Credentials,
     cfg: ProxyConfig,
     hub: RouteHub,
     stats: Arc<ProxyStats>,
@@ -51,6 +55,7 @@ struct Ctx {
 
 pub async fn serve(
     cluster: String,
+    creds: Credentials,
     cfg: ProxyConfig,
     hub: RouteHub,
     stats: Arc<ProxyStats>,
@@ -58,7 +63,7 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let ctx = Arc::new(Ctx { cluster, cfg, hub, stats, limit, stop: stop.clone() });
+    let ctx = Arc::new(Ctx { cluster, creds, cfg, hub, stats, limit, stop: stop.clone() });
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, port) in ports {
         let listener = match TcpListener::from_std(listener) {
@@ -123,6 +128,23 @@ async fn session(mut client: TcpStream, port: Port, ctx: &Ctx) {
     let deadline = Instant::now() + ctx.cfg.hold_timeout;
     loop {
         let Some((key, mut backend)) = choose(port, ctx, deadline, &client).await else { return };
+        if port == Port::Write && ctx.cfg.mode == ProxyMode::Mysql {
+            let env = relay::Env {
+                cluster: &ctx.cluster,
+                cfg: &ctx.cfg,
+                hub: &ctx.hub,
+                stats: &ctx.stats,
+                creds: &ctx.creds,
+                stop: ctx.stop.clone(),
+            };
+            match relay::serve(client, key, backend, &env).await {
+                relay::Outcome::Retry(c) if Instant::now() < deadline => {
+                    client = c;
+                    continue;
+                }
+                _ => return,
+            }
+        }
         let stats = ctx.stats.backend(port.name(), &key);
         stats.total.fetch_add(1, Relaxed);
         stats.active.fetch_add(1, Relaxed);

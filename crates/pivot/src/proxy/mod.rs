@@ -10,13 +10,16 @@
 //! * [`listener`]: accepting, limits, choosing a backend, holding;
 //! * [`forward`]: moving bytes (large buffers allocated once per
 //!   connection, never per packet), idle timeout, cut-off on route change;
-//! * [`stats`]: counters per backend and of the hold queue, for `/metrics`.
+//! * [`stats`]: counters per backend and of the hold queue, for `/metrics`;
+//! * [`mysql`]: the write port's protocol mode (`mode = "mysql"`), which
+//!   moves idle sessions to the new primary instead of cutting them.
 //!
 //! The proxy runs on its own thread and runtime: a busy proxy never delays
 //! the probes and the failover.
 
 mod forward;
 mod listener;
+pub mod mysql;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -24,6 +27,7 @@ mod tests;
 use crate::config::ProxyConfig;
 use crate::routes::RouteHub;
 use listener::Port;
+use pivot_server::Credentials;
 use stats::ProxyStats;
 use std::sync::Arc;
 
@@ -45,7 +49,7 @@ impl ProxyHandle {
 }
 
 /// Bind the configured ports (an error names the setting) and serve them.
-pub fn start(cluster: &str, cfg: ProxyConfig, hub: RouteHub) -> anyhow::Result<ProxyHandle> {
+pub fn start(cluster: &str, creds: Credentials, cfg: ProxyConfig, hub: RouteHub) -> anyhow::Result<ProxyHandle> {
     let mut ports = Vec::new();
     for (addr, kind) in [(cfg.write, Port::Write), (cfg.read, Port::Read)] {
         let Some(addr) = addr else { continue };
@@ -56,6 +60,7 @@ pub fn start(cluster: &str, cfg: ProxyConfig, hub: RouteHub) -> anyhow::Result<P
         ports.push((listener, kind));
     }
     let stats = Arc::new(ProxyStats::default());
+    hub.attach_proxy(stats.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (name, st) = (cluster.to_string(), stats.clone());
     let thread = std::thread::Builder::new().name(format!("proxy-{cluster}")).spawn(move || {
@@ -69,7 +74,7 @@ pub fn start(cluster: &str, cfg: ProxyConfig, hub: RouteHub) -> anyhow::Result<P
                 .build()
         }
         .expect("a proxy runtime");
-        rt.block_on(listener::serve(name, cfg, hub, st, ports, stopped));
+        rt.block_on(listener::serve(name, creds, cfg, hub, st, ports, stopped));
     })?;
     Ok(ProxyHandle { stats, stop, thread: Some(thread) })
 }

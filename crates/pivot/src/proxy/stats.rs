@@ -1,5 +1,6 @@
 //! The proxy's counters, read by `/metrics`.
 
+use crate::proxy::mysql::session::Reason;
 use pivot_core::InstanceKey;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,6 +17,8 @@ pub struct BackendStats {
     pub bytes_to_client: AtomicU64,
     /// Connections pivot closed because the backend left the route.
     pub cut: AtomicU64,
+    /// Protocol mode: sessions in a command or a transaction on the backend now.
+    pub busy: AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -31,6 +34,14 @@ pub struct ProxyStats {
     pub refused: AtomicU64,
     /// Client connections open now, both ports.
     pub clients: AtomicU64,
+    /// Protocol mode: sessions waiting now, at a route change, for the new
+    /// primary (idle, outside a transaction).
+    pub parked: AtomicU64,
+    /// Protocol mode: sessions moved to a new primary without their client noticing.
+    pub migrated: AtomicU64,
+    /// Protocol mode: sessions ended at a route change, per [`Reason`] (in
+    /// the order of [`Reason::ALL`]).
+    pub ended: [AtomicU64; Reason::ALL.len()],
 }
 
 impl ProxyStats {
@@ -43,6 +54,23 @@ impl ProxyStats {
     pub fn active(&self, port: &'static str, key: &InstanceKey) -> u64 {
         let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(port, key.clone())).map_or(0, |b| b.active.load(Relaxed))
+    }
+
+    pub fn count_ended(&self, reason: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.ended[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Sessions ended for `reason` so far.
+    pub fn ended(&self, reason: Reason) -> u64 {
+        Reason::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.ended[i].load(Relaxed))
+    }
+
+    /// Protocol-mode sessions of `port` busy on `key` now.
+    pub fn busy(&self, port: &'static str, key: &InstanceKey) -> u64 {
+        let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(port, key.clone())).map_or(0, |b| b.busy.load(Relaxed))
     }
 
     /// Every (port, backend) with its counters, for `/metrics`.

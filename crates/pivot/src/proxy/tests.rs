@@ -29,6 +29,8 @@ fn cfg() -> ProxyConfig {
         idle_timeout: Duration::from_secs(60),
         required: true,
         threads: 1,
+        mode: crate::config::ProxyMode::Tcp,
+        transaction_grace: Duration::from_secs(2),
     }
 }
 
@@ -86,6 +88,7 @@ impl Proxy {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(
             "test".into(),
+            pivot_server::Credentials::new("pivot", "unused"),
             cfg,
             hub.clone(),
             stats.clone(),

@@ -10,6 +10,12 @@ use std::time::Duration;
 
 impl Performer {
     pub(super) async fn handover_step(&mut self, step: &Step, check_first: bool) -> StepEnd {
+        // Protocol-mode proxy sessions finish their transactions while the
+        // old primary is still writable (one that changed rows cannot commit after).
+        let proxied = match step {
+            Step::MakeReadOnly { instance } => super::proxy_drain::let_proxy_sessions_finish(&self.env, instance).await,
+            _ => String::new(),
+        };
         match step {
             Step::CheckTransactions { instance, limit_s } => {
                 let s = match self.session(instance).await {
@@ -31,7 +37,7 @@ impl Performer {
             }
             Step::MakeReadOnly { instance } => match self.session(instance).await {
                 Ok(s) => match actions::make_read_only(s).await {
-                    Ok(()) => end(Ended::Ok, format!("{instance} is read-only")),
+                    Ok(()) => end(Ended::Ok, format!("{instance} is read-only{proxied}")),
                     Err(e) => end(Ended::Failed, e.to_string()),
                 },
                 Err(e) => end(Ended::Failed, e),

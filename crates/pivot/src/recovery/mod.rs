@@ -17,6 +17,7 @@ mod fanout;
 pub mod fence_watch;
 pub mod hooks;
 pub mod owner;
+mod proxy_drain;
 pub mod resume;
 mod route_step;
 pub mod switchover;

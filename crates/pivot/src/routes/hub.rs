@@ -12,6 +12,10 @@ pub struct RouteHub {
     /// Who may hold the cluster's virtual IP, as this process knows it:
     /// shared by the VIP follower and the `route_vip` steps.
     vip: crate::routes::vip::SharedBook,
+    /// The built-in proxy's counters, when this process runs one: a
+    /// switchover waits for its protocol-mode sessions to leave their
+    /// transactions on the old primary before making it read-only.
+    proxy: Arc<std::sync::OnceLock<Arc<crate::proxy::stats::ProxyStats>>>,
 }
 
 impl Default for RouteHub {
@@ -26,6 +30,7 @@ impl RouteHub {
         RouteHub {
             tx: Arc::new(watch::channel(Arc::new(RouteTable::default())).0),
             vip: crate::routes::vip::new_book(),
+            proxy: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -47,6 +52,17 @@ impl RouteHub {
             true
         });
         taken
+    }
+
+    /// Link the proxy that follows this hub (once).
+    pub fn attach_proxy(&self, stats: Arc<crate::proxy::stats::ProxyStats>) {
+        let _ = self.proxy.set(stats);
+    }
+
+    /// Protocol-mode sessions of the write port busy on `key` now (in a
+    /// command or a transaction); `None` without a proxy.
+    pub fn proxy_busy(&self, key: &pivot_core::InstanceKey) -> Option<u64> {
+        self.proxy.get().map(|p| p.busy("write", key))
     }
 
     pub fn current(&self) -> Arc<RouteTable> {
