@@ -5,6 +5,7 @@
 //! `oltp_read_write` with 16 connections through the write port sees zero
 //! errors across 20 switchovers back and forth, every session moved.
 
+use crate::support::Sysbench;
 use pivot::config::{ProxyConfig, ProxyMode};
 use pivot::proxy::stats::ProxyStats;
 use pivot::routes::RouteHub;
@@ -19,32 +20,6 @@ use std::time::{Duration, Instant};
 const SWITCHOVERS: u64 = 20;
 const THREADS: u64 = 16;
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The sysbench run, killed (by its PID) when the test ends, even on failure.
-struct Sysbench(Option<std::process::Child>);
-
-impl Sysbench {
-    fn running(&mut self) -> bool {
-        self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// Kill it; its output so far.
-    fn end(&mut self) -> String {
-        let Some(mut c) = self.0.take() else { return String::new() };
-        let _ = c.kill();
-        let out = c.wait_with_output().expect("sysbench's output");
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    }
-}
-
-impl Drop for Sysbench {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn table(epoch: u64, primary: &InstanceKey, hold: bool) -> RouteTable {
     let e = EpochRecord { number: epoch, primary: primary.clone(), recovery_id: None, since_ms: 0 };

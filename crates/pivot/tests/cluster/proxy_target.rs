@@ -11,43 +11,6 @@ use std::time::{Duration, Instant};
 
 const SWITCHOVERS: usize = 20;
 const THREADS: u64 = 16;
-const TOKEN: &str = "proxy-target-test-token-0123456789abcdef";
-
-/// `[pivot] api_token_file` added to the rig's configuration (a 0600 file).
-fn with_api_token(rig: &Rig) {
-    use std::os::unix::fs::PermissionsExt;
-    let token = rig.sb.dir.join("api.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = std::fs::read_to_string(&rig.config).unwrap();
-    let text = text.replacen("[pivot]\n", &format!("[pivot]\napi_token_file = \"{}\"\n", token.display()), 1);
-    std::fs::write(&rig.config, text).unwrap();
-}
-
-/// The sysbench run, killed (by its PID) when the test ends, even on failure.
-struct Sysbench(Option<std::process::Child>);
-
-impl Sysbench {
-    fn running(&mut self) -> bool {
-        self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    fn end(&mut self) -> String {
-        let Some(mut c) = self.0.take() else { return String::new() };
-        let _ = c.kill();
-        let out = c.wait_with_output().expect("sysbench's output");
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    }
-}
-
-impl Drop for Sysbench {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn sample(text: &str, name: &str, label: &str) -> u64 {
     text.lines()

@@ -359,3 +359,47 @@ pub async fn connect_server_id(
     let mut s = pivot_server::Session::connect(via, creds, timeout).await.map_err(|e| e.to_string())?;
     Ok((session_server_id(&mut s).await?, s))
 }
+
+// ---- switchover and sysbench helpers ---------------------------------------------
+
+/// The API token tests put in `[pivot] api_token_file`.
+pub const API_TOKEN: &str = "pivot-test-api-token-0123456789abcdef";
+
+/// `[pivot] api_token_file` added to the rig's configuration (a 0600 file
+/// holding [`API_TOKEN`]); the daemon reads it at its next start.
+pub fn with_api_token(rig: &Rig) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let token = rig.sb.dir.join("api.token");
+    std::fs::write(&token, format!("{API_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let text = text.replacen("[pivot]\n", &format!("[pivot]\napi_token_file = \"{}\"\n", token.display()), 1);
+    std::fs::write(&rig.config, text).unwrap();
+    token
+}
+
+/// A sysbench run, killed (by its PID) when the test ends, even on failure.
+pub struct Sysbench(pub Option<std::process::Child>);
+
+impl Sysbench {
+    pub fn running(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kill it; its output so far.
+    pub fn end(&mut self) -> String {
+        let Some(mut c) = self.0.take() else { return String::new() };
+        let _ = c.kill();
+        let out = c.wait_with_output().expect("sysbench's output");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+impl Drop for Sysbench {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

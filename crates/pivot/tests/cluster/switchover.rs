@@ -6,22 +6,7 @@
 
 use crate::support::*;
 use pivot_drill::{eventually, http_request, missing_writes, PivotProcess};
-use std::path::PathBuf;
 use std::time::Duration;
-
-const TOKEN: &str = "switchover-test-token-0123456789abcdef";
-
-/// `[pivot] api_token_file` added to the rig's configuration (a 0600 file).
-fn with_api_token(rig: &Rig) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let token = rig.sb.dir.join("api.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = std::fs::read_to_string(&rig.config).unwrap();
-    let text = text.replacen("[pivot]\n", &format!("[pivot]\napi_token_file = \"{}\"\n", token.display()), 1);
-    std::fs::write(&rig.config, text).unwrap();
-    token
-}
 
 /// `pivot switchover` with `env` (failpoints), its exit code and output.
 fn switchover(rig: &Rig, to: &str, local: bool, env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -127,7 +112,7 @@ async fn a_switchover_under_a_writer_loses_nothing_and_the_old_primary_follows()
     assert_eq!(status, 401, "{body}");
     let (status, _) = http_request(rig.addr, "POST", path, &[("Authorization", "Bearer wrong")], "{}").await.unwrap();
     assert_eq!(status, 401);
-    let auth = format!("Bearer {TOKEN}");
+    let auth = format!("Bearer {API_TOKEN}");
     let (status, body) =
         http_request(rig.addr, "POST", path, &[("Authorization", &auth)], "{\"to\": 12}").await.unwrap();
     assert_eq!(status, 400, "{body}");
