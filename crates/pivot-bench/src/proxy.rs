@@ -87,14 +87,20 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
             "--mysql-host=127.0.0.1".into(),
             format!("--mysql-port={port}"),
             format!("--mysql-user={}", app.user),
-            format!("--mysql-password={}", app.password.expose()),
             "--mysql-db=test".into(),
             "--tables=4".into(),
             "--table-size=10000".into(),
             "--db-ps-mode=disable".into(),
         ]
     };
-    let prepare = Command::new("sysbench").arg("oltp_read_write").args(base(primary.port)).arg("prepare").output()?;
+    // The password through the environment (libmariadb reads MYSQL_PWD), never in argv.
+    let pwd = app.password.expose().to_string();
+    let prepare = Command::new("sysbench")
+        .env("MYSQL_PWD", &pwd)
+        .arg("oltp_read_write")
+        .args(base(primary.port))
+        .arg("prepare")
+        .output()?;
     anyhow::ensure!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
     println!(
         "\nproxy benchmark: sysbench {seconds} s per run, mean of {rounds} rounds in alternating order, 2-node MariaDB sandbox (commits without fsync); HAProxy {} in TCP mode \
@@ -127,7 +133,7 @@ async fn throughput(pivot_bin: &std::path::Path, seconds: u64, rounds: usize, th
             for round in 0..rounds {
                 let order: Vec<usize> = if round % 2 == 0 { vec![0, 1, 3, 2] } else { vec![2, 3, 1, 0] };
                 for i in order {
-                    runs[i].push(sysbench(workload, threads, seconds, &base(ports[i]))?);
+                    runs[i].push(sysbench(workload, threads, seconds, &base(ports[i]), &pwd)?);
                 }
             }
             let mean = |v: &[Figures]| Figures {
@@ -196,8 +202,9 @@ fn haproxy_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn sysbench(workload: &str, threads: u32, seconds: u64, base: &[String]) -> anyhow::Result<Figures> {
+fn sysbench(workload: &str, threads: u32, seconds: u64, base: &[String], pwd: &str) -> anyhow::Result<Figures> {
     let out = Command::new("sysbench")
+        .env("MYSQL_PWD", pwd)
         .arg(workload)
         .args(base)
         .arg(format!("--threads={threads}"))
