@@ -40,7 +40,8 @@ pub fn line(j: &Job) -> String {
     let mut s = format!("{:<20}", phase_word(j.phase));
     if j.bytes > 0 || j.phase == Phase::Streaming {
         s.push_str(&bytes(j.bytes));
-        if let Some(t) = j.total_bytes.filter(|t| *t > 0) {
+        let streaming = j.phase == Phase::Streaming;
+        if let Some(t) = j.total_bytes.filter(|t| *t > 0 && streaming) {
             let pct = (j.bytes.saturating_mul(100) / t).min(100);
             s.push_str(&format!(" / ~{} ({pct}%)", bytes(t)));
         }
@@ -106,7 +107,9 @@ mod tests {
             binlog_info: None,
         };
         assert_eq!(line(&j), "streaming           12.0 MiB / ~40.0 MiB (30%)  3.0 MiB/s  1:04");
-        let stopping = Job { phase: Phase::Stopping, bytes: 0, elapsed_ms: 1_000, ..j };
+        let stopping = Job { phase: Phase::Stopping, bytes: 0, elapsed_ms: 1_000, ..j.clone() };
         assert_eq!(line(&stopping), "stopping the server   0:01");
+        let done = Job { phase: Phase::Done, elapsed_ms: 90_000, ..j };
+        assert_eq!(line(&done), "done                12.0 MiB  3.0 MiB/s  1:30", "no estimate once streamed");
     }
 }

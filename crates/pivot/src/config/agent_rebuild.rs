@@ -117,3 +117,64 @@ fn read_private(path: &std::path::Path) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("`{shown}` cannot be read: {e}"))?;
     Ok(Secret::new(text.lines().next().unwrap_or_default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::AgentConfig;
+    use std::os::unix::fs::PermissionsExt;
+
+    const BASE: &str = "listen = \"127.0.0.1:9190\"\ntoken_file = \"agent.token\"\ninstance = \"db1:3306\"\n";
+    const GOOD: &str =
+        "[rebuild]\ndatadir = \"/var/lib/mysql/\"\nstop_command = [\"systemctl\", \"stop\", \"mariadb\"]\n\
+        start_command = [\"systemctl\", \"start\", \"mariadb\"]\nbackup_user = \"pivot_backup\"\n\
+        backup_password_file = \"backup.password\"\n";
+
+    fn dir(password_mode: u32) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text, mode) in
+            [("agent.token", "0123456789abcdef0123\n", 0o600), ("backup.password", "s3cret\n", password_mode)]
+        {
+            std::fs::write(d.path().join(name), text).unwrap();
+            std::fs::set_permissions(d.path().join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_good_section_and_its_defaults() {
+        let d = dir(0o600);
+        let c = AgentConfig::parse(&d.path().join("agent.toml"), &format!("{BASE}{GOOD}")).unwrap();
+        let r = c.rebuild.expect("[rebuild]");
+        assert_eq!(r.datadir, std::path::PathBuf::from("/var/lib/mysql"));
+        assert_eq!(r.stop_command, ["systemctl", "stop", "mariadb"]);
+        assert_eq!(r.backup_password.expose(), "s3cret");
+        assert_eq!(r.mariabackup, std::path::PathBuf::from("mariabackup"));
+        assert_eq!(r.command_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(r.max_duration, std::time::Duration::from_secs(6 * 3600));
+        assert!(!format!("{r:?}").contains("s3cret"), "the password never prints");
+        let none = AgentConfig::parse(&d.path().join("agent.toml"), BASE).unwrap();
+        assert!(none.rebuild.is_none());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let d = dir(0o600);
+        let cases = [
+            (GOOD.replace("datadir = \"/var/lib/mysql/\"\n", ""), ":4: [rebuild] datadir is missing"),
+            (GOOD.replace("/var/lib/mysql/", "mysql"), "datadir `mysql` must be an absolute path"),
+            (GOOD.replace("/var/lib/mysql/", "/"), "datadir `/` must be an absolute path"),
+            (GOOD.replace("[\"systemctl\", \"stop\", \"mariadb\"]", "[]"), "stop_command is empty"),
+            (GOOD.replace("start_command", "begin_command"), "unknown field `begin_command`"),
+            (GOOD.replace("backup_user = \"pivot_backup\"\n", ""), "backup_user is missing"),
+            (GOOD.replace("backup.password", "nothing.password"), "backup_password_file `"),
+            (format!("{GOOD}max_duration = \"1s\"\n"), "max_duration 1s is out of range"),
+        ];
+        for (text, want) in cases {
+            let e = AgentConfig::parse(&d.path().join("agent.toml"), &format!("{BASE}{text}")).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: `{e}` should contain `{want}`");
+        }
+        let open = dir(0o644);
+        let e = AgentConfig::parse(&open.path().join("agent.toml"), &format!("{BASE}{GOOD}")).unwrap_err().to_string();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+    }
+}

@@ -26,6 +26,7 @@ async fn rebuild_refuses_before_touching_anything_and_restores_the_old_datadir_o
         &[
             AgentSpec { name: "node2-good", node: "node2", backup_password: Some(admin_pw.clone()) },
             AgentSpec { name: "node2-bare", node: "node2", backup_password: None },
+            AgentSpec { name: "node1-good", node: "node1", backup_password: Some(admin_pw.clone()) },
             AgentSpec { name: "node3-wrong-password", node: "node3", backup_password: Some(wrong) },
         ],
     )
@@ -56,6 +57,17 @@ async fn rebuild_refuses_before_touching_anything_and_restores_the_old_datadir_o
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains(&format!("--from {node3} to use it anyway")), "{}", text(&out));
     unchanged("refused choices");
+
+    // Asked directly, an agent refuses to rebuild a writable server (a
+    // primary), whatever asks it.
+    let body = format!("{{\"donor_agent\": \"{}\", \"donor\": \"{node3}\"}}", agents.addr("node2-good"));
+    let bearer = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let (status, said) =
+        pivot_drill::http_request(agents.addr("node1-good"), "POST", "/v1/rebuild", &headers, &body).await.unwrap();
+    assert_eq!(status, 409, "{said}");
+    assert!(said.contains("is writable") && said.contains("never rebuilt"), "{said}");
+    assert_eq!(read_only(&sb, "node1").await, Some(false), "the primary still answers, writable");
 
     // An agent without [rebuild]: refused, the missing section named.
     let bare = config(&[("node2", agents.addr("node2-bare")), ("node3", agents.addr("node3-wrong-password"))]);

@@ -132,8 +132,28 @@ impl Drop for PrivateDir {
     }
 }
 
-/// The size of the files under `dir` (for the progress bar's total).
-pub fn tree_size(dir: &Path) -> u64 {
+/// About what a backup of `dir` streams: the files under it, without the
+/// binary and relay logs its `*.index` files list, the redo log and the
+/// temporary tablespace (mariabackup copies none of them whole).
+pub fn backup_size(dir: &Path) -> u64 {
+    let mut skip: std::collections::BTreeSet<std::ffi::OsString> = std::collections::BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.ends_with(".index") {
+                for line in std::fs::read_to_string(e.path()).unwrap_or_default().lines() {
+                    if let Some(f) = Path::new(line.trim()).file_name() {
+                        skip.insert(f.to_os_string());
+                    }
+                }
+                skip.insert(name.clone());
+            }
+            if n.starts_with("ib_logfile") || n.starts_with("ibtmp") {
+                skip.insert(name);
+            }
+        }
+    }
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -141,10 +161,37 @@ pub fn tree_size(dir: &Path) -> u64 {
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                Ok(t) if t.is_file() && !(d == dir && skip.contains(&e.file_name())) => {
+                    total += e.metadata().map_or(0, |m| m.len())
+                }
                 _ => {}
             }
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_estimate_leaves_out_logs_the_backup_does_not_copy() {
+        let dir = std::env::temp_dir().join(format!("pivot-size-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        for (name, len) in [
+            ("ibdata1", 100),
+            ("db/t.ibd", 10),
+            ("mariadb-bin.000001", 1000),
+            ("mariadb-bin.index", 0),
+            ("relay-bin.000002", 1000),
+            ("ib_logfile0", 1000),
+            ("aria_log.00000001", 5),
+        ] {
+            std::fs::write(dir.join(name), vec![0u8; len]).unwrap();
+        }
+        std::fs::write(dir.join("mariadb-bin.index"), "./mariadb-bin.000001\n").unwrap();
+        std::fs::write(dir.join("relay-bin.index"), "./relay-bin.000002\n").unwrap();
+        assert_eq!(super::backup_size(&dir), 115);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -4,7 +4,7 @@
 //! (commits are blocked for a moment at its end), never on the primary;
 //! no `--safe-slave-backup` (the replication threads keep running).
 
-use super::command::{tree_size, PrivateDir, Tail};
+use super::command::{backup_size, PrivateDir, Tail};
 use super::protocol::{BackupOutcome, TOTAL_HEADER};
 use super::RebuildAgent;
 use crate::config::AgentRebuild;
@@ -98,7 +98,7 @@ pub async fn stream(State(a): State<Arc<RebuildAgent>>) -> Response {
     };
     let total = {
         let d = r.datadir.clone();
-        tokio::task::spawn_blocking(move || tree_size(&d)).await.unwrap_or(0)
+        tokio::task::spawn_blocking(move || backup_size(&d)).await.unwrap_or(0)
     };
     let stderr = Tail::default();
     let stderr_done = child.stderr.take().map(|e| stderr.follow(e));

@@ -64,6 +64,9 @@ pub async fn start(State(a): State<Arc<RebuildAgent>>, Json(req): Json<RebuildRe
         }
         Err(e) => return refuse(StatusCode::CONFLICT, format!("the donor's agent is unreachable: {e}")),
     }
+    if let Err(why) = not_writable(&a, &r).await {
+        return refuse(StatusCode::CONFLICT, why);
+    }
     {
         let mut job = a.job.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(j) = job.as_ref().filter(|j| !j.phase.ended()) {
@@ -87,6 +90,23 @@ pub async fn start(State(a): State<Arc<RebuildAgent>>, Json(req): Json<RebuildRe
     let job = a.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
     tokio::spawn(run(a.clone(), r, donor));
     (StatusCode::OK, Json(job)).into_response()
+}
+
+/// A second guard beside pivot's own decision: a local server that answers
+/// and is writable may be a primary, and a primary is never rebuilt. A
+/// server that does not answer takes no writes.
+async fn not_writable(a: &RebuildAgent, r: &AgentRebuild) -> Result<(), String> {
+    let creds = pivot_server::Credentials { user: r.backup_user.clone(), password: r.backup_password.clone() };
+    let inst = &a.cfg.instance;
+    let Ok(mut s) = pivot_server::Session::connect(inst, &creds, Duration::from_secs(2)).await else { return Ok(()) };
+    match pivot_server::actions::executed_and_writable(&mut s).await {
+        Ok((_, true)) => Err(format!(
+            "{inst} is writable (read_only is OFF): it may be a primary, and a primary is never rebuilt; make it \
+             read-only first if it is not"
+        )),
+        Ok((_, false)) => Ok(()),
+        Err(e) => Err(format!("{inst} answers, but whether it is writable cannot be read: {e}")),
+    }
 }
 
 /// How far the job got: what a failure has to undo.
