@@ -16,7 +16,7 @@ use pivot_core::analysis::ProblemKind;
 use pivot_core::rebuild::{backup_info, decide, RebuildChoice, RebuildInput, Replica};
 use pivot_core::InstanceKey;
 use pivot_dialect::ChangeSource;
-use pivot_server::{actions, Credentials, Secret, Session};
+use pivot_server::{actions, Credentials, Session};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -209,13 +209,7 @@ fn rebuild_input(
 
 /// The target's and the donor's agents.
 fn agents(c: &ClusterConfig, choice: &RebuildChoice) -> Result<(AgentClient, AgentClient), String> {
-    let vip = c.vip.as_ref();
-    let list: Vec<(InstanceKey, InstanceKey)> = if c.rebuild.agents.is_empty() {
-        vip.map(|v| v.agents.clone()).unwrap_or_default()
-    } else {
-        c.rebuild.agents.clone()
-    };
-    let token: Option<Secret> = c.rebuild.token.clone().or_else(|| vip.map(|v| v.token.clone()));
+    let (list, token) = crate::config::rebuild_agents(c);
     let Some(token) = token else {
         return Err(format!(
             "cluster `{}` names no agents' token: add [cluster.rebuild] token_file (or configure [cluster.vip])",

@@ -12,7 +12,7 @@ mod load;
 mod proxy;
 mod raw;
 mod rebuild;
-pub use rebuild::RebuildConfig;
+pub use rebuild::{rebuild_agents, RebuildConfig};
 mod switchover;
 mod vip;
 

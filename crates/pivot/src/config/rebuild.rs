@@ -80,3 +80,15 @@ pub(super) fn rebuild(src: &Source, raw: &Option<Spanned<RawRebuild>>) -> Result
         )?,
     })
 }
+
+/// The agents and token `pivot rebuild` uses for `c`: `[cluster.rebuild]`'s,
+/// else `[cluster.vip]`'s.
+pub fn rebuild_agents(c: &super::ClusterConfig) -> (Vec<(InstanceKey, InstanceKey)>, Option<Secret>) {
+    let vip = c.vip.as_ref();
+    let agents = if c.rebuild.agents.is_empty() {
+        vip.map(|v| v.agents.clone()).unwrap_or_default()
+    } else {
+        c.rebuild.agents.clone()
+    };
+    (agents, c.rebuild.token.clone().or_else(|| vip.map(|v| v.token.clone())))
+}

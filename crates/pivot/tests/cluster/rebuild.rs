@@ -63,7 +63,17 @@ async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with
         (read_only(&rig.sb, "node1").await == Some(true)).then_some(()).ok_or("not read-only yet".to_string())
     })
     .await;
-    exec(&rig.sb, "node1", &["INSERT INTO test.drill_writes (id, writer, at) VALUES (424242, 99, NOW(6))"]).await;
+    // (pivot's fence ends the sessions it finds: retried until it lands.)
+    eventually(WAIT, "the diverged write on the old primary", || async {
+        let mut s = rig.sb.admin("node1").await.map_err(|e| e.to_string())?;
+        let insert = "INSERT IGNORE INTO test.drill_writes (id, writer, at) VALUES (424242, 99, NOW(6))";
+        s.exec(&pivot_dialect::Sql::plain(insert)).await.map_err(|e| e.to_string())
+    })
+    .await;
+    let mut s1 = rig.sb.admin("node1").await.unwrap();
+    let q = pivot_dialect::Sql::plain("SELECT id FROM test.drill_writes WHERE id = 424242");
+    assert_eq!(s1.rows(&q).await.unwrap().len(), 1, "node1 has the diverged write");
+    drop(s1);
 
     let admin_pw = std::fs::read_to_string(rig.sb.dir.join("secrets/admin.password")).unwrap();
     let agents = TestAgents::start(
@@ -75,8 +85,14 @@ async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with
     )
     .await;
     let map = [("node1", agents.addr("target")), (donor_node, agents.addr("donor"))];
-    let (config, _) =
+    // The daemon goes on with the agents in its configuration (same state
+    // file), so that its API shows the rebuild.
+    let (config, api) =
         write_config(&rig.sb, ConfigOptions { extra: cluster_rebuild(&rig.sb, &map), ..Default::default() });
+    rig.pivot.stop();
+    rig.pivot = start_daemon(&rig.sb, &config);
+    rig.addr = api;
+    rig.wait_healthy_with_primary(&new).await;
     let args = |extra: &[&str]| {
         let mut a: Vec<String> = vec!["rebuild".into(), old.clone()];
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -138,6 +154,15 @@ async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with
     let kept = kept_datadirs(&rig.sb, "node1");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].join("ibdata1").exists() && kept[0].join("test").exists(), "{kept:?}");
+
+    // The API shows the rebuild's outcome on the target's agent.
+    let (status, body) = pivot_drill::http_get(api, "/api/clusters/sandbox/rebuild").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let target =
+        v["agents"].as_array().unwrap().iter().find(|a| a["status"]["instance"] == old).expect("the target's agent");
+    assert_eq!(target["status"]["job"]["phase"], "done", "{v:#}");
+    assert!(target["status"]["job"]["bytes"].as_u64().unwrap() > 1 << 20, "{v:#}");
 
     // Recorded in the history; no longer on the fence list.
     let h = rig.history();
