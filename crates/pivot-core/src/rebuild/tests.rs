@@ -202,7 +202,8 @@ fn the_recorded_position() {
     let binlog = "mariadb-bin.000001\t699\t0-1-2\n";
     let binlog_empty = "mariadb-bin.000001\t330\t\n";
     let binlog_two_fields = "mariadb-bin.000001\t330\n";
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Result<(&str, PositionSource), &str>)> = vec![
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Result<(&'a str, PositionSource), &'a str>);
+    let cases: Vec<Case> = vec![
         ("the slave info wins", Some(slave), Some(binlog), Ok(("0-1-42", PositionSource::SlaveInfo))),
         ("several domains", Some(two_domains), None, Ok(("0-2-7,1-3-9", PositionSource::SlaveInfo))),
         (
