@@ -98,5 +98,15 @@ async fn rebuild_refuses_before_touching_anything_and_restores_the_old_datadir_o
     let rows = s.rows(&pivot_dialect::Sql::plain("SELECT id FROM test.marker")).await.unwrap();
     assert_eq!(rows.len(), 1, "node2 has its own data again");
     eventually(WAIT, "node2 replicating from node1 again", || replicating_from(&sb, "node2", &node1)).await;
+
+    // A target that was down (a crashed former primary) is left down by a
+    // failed rebuild, on its old datadir: it might start writable.
+    let killed = run_pivot(&["sandbox", "kill", "--dir", sb.dir.to_str().unwrap(), "node2"]);
+    assert!(killed.status.success(), "{}", text(&killed));
+    let out = rebuild(&good, &[&node2, "--from", &node3]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("was not running before and is left stopped"), "{}", text(&out));
+    assert_eq!(read_only(&sb, "node2").await, None, "node2 stays down");
+    assert!(kept_datadirs(&sb, "node2").is_empty() && sb.dir.join("node2/data/ibdata1").exists());
     drop(agents);
 }

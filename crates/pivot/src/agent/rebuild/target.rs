@@ -113,6 +113,8 @@ async fn not_writable(a: &RebuildAgent, r: &AgentRebuild) -> Result<(), String> 
 #[derive(Default)]
 struct Undo {
     stop_attempted: bool,
+    /// The server answered before the stop: only then is it started again.
+    was_running: bool,
     moved_aside: Option<PathBuf>,
 }
 
@@ -166,6 +168,7 @@ async fn steps(
     began: Instant,
 ) -> Result<(), String> {
     let inst = &a.cfg.instance;
+    undo.was_running = wait_port(inst, true, Duration::ZERO).await;
     undo.stop_attempted = true;
     command::run("stop_command", &r.stop_command, r.command_timeout).await?;
     if !wait_port(inst, false, r.command_timeout).await {
@@ -398,6 +401,11 @@ async fn restore(a: &RebuildAgent, r: &AgentRebuild, undo: &Undo) -> Result<Stri
         std::fs::rename(old, &r.datadir)
             .map_err(|e| format!("cannot move {} back to {}: {e}", old.display(), r.datadir.display()))?;
         a.update(|j| j.old_datadir = None);
+    }
+    if !undo.was_running {
+        // A server that was down (a crashed former primary) is not brought
+        // up by a failed rebuild: it may start writable.
+        return Ok("the server was not running before and is left stopped, on its old datadir".into());
     }
     if !wait_port(inst, true, Duration::ZERO).await {
         command::run("start_command", &r.start_command, r.command_timeout).await?;
