@@ -148,6 +148,9 @@ fn the_donor_choice() {
         let only = decide(&input("db9:3306", None, vec![bad]));
         assert_eq!(only, Err(Refusal::NoDonor), "{name} is not chosen by default");
     }
+    let at_threshold = Replica { lag_s: Some(10), ..replica("db3:3306", 90) };
+    let ok = decide(&input("db9:3306", Some("db3:3306"), vec![replica("db2:3306", 1), at_threshold]));
+    assert_eq!(ok.map(|c| c.donor), Ok(k("db3:3306")), "a lag of exactly lag_threshold is healthy");
     let absent = decide(&input("db9:3306", Some("db7:3306"), vec![replica("db2:3306", 1)]));
     assert!(matches!(absent, Err(Refusal::DonorUnhealthy { why, .. }) if why.contains("does not see it")));
 }
