@@ -134,14 +134,13 @@ pub async fn run(
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     let kept = job.old_datadir.clone().unwrap_or_else(|| "(none)".into());
-    match replicate(c, &choice, &job, &repl).await {
-        Ok(pos) => {
+    match replicate(c, &*state, &choice, &job, &repl).await {
+        Ok((pos, primary)) => {
             if fenced.contains(&choice.target) {
                 state.fence_remove(&c.name, &choice.target.to_string())?;
             }
             let said = format!(
-                "{what} ended: replicating from {} from GTID {pos}; {} received; old datadir kept at {kept}",
-                choice.primary,
+                "{what} ended: replicating from {primary} from GTID {pos}; {} received; old datadir kept at {kept}",
                 super::rebuild_progress::bytes(job.bytes)
             );
             record(&*state, &c.name, "info", &said);
@@ -267,8 +266,15 @@ async fn follow(agent: &AgentClient, bound: Duration) -> Result<Job, String> {
 }
 
 /// Make the rebuilt server read-only, point it at the primary from the
-/// backup's GTID position, and wait until it replicates. Returns the position.
-async fn replicate(c: &ClusterConfig, choice: &RebuildChoice, job: &Job, repl: &Credentials) -> Result<String, String> {
+/// backup's GTID position, and wait until it replicates. Returns the
+/// position and the primary.
+async fn replicate(
+    c: &ClusterConfig,
+    state: &dyn pivot_state::StateStore,
+    choice: &RebuildChoice,
+    job: &Job,
+    repl: &Credentials,
+) -> Result<(String, InstanceKey), String> {
     let (pos, _) = backup_info::resume_position(job.slave_info.as_deref(), job.binlog_info.as_deref())?;
     let bound = c.rebuild.replicate_timeout;
     let began = Instant::now();
@@ -283,13 +289,14 @@ async fn replicate(c: &ClusterConfig, choice: &RebuildChoice, job: &Job, repl: &
         move |e| format!("{what}: {e}")
     }
     actions::make_read_only(&mut s).await.map_err(err("making it read-only"))?;
+    let primary = primary_now(c, state, choice).await?;
     let d = s.dialect.clone();
     let set_pos = d.set_replica_position(&pos).ok_or("only MariaDB replicas can be rebuilt")?;
     s.exec(&d.stop_replica()).await.map_err(err("stopping replication"))?;
     s.exec(&d.reset_replica_all()).await.map_err(err("resetting replication"))?;
     s.exec(&set_pos).await.map_err(err("setting the GTID position"))?;
     let change = ChangeSource {
-        source: Some(choice.primary.clone()),
+        source: Some(primary.clone()),
         user: Some(repl.user.clone()),
         password: Some(repl.password.expose().to_string()),
         heartbeat_ms: None,
@@ -298,8 +305,32 @@ async fn replicate(c: &ClusterConfig, choice: &RebuildChoice, job: &Job, repl: &
     s.exec(&d.change_source(&change)).await.map_err(err("pointing it at the primary"))?;
     actions::start_replica(&mut s).await.map_err(err("starting replication"))?;
     let left = bound.saturating_sub(began.elapsed()).max(Duration::from_secs(5));
-    actions::confirm_replicating(&mut s, &choice.primary, left).await.map_err(|e| e.to_string())?;
-    Ok(pos.to_string())
+    actions::confirm_replicating(&mut s, &primary, left).await.map_err(|e| e.to_string())?;
+    Ok((pos.to_string(), primary))
+}
+
+/// The primary once the backup is in place: it may have changed while the
+/// backup streamed (a failover), and the rebuilt server follows whoever is
+/// the primary now (the same GTID history).
+async fn primary_now(
+    c: &ClusterConfig,
+    state: &dyn pivot_state::StateStore,
+    choice: &RebuildChoice,
+) -> Result<InstanceKey, String> {
+    let again = "it is read-only and not replicating: run `pivot rebuild` again";
+    if state.running_recovery(&c.name).map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("a recovery of the cluster started during the rebuild; {again} once it has ended"));
+    }
+    let (_, analysis) = super::observe(c, Some(state)).await;
+    match analysis.primary {
+        Some(p) if p != choice.target => {
+            if p != choice.primary {
+                eprintln!("the primary changed during the rebuild: {} is now the primary", p);
+            }
+            Ok(p)
+        }
+        _ => Err(format!("the cluster has no identifiable primary now ({}); {again}", analysis.signal)),
+    }
 }
 
 /// An event in the state file's history; a failure to write it is only logged.
