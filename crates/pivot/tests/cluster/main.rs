@@ -19,6 +19,7 @@ mod proxy_switchover;
 mod proxy_target;
 mod rebuild;
 mod rebuild_agents;
+mod rebuild_disk;
 mod rebuild_refusals;
 mod rejoin;
 mod routes_dns;

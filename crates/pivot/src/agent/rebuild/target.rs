@@ -315,7 +315,17 @@ async fn pull(a: &RebuildAgent, r: &AgentRebuild, donor: &AgentClient, began: In
         .spawn()
         .map_err(|e| format!("mbstream `{}` cannot be started: {e}", r.mbstream.display()))?;
     let tail = Tail::default();
-    let _readers = [mbstream.stdout.take().map(|o| tail.follow(o)), mbstream.stderr.take().map(|e| tail.follow(e))];
+    let readers: Vec<_> =
+        [mbstream.stdout.take().map(|o| tail.follow(o)), mbstream.stderr.take().map(|e| tail.follow(e))]
+            .into_iter()
+            .flatten()
+            .collect();
+    // mbstream's own words once it ended (they say why: a full disk...).
+    let said = |readers: Vec<tokio::task::JoinHandle<()>>| async move {
+        for r in readers {
+            let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
+        }
+    };
     let mut stdin = mbstream.stdin.take().ok_or("mbstream has no stdin")?;
     let mut body = resp.into_body();
     let stream_began = Instant::now();
@@ -340,6 +350,7 @@ async fn pull(a: &RebuildAgent, r: &AgentRebuild, donor: &AgentClient, began: In
         if let Err(e) = stdin.write_all(&data).await {
             conn.abort();
             let _ = tokio::time::timeout(Duration::from_secs(2), mbstream.wait()).await;
+            said(readers).await;
             return Err(format!("mbstream -x into {} failed: {e}: {}", r.datadir.display(), tail.text()));
         }
         bytes += data.len() as u64;
@@ -358,6 +369,7 @@ async fn pull(a: &RebuildAgent, r: &AgentRebuild, donor: &AgentClient, began: In
         .map_err(|_| "mbstream did not end after the stream".to_string())?
         .map_err(|e| format!("mbstream: {e}"))?;
     if !status.success() {
+        said(readers).await;
         return Err(format!("mbstream -x into {} failed ({status}): {}", r.datadir.display(), tail.text()));
     }
     tracing::info!(bytes, "backup received");
