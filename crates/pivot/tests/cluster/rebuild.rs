@@ -79,8 +79,8 @@ async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with
     let agents = TestAgents::start(
         &rig.sb,
         &[
-            AgentSpec { name: "target", node: "node1", backup_password: Some(admin_pw.clone()) },
-            AgentSpec { name: "donor", node: donor_node, backup_password: Some(admin_pw) },
+            AgentSpec { name: "target", node: "node1", backup_password: Some(admin_pw.clone()), after_stop: None },
+            AgentSpec { name: "donor", node: donor_node, backup_password: Some(admin_pw), after_stop: None },
         ],
     )
     .await;

@@ -22,6 +22,8 @@ pub struct AgentSpec<'a> {
     pub node: &'a str,
     /// `None`: no `[rebuild]` section.
     pub backup_password: Option<String>,
+    /// A shell line the stop command runs once the server is stopped.
+    pub after_stop: Option<&'a str>,
 }
 
 pub struct TestAgents {
@@ -51,7 +53,8 @@ fn rebuild_section(sb: &TestSandbox, spec: &AgentSpec, password: &str) -> String
         &format!("stop-{}.sh", spec.name),
         &format!(
             "out=$(\"{pivot}\" sandbox stop --dir \"{d}\" {node} 2>&1) || case \"$out\" in *\"not running\"*) ;; \
-             *) echo \"$out\" >&2; exit 1;; esac"
+             *) echo \"$out\" >&2; exit 1;; esac\n{}",
+            spec.after_stop.unwrap_or("")
         ),
     );
     let start = script(

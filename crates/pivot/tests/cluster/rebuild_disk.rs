@@ -1,6 +1,8 @@
-//! A target whose disk fills up while the backup streams in: the error
-//! names it (mbstream's "No space left on device"), what was pulled is
-//! removed and the server runs on its old datadir again, replicating.
+//! A target without room for the backup beside its datadir is refused
+//! before it is stopped; one whose disk fills up while the backup streams
+//! in (something else wrote there meanwhile) gets the error named
+//! (mbstream's "No space left on device"), what was pulled removed and the
+//! server on its old datadir again, replicating.
 
 use crate::rebuild_agents::*;
 use crate::support::*;
@@ -51,7 +53,7 @@ async fn a_full_disk_on_the_target_is_named_and_its_old_datadir_restored() {
     .await;
 
     // node2's directory on a disk with room for its datadir and about 6 MiB
-    // more: not for a second copy (the backup is about 17 MiB).
+    // more: not for the backup beside it (about 17 MiB).
     sb.stop("node2").unwrap();
     let dir = sb.dir.join("node2");
     let copy = sb.dir.join("node2.copy");
@@ -66,25 +68,50 @@ async fn a_full_disk_on_the_target_is_named_and_its_old_datadir_restored() {
     sh(&format!("cp -a '{}/.' '{}/'", copy.display(), dir.display()));
     sb.start("node2").await.unwrap();
     let admin_pw = std::fs::read_to_string(sb.dir.join("secrets/admin.password")).unwrap();
+    // Something else fills the disk up to about 6 MiB free once the server
+    // stopped (after the agent checked the room).
+    let filler = dir.join("filler");
+    let fill = format!(
+        "avail=$(df -k --output=avail '{d}' | tail -1); dd if=/dev/zero of='{f}' bs=1k count=$((avail - 6144)) 2>/dev/null; true",
+        d = dir.display(),
+        f = filler.display()
+    );
     let agents = TestAgents::start(
         &sb,
         &[
-            AgentSpec { name: "node2", node: "node2", backup_password: Some(admin_pw.clone()) },
-            AgentSpec { name: "node3", node: "node3", backup_password: Some(admin_pw) },
+            AgentSpec { name: "node2", node: "node2", backup_password: Some(admin_pw.clone()), after_stop: None },
+            AgentSpec {
+                name: "node2-filled",
+                node: "node2",
+                backup_password: Some(admin_pw.clone()),
+                after_stop: Some(&fill),
+            },
+            AgentSpec { name: "node3", node: "node3", backup_password: Some(admin_pw), after_stop: None },
         ],
     )
     .await;
-    let map = [("node2", agents.addr("node2")), ("node3", agents.addr("node3"))];
-    let (config, _) = write_config(&sb, ConfigOptions { extra: cluster_rebuild(&sb, &map), ..Default::default() });
-    let out = pivot_async(vec![
-        "rebuild".into(),
-        key_of(&sb, "node2"),
-        "--from".into(),
-        key_of(&sb, "node3"),
-        "--config".into(),
-        config.display().to_string(),
-    ])
-    .await;
+    let rebuild = |agent: &str| {
+        let map = [("node2", agents.addr(agent)), ("node3", agents.addr("node3"))];
+        let (config, _) = write_config(&sb, ConfigOptions { extra: cluster_rebuild(&sb, &map), ..Default::default() });
+        pivot_async(vec![
+            "rebuild".into(),
+            key_of(&sb, "node2"),
+            "--from".into(),
+            key_of(&sb, "node3"),
+            "--config".into(),
+            config.display().to_string(),
+        ])
+    };
+    let pid = sb.live_pid("node2").unwrap();
+    let out = rebuild("node2").await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("not enough room beside"), "{said}");
+    assert_eq!(sb.live_pid("node2").unwrap(), pid, "refused before the stop");
+
+    // Room enough when asked; filled up once stopped.
+    sh(&format!("mount -o remount,size={}k '{}'", used_kib + 40 * 1024, dir.display()));
+    let out = rebuild("node2-filled").await;
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("mbstream") && said.contains("No space left on device"), "{said}");
@@ -104,6 +131,7 @@ async fn a_full_disk_on_the_target_is_named_and_its_old_datadir_restored() {
             .ok_or(format!("{r:?}"))
     })
     .await;
+    assert!(filler.exists(), "the filler was there: the disk was full");
     drop(s);
     // Servers stop before the disk goes.
     drop(agents);

@@ -24,10 +24,10 @@ async fn rebuild_refuses_before_touching_anything_and_restores_the_old_datadir_o
     let agents = TestAgents::start(
         &sb,
         &[
-            AgentSpec { name: "node2-good", node: "node2", backup_password: Some(admin_pw.clone()) },
-            AgentSpec { name: "node2-bare", node: "node2", backup_password: None },
-            AgentSpec { name: "node1-good", node: "node1", backup_password: Some(admin_pw.clone()) },
-            AgentSpec { name: "node3-wrong-password", node: "node3", backup_password: Some(wrong) },
+            AgentSpec { name: "node2-good", node: "node2", backup_password: Some(admin_pw.clone()), after_stop: None },
+            AgentSpec { name: "node2-bare", node: "node2", backup_password: None, after_stop: None },
+            AgentSpec { name: "node1-good", node: "node1", backup_password: Some(admin_pw.clone()), after_stop: None },
+            AgentSpec { name: "node3-wrong-password", node: "node3", backup_password: Some(wrong), after_stop: None },
         ],
     )
     .await;

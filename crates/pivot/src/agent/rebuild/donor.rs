@@ -5,7 +5,7 @@
 //! no `--safe-slave-backup` (the replication threads keep running).
 
 use super::command::{backup_size, PrivateDir, Tail};
-use super::protocol::{BackupOutcome, TOTAL_HEADER};
+use super::protocol::{BackupCheck, BackupOutcome, TOTAL_HEADER};
 use super::RebuildAgent;
 use crate::config::AgentRebuild;
 use axum::extract::State;
@@ -25,10 +25,12 @@ const CHUNK: usize = 256 << 10;
 
 /// `GET /v1/backup/check`: can this agent serve a backup?
 pub async fn check(State(a): State<Arc<RebuildAgent>>) -> Response {
-    match &a.cfg.rebuild {
-        Some(_) => (StatusCode::OK, Json(a.backup_outcome())).into_response(),
-        None => (StatusCode::CONFLICT, format!("{}\n", a.unconfigured())).into_response(),
-    }
+    let Some(r) = &a.cfg.rebuild else {
+        return (StatusCode::CONFLICT, format!("{}\n", a.unconfigured())).into_response();
+    };
+    let d = r.datadir.clone();
+    let estimate_bytes = tokio::task::spawn_blocking(move || backup_size(&d)).await.unwrap_or(0);
+    (StatusCode::OK, Json(BackupCheck { estimate_bytes })).into_response()
 }
 
 /// `GET /v1/backup/last`.

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `GET /v1/rebuild/status` | target | [`RebuildStatus`]: configured?, the current or last job |
 //! | `POST /v1/rebuild` ([`RebuildRequest`]) | target | checks the donor agent, then stops the server, moves the datadir aside, pulls and prepares the backup, starts the server; 200 with the job, 409 refused (no `[rebuild]`, a job running, the donor refused or unreachable) |
-//! | `GET /v1/backup/check` | donor | 200 if it can serve a backup, 409 naming what is missing |
+//! | `GET /v1/backup/check` | donor | 200 with [`BackupCheck`] (the backup's estimated size) if it can serve a backup, 409 naming what is missing |
 //! | `POST /v1/backup/stream` | donor | the `mariabackup --stream=xbstream` output as the body; the body ends in an error if the backup fails |
 //! | `GET /v1/backup/last` | donor | [`BackupOutcome`] of the last backup (exit status, the end of its stderr) |
 
@@ -79,6 +79,12 @@ pub struct BackupOutcome {
     /// `None` while running or never run.
     pub ok: Option<bool>,
     pub message: String,
+}
+
+/// `GET /v1/backup/check` on the donor: it can serve a backup of about this size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCheck {
+    pub estimate_bytes: u64,
 }
 
 /// The header with the donor's datadir size on the stream's answer.

@@ -5,7 +5,7 @@
 //! back and starts the server on it. Progress at `GET /v1/rebuild/status`.
 
 use super::command::{self, Tail};
-use super::protocol::{BackupOutcome, Job, Phase, RebuildRequest, RebuildStatus, TOTAL_HEADER};
+use super::protocol::{BackupCheck, BackupOutcome, Job, Phase, RebuildRequest, RebuildStatus, TOTAL_HEADER};
 use super::RebuildAgent;
 use crate::config::AgentRebuild;
 use crate::routes::vip::client::AgentClient;
@@ -48,8 +48,8 @@ pub async fn start(State(a): State<Arc<RebuildAgent>>, Json(req): Json<RebuildRe
     };
     let donor = AgentClient::new(donor_agent.clone(), a.cfg.token.clone(), DONOR_TIMEOUT);
     // Nothing changes unless the donor's agent can serve the backup.
-    match donor.request(hyper::Method::GET, "/v1/backup/check", None).await {
-        Ok((200, _)) => {}
+    let estimate = match donor.request(hyper::Method::GET, "/v1/backup/check", None).await {
+        Ok((200, body)) => serde_json::from_slice::<BackupCheck>(&body).map_or(0, |c| c.estimate_bytes),
         Ok((401, _)) => {
             return refuse(
                 StatusCode::CONFLICT,
@@ -63,6 +63,9 @@ pub async fn start(State(a): State<Arc<RebuildAgent>>, Json(req): Json<RebuildRe
             return refuse(StatusCode::CONFLICT, format!("the donor's agent {donor_agent} refused (HTTP {s}): {why}"));
         }
         Err(e) => return refuse(StatusCode::CONFLICT, format!("the donor's agent is unreachable: {e}")),
+    };
+    if let Err(why) = room_for(&r.datadir, estimate) {
+        return refuse(StatusCode::CONFLICT, why);
     }
     if let Err(why) = not_writable(&a, &r).await {
         return refuse(StatusCode::CONFLICT, why);
@@ -90,6 +93,36 @@ pub async fn start(State(a): State<Arc<RebuildAgent>>, Json(req): Json<RebuildRe
     let job = a.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
     tokio::spawn(run(a.clone(), r, donor));
     (StatusCode::OK, Json(job)).into_response()
+}
+
+/// The new datadir goes beside the old one (kept): its filesystem must have
+/// room for the backup, with a tenth more for what prepare adds.
+fn room_for(datadir: &Path, estimate: u64) -> Result<(), String> {
+    let parent = datadir.parent().unwrap_or(Path::new("/"));
+    let free = free_bytes(parent).map_err(|e| format!("cannot read the free space of {}: {e}", parent.display()))?;
+    let need = estimate.saturating_add(estimate / 10);
+    if free < need {
+        return Err(format!(
+            "not enough room beside {}: the backup needs about {} MiB (with a tenth more for prepare), {} MiB are \
+             free, and the old datadir is kept; free some space first",
+            datadir.display(),
+            need >> 20,
+            free >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s filesystem.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: statvfs reads a NUL-terminated path and writes the struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// A second guard beside pivot's own decision: a local server that answers
