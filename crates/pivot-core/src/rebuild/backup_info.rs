@@ -24,6 +24,11 @@ use crate::version::Flavor;
 pub enum PositionSource {
     SlaveInfo,
     BinlogInfo,
+    /// Both files are there and name no transaction: the donor had neither
+    /// applied nor logged any (a new cluster); the rebuilt server starts from
+    /// the primary's first binlog. (pivot only picks donors that replicate
+    /// with GTIDs, so an empty position is not a file-and-position replica.)
+    Nothing,
 }
 
 /// The GTID position to resume from, from the two files' text (`None`:
@@ -40,6 +45,11 @@ pub fn resume_position(
     if let Some(text) = binlog_info {
         if let Some(pos) = binlog_gtid(text)? {
             return Ok((pos, PositionSource::BinlogInfo));
+        }
+    }
+    if let (Some(_), Some(b)) = (slave_info, binlog_info) {
+        if binlog_names_an_empty_gtid(b) {
+            return Ok((GtidSet::empty(Flavor::MariaDb), PositionSource::Nothing));
         }
     }
     Err(match (slave_info, binlog_info) {
@@ -74,6 +84,13 @@ fn binlog_gtid(text: &str) -> Result<Option<GtidSet>, String> {
         Some(g) => gtid(g, "xtrabackup_binlog_info"),
         None => Ok(None),
     }
+}
+
+/// `file <TAB> position <TAB>` with an empty third column.
+fn binlog_names_an_empty_gtid(text: &str) -> bool {
+    let Some(line) = text.lines().find(|l| !l.trim().is_empty()) else { return false };
+    let fields: Vec<&str> = line.split('\t').collect();
+    fields.len() == 3 && fields[2].trim().is_empty()
 }
 
 fn quoted(s: &str) -> Option<&str> {

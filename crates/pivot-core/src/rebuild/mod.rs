@@ -24,6 +24,8 @@ pub struct Replica {
     pub source: Option<InstanceKey>,
     /// IO thread connected and SQL thread running, no replication error.
     pub threads_running: bool,
+    /// It replicates with GTID positioning (not by file and position).
+    pub uses_gtid: bool,
     /// Seconds behind its source, as it reports.
     pub lag_s: Option<u64>,
     /// Its `gtid_executed` / `gtid_current_pos`.
@@ -133,6 +135,9 @@ pub fn unhealthy(r: &Replica, primary: &InstanceKey, max_lag_s: u64) -> Option<S
     }
     if !r.threads_running {
         return Some("its replication threads are not both running".into());
+    }
+    if !r.uses_gtid {
+        return Some("it replicates by file and position, not with GTIDs".into());
     }
     match r.lag_s {
         None => return Some("it reports no lag (Seconds_Behind_Master is NULL)".into()),

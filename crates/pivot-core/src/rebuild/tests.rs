@@ -9,6 +9,9 @@ fn k(s: &str) -> InstanceKey {
 }
 
 fn g(s: &str) -> GtidSet {
+    if s.is_empty() {
+        return GtidSet::empty(Flavor::MariaDb);
+    }
     GtidSet::parse(Flavor::MariaDb, s).unwrap()
 }
 
@@ -19,6 +22,7 @@ fn replica(key: &str, seq: u64) -> Replica {
         reachable: true,
         source: Some(k("db1:3306")),
         threads_running: true,
+        uses_gtid: true,
         lag_s: Some(0),
         executed: Some(g(&format!("0-1-{seq}"))),
         errant: false,
@@ -52,6 +56,7 @@ fn the_donor_choice() {
     let errant = Replica { errant: true, ..replica("db3:3306", 90) };
     let elsewhere = Replica { source: Some(k("db2:3306")), ..replica("db3:3306", 90) };
     let alone = Replica { source: None, ..replica("db3:3306", 90) };
+    let by_file = Replica { uses_gtid: false, ..replica("db3:3306", 90) };
     let unknown_pos = Replica { executed: None, ..replica("db3:3306", 90) };
     let spare = Replica { never_promote: true, ..replica("db4:3306", 50) };
     type Want = Result<&'static str, Refusal>;
@@ -135,6 +140,7 @@ fn the_donor_choice() {
         ("errant", errant, "errant GTIDs"),
         ("elsewhere", elsewhere, "replicates from db2:3306"),
         ("alone", alone, "does not replicate"),
+        ("by file", by_file, "by file and position"),
         ("unknown position", unknown_pos, "GTID position is unknown"),
     ] {
         let named = decide(&input("db9:3306", Some("db3:3306"), vec![replica("db2:3306", 1), bad.clone()]));
@@ -228,8 +234,22 @@ fn the_recorded_position() {
             Some(binlog),
             Ok(("0-1-2", PositionSource::BinlogInfo)),
         ),
-        ("nothing recorded", Some(by_file), Some(binlog_empty), Err("recorded no GTID position")),
+        (
+            "a new cluster: nothing applied, nothing logged",
+            Some(by_file),
+            Some(binlog_empty),
+            Ok(("", PositionSource::Nothing)),
+        ),
+        ("no slave info and an empty GTID", None, Some(binlog_empty), Err("recorded no GTID position")),
+        ("file and position, no binlog info", Some(by_file), None, Err("recorded no GTID position")),
         ("two fields", None, Some(binlog_two_fields), Err("recorded no GTID position")),
+        (
+            "two fields after a file-and-position slave info",
+            Some(by_file),
+            Some(binlog_two_fields),
+            Err("recorded no GTID position"),
+        ),
+        ("an empty binlog info after one", Some(by_file), Some("\n"), Err("recorded no GTID position")),
         ("an empty binlog file", None, Some(""), Err("recorded no GTID position")),
         ("no files", None, None, Err("neither xtrabackup_slave_info nor")),
         ("garbage position", Some("SET GLOBAL gtid_slave_pos = 'x-y';"), None, Err("not a MariaDB GTID position")),

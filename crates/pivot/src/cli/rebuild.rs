@@ -188,6 +188,7 @@ fn rebuild_input(
                         && r.io_error.is_none()
                         && r.sql_error.is_none()
                 }),
+                uses_gtid: repl.is_some_and(|r| r.using_gtid),
                 lag_s: repl.and_then(|r| r.seconds_behind),
                 executed: st.map(|s| s.gtid.executed.clone()),
                 errant,
@@ -306,7 +307,8 @@ async fn replicate(
     actions::start_replica(&mut s).await.map_err(err("starting replication"))?;
     let left = bound.saturating_sub(began.elapsed()).max(Duration::from_secs(5));
     actions::confirm_replicating(&mut s, &primary, left).await.map_err(|e| e.to_string())?;
-    Ok((pos.to_string(), primary))
+    let shown = if pos.is_empty() { "none (the donor had applied nothing yet)".to_string() } else { pos.to_string() };
+    Ok((shown, primary))
 }
 
 /// The primary once the backup is in place: it may have changed while the
