@@ -69,6 +69,15 @@ async fn rebuild_refuses_before_touching_anything_and_restores_the_old_datadir_o
     assert!(said.contains("is writable") && said.contains("never rebuilt"), "{said}");
     assert_eq!(read_only(&sb, "node1").await, Some(false), "the primary still answers, writable");
 
+    // A target whose backup account cannot log in: whether it is writable
+    // cannot be checked, so it is not stopped.
+    let pid3 = sb.live_pid("node3").unwrap();
+    let blind = config(&[("node3", agents.addr("node3-wrong-password")), ("node2", agents.addr("node2-good"))]);
+    let out = rebuild(&blind, &[&node3, "--from", &node2]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("cannot log in to check that it is read-only"), "{}", text(&out));
+    assert_eq!(sb.live_pid("node3").unwrap(), pid3, "node3 was not stopped");
+
     // An agent without [rebuild]: refused, the missing section named.
     let bare = config(&[("node2", agents.addr("node2-bare")), ("node3", agents.addr("node3-wrong-password"))]);
     let out = rebuild(&bare, &[&node2, "--from", &node3]).await;

@@ -131,7 +131,15 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 async fn not_writable(a: &RebuildAgent, r: &AgentRebuild) -> Result<(), String> {
     let creds = pivot_server::Credentials { user: r.backup_user.clone(), password: r.backup_password.clone() };
     let inst = &a.cfg.instance;
-    let Ok(mut s) = pivot_server::Session::connect(inst, &creds, Duration::from_secs(2)).await else { return Ok(()) };
+    let mut s = match pivot_server::Session::connect(inst, &creds, Duration::from_secs(2)).await {
+        Ok(s) => s,
+        Err(_) if !wait_port(inst, true, Duration::ZERO).await => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "{inst} answers, but the backup account cannot log in to check that it is read-only: {e}"
+            ))
+        }
+    };
     match pivot_server::actions::executed_and_writable(&mut s).await {
         Ok((_, true)) => Err(format!(
             "{inst} is writable (read_only is OFF): it may be a primary, and a primary is never rebuilt; make it \
