@@ -36,8 +36,8 @@ pub async fn run(
         None => match config.clusters.as_slice() {
             [only] => only,
             _ => {
-                let all = config.clusters.iter().find(|c| c.seeds.contains(&target)).map(|c| c.name.clone());
-                match all {
+                let listing = config.clusters.iter().find(|c| c.seeds.contains(&target)).map(|c| c.name.clone());
+                match listing {
                     Some(name) => super::cluster_of(&config, &name)?,
                     None => anyhow::bail!("several clusters are configured: name one with --cluster"),
                 }
