@@ -450,18 +450,6 @@ impl Dialect {
     pub fn wait_on_server(&self, seconds: u32) -> Sql {
         Sql::plain(format!("SELECT SLEEP({seconds})"))
     }
-
-    /// Where a replica rebuilt from a backup resumes (`pivot rebuild`):
-    /// MariaDB's `gtid_slave_pos`, with replication stopped and reset. `None`
-    /// on MySQL (its rebuild needs `gtid_purged`: not supported yet).
-    pub fn set_replica_position(&self, position: &GtidSet) -> Option<Sql> {
-        match (self.flavor, position) {
-            (Flavor::MariaDb, GtidSet::MariaDb(l)) => {
-                Some(Sql::plain(format!("SET GLOBAL gtid_slave_pos = {}", quote(&l.to_position().to_string()))))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// MariaDB's built-in semi-sync variables, read with the others (a `SHOW
@@ -555,15 +543,5 @@ mod tests {
             d("10.11.6-MariaDB").wait_for_gtid(&set, 2.5).to_string(),
             "SELECT MASTER_GTID_WAIT('0-2-12', 2.500) AS result"
         );
-    }
-
-    #[test]
-    fn a_rebuilt_replica_resumes_at_its_backup_position() {
-        let set = GtidSet::parse(Flavor::MariaDb, "0-1-10,0-2-12,1-3-4").unwrap();
-        assert_eq!(
-            d("10.11.6-MariaDB").set_replica_position(&set).unwrap().to_string(),
-            "SET GLOBAL gtid_slave_pos = '0-2-12,1-3-4'"
-        );
-        assert!(d("8.0.36").set_replica_position(&set).is_none());
     }
 }
