@@ -1,8 +1,9 @@
-//! Issue 8: a former primary that diverged (a write only it has) is rebuilt
-//! from a replica's physical backup with `pivot rebuild`, under write load:
-//! it replicates from the new primary, has every acknowledged write and not
-//! the diverged one, its old datadir is kept aside, and the donor kept
-//! replicating and answering the whole time. The primary is never touched.
+//! Issue 8: a former primary that diverged (a write only it has; `pivot
+//! rejoin` refuses it) is rebuilt from a replica's physical backup with
+//! `pivot rebuild`, under write load: it replicates from the new primary,
+//! has every acknowledged write and not the diverged one, its old datadir is
+//! kept aside, and the donor kept replicating and answering the whole time.
+//! The primary is never touched.
 
 use crate::rebuild_agents::*;
 use crate::support::*;
@@ -74,6 +75,10 @@ async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with
     let q = pivot_dialect::Sql::plain("SELECT id FROM test.drill_writes WHERE id = 424242");
     assert_eq!(s1.rows(&q).await.unwrap().len(), 1, "node1 has the diverged write");
     drop(s1);
+    // pivot judges it diverged and refuses to rejoin it: a rebuild is the way back.
+    let out = cli(&rig, &["rejoin", &old]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("diverged"), "{}", text(&out));
 
     let admin_pw = std::fs::read_to_string(rig.sb.dir.join("secrets/admin.password")).unwrap();
     let agents = TestAgents::start(
