@@ -7,11 +7,13 @@ set -euo pipefail
 # protobuf-compiler, libprotobuf-dev: the etcd-client crate compiles etcd's
 # .proto files at build time (protoc and google/protobuf/*.proto).
 # dnsutils: dig, which the DNS route's integration test queries pivot with.
+# mariadb-backup: mariabackup and mbstream, which `pivot rebuild` streams and
+# prepares a replica's backup with (its tests run them).
 # keepalived: the VIP route's keepalived test runs it (pivot agent sends its
 # own gratuitous ARP: no arping needed).
 # mariadb-client: also mariadb-binlog, which saves a quarantined former
 # primary's extra transactions (pivot::rejoin::extra_file).
-PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived)
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived mariadb-backup)
 
 ensure_deps() {
     local missing=()

@@ -17,6 +17,7 @@ pub mod gtid;
 pub mod instance;
 pub mod observation;
 pub mod plan;
+pub mod rebuild;
 pub mod routes;
 pub mod time;
 pub mod topology;

@@ -11,10 +11,12 @@
 //!
 //! * [`core`]: what the agent decides (pure, table-tested);
 //! * [`net`]: the address through `ip`, gratuitous ARP;
-//! * [`server`]: the HTTP port, the lease's end.
+//! * [`server`]: the HTTP port, the lease's end;
+//! * [`rebuild`]: rebuilding the instance from a replica's backup, serving one.
 
 pub mod core;
 pub mod net;
+pub mod rebuild;
 pub mod server;
 
 use crate::config::AgentConfig;
@@ -88,7 +90,8 @@ pub async fn run(
         cfg,
     });
     let expiry = tokio::spawn(server::expire(agent.clone()));
-    let app = server::router(agent.clone());
+    let rebuild = Arc::new(rebuild::RebuildAgent::new(agent.cfg.clone()));
+    let app = server::router(agent.clone()).merge(rebuild::router(rebuild));
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     expiry.abort();
     // An agent that is not running holds nothing.

@@ -7,6 +7,8 @@ pub mod haproxy_config;
 mod history;
 pub mod keepalived_config;
 mod out;
+mod rebuild;
+mod rebuild_progress;
 mod rejoin;
 mod sandbox;
 mod status;
@@ -157,6 +159,22 @@ pub enum Command {
         #[arg(long)]
         router_id: Option<u8>,
     },
+    /// Rebuild a replica (a quarantined former primary, a broken replica)
+    /// from a physical backup of another replica, through the agents; the
+    /// primary is never touched.
+    Rebuild {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The instance to rebuild (host:port).
+        target: pivot_core::InstanceKey,
+        /// Its cluster (default: the only one, or the one that lists it).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The donor replica (default: the most up-to-date healthy replica
+        /// that is not the only promotion candidate).
+        #[arg(long)]
+        from: Option<pivot_core::InstanceKey>,
+    },
     /// A throwaway local MariaDB cluster, for trying pivot and for tests.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -204,6 +222,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => crate::agent::cli(args, shutdown_signal()).await,
         Command::KeepalivedConfig { config, cluster, agent_config, pivot, router_id } => {
             keepalived_config::run(&config.config, &cluster, &agent_config, pivot, router_id)
+        }
+        Command::Rebuild { config, target, cluster, from } => {
+            rebuild::run(&config.config, target, cluster.as_deref(), from).await
         }
         Command::Sandbox(cmd) => sandbox::run(cmd).await,
     }

@@ -25,6 +25,7 @@ struct RawAgent {
     token_file: Option<Spanned<String>>,
     instance: Option<Spanned<String>>,
     interface: Option<Spanned<String>>,
+    rebuild: Option<Spanned<super::agent_rebuild::RawAgentRebuild>>,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct AgentConfig {
     pub instance: InstanceKey,
     /// Overrides the interface pivot names for the virtual address.
     pub interface: Option<String>,
+    /// `[rebuild]`: how to rebuild the instance or serve as a donor.
+    pub rebuild: Option<super::agent_rebuild::AgentRebuild>,
 }
 
 impl AgentConfig {
@@ -75,7 +78,8 @@ impl AgentConfig {
                 Some(i.into_inner())
             }
         };
-        Ok(AgentConfig { path: path.to_path_buf(), listen, token, instance, interface })
+        let rebuild = raw.rebuild.as_ref().map(|r| super::agent_rebuild::rebuild(&src, r)).transpose()?;
+        Ok(AgentConfig { path: path.to_path_buf(), listen, token, instance, interface, rebuild })
     }
 }
 

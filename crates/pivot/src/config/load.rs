@@ -188,6 +188,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         consul: super::kv::consul(src, &raw.consul)?,
         proxy: super::proxy::proxy(src, &name, &raw.proxy)?,
         vip: super::vip::vip(src, &raw.vip)?,
+        rebuild: super::rebuild::rebuild(src, &raw.rebuild)?,
         read_max_lag,
         auto_rejoin: raw.auto_rejoin.unwrap_or(true),
         name,

@@ -11,11 +11,15 @@ mod kv;
 mod load;
 mod proxy;
 mod raw;
+mod rebuild;
+pub use rebuild::{rebuild_agents, RebuildConfig};
 mod switchover;
 mod vip;
 
 mod agent;
+mod agent_rebuild;
 pub use agent::AgentConfig;
+pub use agent_rebuild::AgentRebuild;
 pub use vip::{interface_name, read_token, VipAddress, VipConfig};
 
 pub use dns::DnsConfig;
@@ -73,6 +77,8 @@ pub struct ClusterConfig {
     pub proxy: Option<ProxyConfig>,
     /// A virtual IP that follows the primary (`pivot agent`), if configured.
     pub vip: Option<VipConfig>,
+    /// `[cluster.rebuild]` (defaults when absent).
+    pub rebuild: RebuildConfig,
     /// Replicas lagging more leave the read routes (proxy read port, DNS,
     /// health checks).
     pub read_max_lag: Duration,

@@ -47,6 +47,8 @@ pub struct RawCluster {
     pub proxy: Option<Spanned<super::proxy::RawProxy>>,
     /// `[cluster.vip]`: a virtual IP moved by `pivot agent` (or keepalived).
     pub vip: Option<Spanned<super::vip::RawVip>>,
+    /// `[cluster.rebuild]`: the agents `pivot rebuild` talks to.
+    pub rebuild: Option<Spanned<super::rebuild::RawRebuild>>,
     /// Replicas lagging more leave the read routes (default: lag_threshold).
     pub read_max_lag: Option<Spanned<Dur>>,
     #[serde(default)]

@@ -104,7 +104,15 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         kv_followers.extend(crate::routes::kv::reconcile::spawn_all(cluster, &routes, stop_rx.clone()));
         // The virtual IP's lease, renewed on the primary's agent.
         kv_followers.extend(crate::routes::vip::follow::spawn(cluster, &routes, stop_rx.clone()));
-        handles.push(ClusterHandle { name: cluster.name.clone(), snapshots, routes, proxy, switchover: asks });
+        let rebuild_agents = crate::http::rebuild::RebuildAgents::of(cluster);
+        handles.push(ClusterHandle {
+            name: cluster.name.clone(),
+            snapshots,
+            routes,
+            proxy,
+            switchover: asks,
+            rebuild_agents,
+        });
         let task = tasks.spawn(monitor.run(stop_rx.clone()));
         names.insert(task.id(), cluster.name.clone());
     }

@@ -4,6 +4,7 @@ mod api;
 mod health;
 mod metrics;
 mod mutations;
+pub mod rebuild;
 mod route_metrics;
 
 use crate::render::ClusterSnapshot;
@@ -26,6 +27,8 @@ pub struct ClusterHandle {
     pub proxy: Option<Arc<crate::proxy::stats::ProxyStats>>,
     /// Switchover requests to the cluster's monitor.
     pub switchover: crate::daemon::switchover::AskSender,
+    /// The agents `GET /api/clusters/{name}/rebuild` asks.
+    pub rebuild_agents: rebuild::RebuildAgents,
 }
 
 #[derive(Clone)]
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/clusters/{name}", get(cluster))
         .route("/api/clusters/{name}/recoveries", get(api::recoveries))
         .route("/api/clusters/{name}/routes", get(api::routes))
+        .route("/api/clusters/{name}/rebuild", get(rebuild::status))
         .route("/metrics", get(metrics_text))
         .route("/haproxy/{cluster}/{server}", get(health::haproxy))
         .route("/{check}/{cluster}/{instance}", get(health::check))

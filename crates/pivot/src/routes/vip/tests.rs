@@ -28,6 +28,7 @@ async fn agent(instance: &str) -> (InstanceKey, tokio::task::JoinHandle<()>) {
         token: Secret::new(TOKEN),
         instance: key(instance),
         interface: None,
+        rebuild: None,
     };
     let a = Arc::new(Agent {
         inner: tokio::sync::Mutex::new(Inner {
