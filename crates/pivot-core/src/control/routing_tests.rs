@@ -474,3 +474,28 @@ fn after_another_process_recovered_only_fresh_readings_count() {
     let cmds = rig.raw(Event::Observed(up(R1, rig.now, state(2, "0-1-11"))));
     assert!(!cmds.iter().any(|c| matches!(c, Command::FenceNow(_))), "P's old reading is stale: {cmds:?}");
 }
+
+/// Right after a recovery (not every instance observed since), and with an
+/// instance never observed, a switchover waits.
+#[test]
+fn a_switchover_waits_for_readings_of_every_instance() {
+    let refused = |cmds: &[Command]| cmds.iter().any(|c| matches!(c, Command::RefuseSwitchover { .. }));
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
+    rig.advance(10);
+    let end = RecoveryEnd::Ended { id: 1, new_primary: None, parked: false, alert: None, unrecorded: None };
+    rig.raw(Event::RecoveryEnded(end));
+    let cmds = rig.raw(Event::SwitchoverRequested { request: 1, to: None });
+    assert!(refused(&cmds), "not observed since the last recovery: {cmds:?}");
+    rig.advance(5);
+    for (k, st) in [
+        (P, state(1, "0-1-10")),
+        (R1, state(2, "0-1-10").replica_of(P, "0-1-10")),
+        (R2, state(3, "0-1-10").replica_of(P, "0-1-10")),
+    ] {
+        rig.raw(Event::Observed(up(k, rig.now, st)));
+    }
+    rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
+    let cmds = rig.raw(Event::SwitchoverRequested { request: 2, to: None });
+    assert!(cmds.iter().any(|c| matches!(c, Command::StartSwitchover { request: 2, .. })), "{cmds:?}");
+}

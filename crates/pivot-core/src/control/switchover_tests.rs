@@ -272,3 +272,58 @@ fn a_stop_before_the_promotion_rolls_back_and_after_it_parks() {
     }
     assert!(m.promoted());
 }
+
+/// With semi-sync the other replicas attach to the candidate before it
+/// opens for writes (so its first write is acknowledged at once); a
+/// candidate with no other replica is promoted without that, its old
+/// primary its acknowledger.
+#[test]
+fn semi_sync_attaches_the_replicas_first() {
+    let mut s = settings();
+    s.semi_sync = SemiSyncPolicy::On;
+    let names = |v: ClusterView, s: FailoverSettings| {
+        let (m, _) = RecoveryMachine::switchover(key(P), v, s, to(Some(C)));
+        m.doc().steps.iter().map(|p| p.step.name()).collect::<Vec<_>>()
+    };
+    let steps = names(healthy(), s.clone());
+    let at = |n: &str| steps.iter().position(|x| x == n).unwrap_or_else(|| panic!("{n} in {steps:?}"));
+    assert!(at("prepare_candidate") < at("repoint") && at("repoint") < at("promote"), "{steps:?}");
+    assert_eq!(steps.iter().filter(|n| *n == "repoint").count(), 1, "{steps:?}");
+    assert!(steps.iter().any(|n| n == "demote"));
+    let mut two = ClusterView::default();
+    two.apply(up(P, 1_000, state(1, "0-1-100")), 10);
+    two.apply(up(C, 1_000, replica(2, "0-1-100")), 10);
+    let steps = names(two, s);
+    assert!(!steps.iter().any(|n| n == "prepare_candidate" || n == "repoint"), "{steps:?}");
+}
+
+#[test]
+fn the_candidates_lag_is_bounded_by_the_catch_up_timeout() {
+    let mut s = settings();
+    s.rules.max_lag_s = 60;
+    s.switchover.catch_up_ms = 5_000;
+    let lagging = |lag: u64| view_with(replica(2, "0-1-100").lag(lag));
+    let started = |lag: u64, force: bool| {
+        let req = FailoverRequest { automatic: true, target: Some(key(C)), force };
+        matches!(RecoveryMachine::switchover(key(P), lagging(lag), s.clone(), req).1, Command::RecordPlan(_))
+    };
+    assert!(started(5, false), "at the limit");
+    assert!(!started(6, false), "past catch_up_timeout, within max_candidate_lag");
+    assert!(!started(6, true), "a switchover takes no --force");
+    let (_, cmd) = RecoveryMachine::switchover(key(P), lagging(6), s.clone(), to(Some(C)));
+    assert!(matches!(&cmd, Command::Finish(f) if f.summary.contains("at most 5 s")), "{cmd:?}");
+}
+
+#[test]
+fn a_primary_that_replicates_is_not_the_top_primary() {
+    let mut v = healthy();
+    v.apply(up(P, 2_000, state(1, "0-1-100").replica_of(R, "0-1-100").read_only(false)), 10);
+    let (_, cmd) = RecoveryMachine::switchover(key(P), v, settings(), to(Some(C)));
+    assert!(matches!(&cmd, Command::Finish(f) if f.summary.contains("not the top primary")), "{cmd:?}");
+    // Its replication stopped: it is the primary.
+    let mut v = healthy();
+    let stopped = state(1, "0-1-100").replica_of(R, "0-1-100").read_only(false).io(IoThread::Stopped);
+    v.apply(up(P, 2_000, stopped), 10);
+    let (_, cmd) = RecoveryMachine::switchover(key(P), v, settings(), to(Some(C)));
+    assert!(matches!(cmd, Command::RecordPlan(_)), "{cmd:?}");
+}
