@@ -69,6 +69,30 @@ impl Rig {
         self.now += ms;
     }
 
+    /// Every instance read again, as it was last seen, a little later (a
+    /// split brain is confirmed on such readings); a store read asked for
+    /// meanwhile is answered with `store`. Every command, log lines included.
+    pub(super) fn refresh_all(&mut self, store: StoreView) -> Vec<Command> {
+        self.advance(5);
+        let now = self.now;
+        let obs: Vec<crate::observation::Observation> = self
+            .m
+            .view()
+            .keys()
+            .filter_map(|k| {
+                self.m.view().get(k).map(|r| crate::observation::Observation { at: Millis(now), ..r.latest.clone() })
+            })
+            .collect();
+        let mut cmds = Vec::new();
+        for o in obs {
+            cmds.extend(self.m.handle(Event::Observed(o), Millis(now)));
+        }
+        if cmds.contains(&Command::ReadStore) {
+            cmds.extend(self.m.handle(Event::Store(store), Millis(now)));
+        }
+        cmds
+    }
+
     /// The primary crashes; the replicas confirm. Returns every command.
     pub(super) fn primary_dies(&mut self) -> Vec<Command> {
         self.advance(300);
@@ -272,6 +296,9 @@ fn a_writable_instance_nobody_follows_is_fenced_recorded_and_alerted_once() {
     let mut rig = Rig::new(true);
     rig.advance(100);
     let cmds = rig.ev(Event::Observed(up(R2, rig.now, state(3, "0-1-10"))));
+    // Confirmed on readings of everyone taken after it was first seen.
+    assert!(!cmds.contains(&Command::FenceNow(key(R2))) && cmds.contains(&Command::ProbeNow(key(P))), "{cmds:?}");
+    let cmds = rig.refresh_all(fresh_store());
     assert!(cmds.contains(&Command::FenceNow(key(R2))), "{cmds:?}");
     assert!(cmds.iter().any(|c| matches!(c, Command::RecordFence(e) if e.instance == key(R2))));
     assert_eq!(alerts(&cmds).iter().filter(|a| a.contains("split brain")).count(), 1, "{cmds:?}");

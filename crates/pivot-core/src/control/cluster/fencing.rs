@@ -140,6 +140,26 @@ impl ClusterMachine {
             Some(Resolution::Fence { intruders, reason, .. }) => Some((intruders, reason)),
             _ => None,
         };
+        // A split brain is confirmed on readings of every instance taken
+        // after it was first seen: readings taken at different moments can
+        // show two writers that never were at once (another process's
+        // switchover between two of them).
+        let split = match (split, self.split_seen_at) {
+            (None, _) => {
+                self.split_seen_at = None;
+                None
+            }
+            (Some(s), Some(t)) if self.view.observed_since(t) => Some(s),
+            (Some(_), seen) => {
+                if seen.is_none() {
+                    self.split_seen_at = Some(self.now.plus(1));
+                    for key in self.view.keys() {
+                        out.push(Command::ProbeNow(key.clone()));
+                    }
+                }
+                None
+            }
+        };
         let keys: Vec<InstanceKey> = self.view.keys().cloned().collect();
         let detach: Vec<(InstanceKey, InstanceKey)> =
             keys.iter().filter_map(|k| self.fenced_source(k).map(|s| (k.clone(), s))).collect();
@@ -181,6 +201,7 @@ impl ClusterMachine {
             out.push(Command::FenceNow(key));
         }
         if let Some((intruders, reason)) = split {
+            self.split_seen_at = None;
             self.fence_intruders(intruders, &reason, out);
         }
         for (replica, source) in detach {

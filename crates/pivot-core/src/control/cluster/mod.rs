@@ -92,6 +92,9 @@ pub struct ClusterMachine {
     /// Writable replicas being made read-only (asked again once seen
     /// read-only and then writable again).
     enforcing: BTreeSet<InstanceKey>,
+    /// A split brain was first seen then: it is resolved only on readings
+    /// of every instance taken after.
+    split_seen_at: Option<Millis>,
     problems: BTreeMap<&'static str, String>,
     /// The analysis alert last raised; cleared when the cluster is fine.
     last_alert: Option<String>,
@@ -147,6 +150,7 @@ impl ClusterMachine {
             fencing: BTreeSet::new(),
             detached: BTreeSet::new(),
             enforcing: BTreeSet::new(),
+            split_seen_at: None,
             problems: BTreeMap::new(),
             last_alert: None,
             raised: VecDeque::new(),
