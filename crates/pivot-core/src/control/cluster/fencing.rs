@@ -119,7 +119,7 @@ impl ClusterMachine {
     /// passes through shapes that look like a split brain. Without such a
     /// read, one is asked for; this runs again when it comes.
     pub(super) fn repair(&mut self, out: &mut Vec<Command>) {
-        if self.task != RecoveryTask::Idle || self.store.running.is_some() {
+        if self.task != RecoveryTask::Idle || self.recovering_elsewhere() {
             return;
         }
         // Readings from before the last recovery ended show its start's
@@ -216,6 +216,13 @@ impl ClusterMachine {
             self.alert_once(&format!("writable_replica:{key}"), text, None, out);
             out.push(Command::EnforceReadOnly(key));
         }
+    }
+
+    /// Another process runs a recovery under a live lease. One whose owner
+    /// is gone (and that cannot be taken over, say the state file cannot be
+    /// written) does not hold back keeping former primaries read-only.
+    pub(super) fn recovering_elsewhere(&self) -> bool {
+        self.store.running.as_ref().is_some_and(|r| !r.owner_gone && !r.ours)
     }
 
     /// The store was read after the last recovery ended (its fence list
