@@ -36,6 +36,8 @@ pub use recovery::{
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod fencing_tests;
+#[cfg(test)]
 mod rejoin_tests;
 #[cfg(test)]
 mod routing_tests;

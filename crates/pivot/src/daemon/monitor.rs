@@ -5,6 +5,8 @@
 //! record, start or resume a recovery, alert, log), and publishes snapshots.
 //! It decides nothing itself.
 
+mod store_calls;
+
 use super::alerts::Alerts;
 use super::prober::{self, ProberHandle, Schedule};
 use super::switchover::SwitchoverReply;
@@ -12,15 +14,10 @@ use crate::clock;
 use crate::config::ClusterConfig;
 use crate::recovery::driver::StopFlag;
 use crate::recovery::fence_watch::{self, Fenced};
-use crate::recovery::{self, owner, Outcome, RecoveryEnv, RecoveryError, Trigger};
+use crate::recovery::{self, Outcome, RecoveryEnv, RecoveryError, Trigger};
 use crate::render::{snapshot, ClusterSnapshot, FormerPrimary, RecoveryState};
-use pivot_core::control::cluster::{
-    BlockInfo, ClusterMachine, ClusterSettings, Command, Event, FenceEntry, FenceResult, Level, RecoveryEnd,
-    RunningRecovery, StoreView,
-};
-use pivot_core::routes::EpochRecord;
+use pivot_core::control::cluster::{ClusterMachine, ClusterSettings, Command, Event, FenceResult, Level, RecoveryEnd};
 use pivot_core::{InstanceKey, Observation};
-use pivot_state::{FencedInstance, StateStore};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -372,105 +369,6 @@ impl Monitor {
             fast_interval: self.cfg.poll_interval.min(Duration::from_millis(50)),
             timeout: self.cfg.probe_timeout,
         }
-    }
-
-    /// A state-store call from the (synchronous) handlers, moved off the
-    /// runtime's worker so other tasks keep running.
-    fn store<T>(&self, f: impl FnOnce(&dyn StateStore) -> T) -> T {
-        let state = self.env.state.clone();
-        tokio::task::block_in_place(move || f(state.as_ref()))
-    }
-
-    /// What the store says, as the machine needs it.
-    fn read_store(&self) -> StoreView {
-        let (name, me) = (self.cfg.name.clone(), self.env.owner.clone());
-        let now = clock::now();
-        self.store(|s| {
-            let wall = clock::wall_ms();
-            let mut problems = Vec::new();
-            let file_ok = match s.check_file() {
-                Ok(()) => true,
-                Err(e) => {
-                    problems
-                        .push(format!("{e}: pivot keeps its fence list in memory; restore the file or restart pivot"));
-                    false
-                }
-            };
-            let running = match s.running_recovery(&name) {
-                Ok(r) => r.map(|r| RunningRecovery {
-                    id: r.id,
-                    ours: r.owner == me,
-                    owner_gone: r.lease_until.is_none_or(|l| l <= wall) || owner::certainly_gone(&r.owner, &me),
-                    owner: r.owner,
-                }),
-                Err(e) => {
-                    problems.push(format!("cannot read the state file: {e}"));
-                    None
-                }
-            };
-            let block = match s.block_of(&name) {
-                // Handed over unless acknowledged: whether it is over is decided
-                // in monotonic time by the machine (a wall clock that jumps
-                // forward must not end it).
-                Ok(b) => b.filter(|b| b.acked_at.is_none()).map(|b| BlockInfo {
-                    until: now.plus((b.blocked_until - wall).max(0) as u64),
-                    until_wall: b.blocked_until,
-                    recovery_id: b.recovery_id,
-                }),
-                Err(e) => {
-                    problems.push(format!("cannot read the state file: {e}"));
-                    None
-                }
-            };
-            let fenced = match s.fenced(&name) {
-                Ok(list) => list
-                    .into_iter()
-                    .filter_map(|f| {
-                        Some(FenceEntry { instance: f.instance.parse().ok()?, status: f.status, detail: f.detail })
-                    })
-                    .collect(),
-                Err(e) => {
-                    problems.push(format!("cannot read the fence list: {e}"));
-                    Vec::new()
-                }
-            };
-            let epoch = match s.epoch(&name) {
-                Ok(e) => e.and_then(|e| {
-                    Some(EpochRecord {
-                        number: e.number,
-                        primary: e.primary.parse().ok()?,
-                        recovery_id: e.recovery_id,
-                        since_ms: e.since,
-                    })
-                }),
-                Err(e) => {
-                    problems.push(format!("cannot read the epoch: {e}"));
-                    None
-                }
-            };
-            let problem = (!problems.is_empty()).then(|| problems.join("; "));
-            StoreView { running, block, fenced, problem, file_ok, epoch }
-        })
-    }
-
-    fn record_fence(&self, entry: &FenceEntry) -> Result<(), String> {
-        let (name, key) = (self.cfg.name.clone(), entry.instance.to_string());
-        self.store(|s| {
-            let exists = s.fenced(&name)?.iter().any(|f| f.instance == key);
-            if exists {
-                s.fence_update(&name, &key, &entry.status, &entry.detail)
-            } else {
-                s.fence_register(&FencedInstance {
-                    cluster: name.clone(),
-                    instance: key.clone(),
-                    recovery_id: None,
-                    since: clock::wall_ms(),
-                    status: entry.status.clone(),
-                    detail: entry.detail.clone(),
-                })
-            }
-        })
-        .map_err(|e| e.to_string())
     }
 
     fn recovery_end(&mut self, done: Result<Result<Option<Outcome>, RecoveryError>, tokio::task::JoinError>) -> Event {

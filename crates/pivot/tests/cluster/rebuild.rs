@@ -49,8 +49,8 @@ fn watch_donor(
 async fn a_diverged_former_primary_is_rebuilt_from_a_replica_and_replicates_with_every_acknowledged_write() {
     let mut rig = Rig::start(3, true, |_| String::new()).await;
     let writer = rig.writer(1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let old = rig.key("node1");
+    wait_acks(&writer, &old, 20).await;
     rig.sb.kill("node1").unwrap();
     let new = rig.wait_new_primary(&old).await;
     let new_node = rig.sb.node_at(&new.parse().unwrap()).unwrap().name.clone();

@@ -403,3 +403,12 @@ impl Drop for Sysbench {
         }
     }
 }
+
+/// Wait until `writer` has `n` writes acknowledged by `instance` (bounded).
+pub async fn wait_acks(writer: &Writer, instance: &str, n: usize) {
+    eventually(WAIT, &format!("{n} writes acknowledged by {instance}"), || async {
+        let got = writer.acks().iter().filter(|a| a.instance.to_string() == instance).count();
+        (got >= n).then_some(()).ok_or(format!("{got}"))
+    })
+    .await
+}

@@ -73,12 +73,12 @@ async fn a_switchover_under_a_writer_loses_nothing_and_the_old_primary_follows()
     let (old, new) = (rig.key("node1"), rig.key("node2"));
 
     let writer = rig.writer(1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_acks(&writer, &old, 20).await;
     // Through the daemon (its API takes changes): the CLI asks it.
     let (code, text) = switchover(&rig, &new, false, &[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("succeeded: switched over to") && text.contains(&new), "{text}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_acks(&writer, &new, 20).await;
     let acks = writer.stop().await;
 
     one_writer(&rig, &new).await;
@@ -157,7 +157,13 @@ async fn refusals_change_nothing() {
     app.exec(&pivot_dialect::Sql::plain("INSERT INTO test.drill_writes (id, writer, at) VALUES (999999, 99, NOW(6))"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // Until the server itself counts it older than max_transaction (1 s).
+    eventually(WAIT, "the transaction open for 2 s", || async {
+        let mut s = rig.sb.admin("node1").await.map_err(|e| e.to_string())?;
+        let old = pivot_server::handover::oldest_transaction(&mut s).await.map_err(|e| e.to_string())?;
+        old.filter(|(_, secs)| *secs >= 2).map(|_| ()).ok_or(format!("{old:?}"))
+    })
+    .await;
     let (code, text) = switchover(&rig, &rig.key("node2"), false, &[]);
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("has run") && text.contains("max_transaction"), "{text}");
