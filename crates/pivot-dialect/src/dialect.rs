@@ -47,6 +47,13 @@ pub struct ChangeSource {
     pub connect_retry_s: Option<u32>,
 }
 
+/// A client session in `information_schema.PROCESSLIST p`: not the caller's
+/// connection, not the server's own threads, not a replica's binlog dump.
+const CLIENT_SESSION: &str = "p.ID <> CONNECTION_ID() AND p.USER NOT IN ('system user', 'event_scheduler') \
+     AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker')";
+/// ... and not one of pivot's own account's (its probes, its crash watch).
+const NOT_PIVOTS_OWN: &str = "AND p.USER <> SUBSTRING_INDEX(CURRENT_USER(), '@', 1)";
+
 impl Dialect {
     pub fn for_version(version: &ServerVersion) -> Dialect {
         let mysql = version.flavor == Flavor::MySql;
@@ -286,23 +293,16 @@ impl Dialect {
     /// Client sessions to end when fencing: everything but pivot's own
     /// connection and the server's internal threads.
     pub fn client_sessions_query(&self) -> Sql {
-        Sql::plain(
-            "SELECT ID AS id FROM information_schema.PROCESSLIST \
-             WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
-             AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker')",
-        )
+        Sql::plain(format!("SELECT ID AS id FROM information_schema.PROCESSLIST p WHERE {CLIENT_SESSION}"))
     }
 
     /// As [`Dialect::client_sessions_query`], sparing pivot's own account's
     /// sessions too (its probes and crash watch: a switchover ends the
     /// applications' sessions, not pivot's view of the old primary).
     pub fn application_sessions_query(&self) -> Sql {
-        Sql::plain(
-            "SELECT ID AS id FROM information_schema.PROCESSLIST \
-             WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
-             AND USER <> SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
-             AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker')",
-        )
+        Sql::plain(format!(
+            "SELECT ID AS id FROM information_schema.PROCESSLIST p WHERE {CLIENT_SESSION} {NOT_PIVOTS_OWN}"
+        ))
     }
 
     pub fn kill_connection(&self, id: u64) -> Sql {
@@ -325,13 +325,11 @@ impl Dialect {
     /// server: one that changed no row (`n`). One that did cannot commit on
     /// MariaDB once `read_only` is on (MySQL's `read_only` waited for it).
     pub fn open_transactions_query(&self) -> Sql {
-        Sql::plain(
+        Sql::plain(format!(
             "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t \
              JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-             WHERE p.ID <> CONNECTION_ID() AND p.USER NOT IN ('system user', 'event_scheduler') \
-             AND p.COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO', 'Slave_SQL', 'Slave_worker') \
-             AND t.trx_rows_modified = 0",
-        )
+             WHERE {CLIENT_SESSION} AND t.trx_rows_modified = 0"
+        ))
     }
 
     /// A former primary about to replicate: positions from what it wrote

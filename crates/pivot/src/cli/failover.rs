@@ -1,7 +1,7 @@
 //! `pivot failover`: a manual failover, run by this process through the same
 //! recovery machine and gate as the daemon's automatic ones.
 
-use super::out::emit;
+use super::out::emit_outcome;
 use super::{EXIT_ATTENTION, EXIT_OK};
 use crate::config::Config;
 use crate::recovery::{self, driver::StopFlag, owner, RecoveryEnv, Trigger};
@@ -80,12 +80,6 @@ pub async fn run(config_path: &Path, cluster: &str, to: Option<InstanceKey>, for
     if !outcome.status.promoted() {
         eprintln!("refused: {}", outcome.summary);
     }
-    emit(&format!(
-        "recovery {}: {}: {}\ndetails: pivot history --config {} --cluster {cluster}\n",
-        outcome.id,
-        outcome.status.as_str(),
-        outcome.summary,
-        config_path.display()
-    ))?;
+    emit_outcome(&outcome, config_path, cluster)?;
     Ok(ExitCode::from(if outcome.status.promoted() { EXIT_OK } else { EXIT_ATTENTION }))
 }

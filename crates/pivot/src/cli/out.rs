@@ -13,3 +13,14 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
         Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {e}")),
     }
 }
+
+/// How a recovery run from the command line ended, and where its details are.
+pub fn emit_outcome(outcome: &crate::recovery::Outcome, config: &std::path::Path, cluster: &str) -> anyhow::Result<()> {
+    emit(&format!(
+        "recovery {}: {}: {}\ndetails: pivot history --config {} --cluster {cluster}\n",
+        outcome.id,
+        outcome.status.as_str(),
+        outcome.summary,
+        config.display()
+    ))
+}

@@ -3,7 +3,7 @@
 //! routes (the proxy's hold, DNS, KV, VIP) move at once; otherwise this
 //! process runs it through the same recovery machine.
 
-use super::out::emit;
+use super::out::emit_outcome;
 use super::{EXIT_ATTENTION, EXIT_FAILURE, EXIT_OK};
 use crate::config::Config;
 use crate::daemon::switchover::SwitchoverReply;
@@ -139,13 +139,7 @@ fn answer(config_path: &Path, cluster: &str, reply: SwitchoverReply) -> anyhow::
                 eprintln!("parked: {}", outcome.summary);
                 return Ok(ExitCode::from(EXIT_FAILURE));
             }
-            emit(&format!(
-                "recovery {}: {}: {}\ndetails: pivot history --config {} --cluster {cluster}\n",
-                outcome.id,
-                outcome.status.as_str(),
-                outcome.summary,
-                config_path.display()
-            ))?;
+            emit_outcome(&outcome, config_path, cluster)?;
             Ok(ExitCode::from(if outcome.status == pivot_state::RecoveryStatus::Succeeded {
                 EXIT_OK
             } else {
