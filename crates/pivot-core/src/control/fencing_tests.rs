@@ -142,3 +142,44 @@ fn a_fence_entry_with_a_verdict_is_not_judged_again() {
         );
     }
 }
+
+/// A recovery whose owner is gone (and that this process cannot take over)
+/// does not hold back re-fencing a writable former primary; one under a live
+/// lease elsewhere does.
+#[test]
+fn a_stuck_recovery_of_a_gone_owner_does_not_hold_back_fencing() {
+    let x = key("10.0.0.9:3306");
+    let entry = FenceEntry { instance: x.clone(), status: "read_only".into(), detail: "read-only".into() };
+    for (gone, fenced) in [(true, true), (false, false)] {
+        let mut rig = Rig::new(true);
+        let running = RunningRecovery { id: 3, owner: "other".into(), ours: false, owner_gone: gone };
+        rig.store(StoreView { fenced: vec![entry.clone()], running: Some(running.clone()), ..fresh_store() });
+        rig.advance(10);
+        let cmds = rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-10").read_only(true))));
+        if cmds.iter().any(|c| matches!(c, Command::ResumeRecovery { .. })) {
+            // It cannot be taken over (the state file cannot be written).
+            rig.ev(Event::RecoveryEnded(RecoveryEnd::HeldElsewhere));
+        }
+        rig.advance(10);
+        rig.store(StoreView { fenced: vec![entry.clone()], running: Some(running), ..fresh_store() });
+        let replica = |id| state(id, "0-1-10").replica_of(P, "0-1-10");
+        let mut cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+        cmds.extend(rig.ev(Event::Observed(up(R1, rig.now, replica(2)))));
+        cmds.extend(rig.ev(Event::Observed(up(R2, rig.now, replica(3)))));
+        cmds.extend(rig.ev(Event::Observed(up("10.0.0.9:3306", rig.now, state(9, "0-1-10")))));
+        assert_eq!(cmds.contains(&Command::FenceNow(x.clone())), fenced, "owner gone {gone}: {cmds:?}");
+    }
+}
+
+/// Only a replica of a fenced former primary is detached: one of an
+/// intermediate replica (a chain) is left alone.
+#[test]
+fn a_replica_of_an_intermediate_replica_is_not_detached() {
+    let mut rig = Rig::new(true);
+    rig.store(fresh_store());
+    rig.advance(10);
+    let mut cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
+    cmds.extend(rig.ev(Event::Observed(up(R1, rig.now, state(2, "0-1-10").replica_of(P, "0-1-10")))));
+    cmds.extend(rig.ev(Event::Observed(up(R2, rig.now, state(3, "0-1-10").replica_of(R1, "0-1-10")))));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::DetachReplica(_))), "{cmds:?}");
+}

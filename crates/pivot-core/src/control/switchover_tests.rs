@@ -327,3 +327,13 @@ fn a_primary_that_replicates_is_not_the_top_primary() {
     let (_, cmd) = RecoveryMachine::switchover(key(P), v, settings(), to(Some(C)));
     assert!(matches!(cmd, Command::RecordPlan(_)), "{cmd:?}");
 }
+
+/// A switchover takes no `--force`: a request that carries it still refuses
+/// what a failover's `--force` would override (errant GTIDs).
+#[test]
+fn a_forced_request_overrides_nothing() {
+    let errant = view_with(replica(2, "0-1-100,0-2-7").applied("0-1-100,0-2-7"));
+    let req = FailoverRequest { automatic: true, target: Some(key(C)), force: true };
+    let (_, cmd) = RecoveryMachine::switchover(key(P), errant, settings(), req);
+    assert!(matches!(&cmd, Command::Finish(f) if f.summary.contains("errant")), "{cmd:?}");
+}
