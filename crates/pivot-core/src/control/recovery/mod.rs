@@ -226,12 +226,17 @@ impl RecoveryMachine {
     }
 
     fn choose(&self) -> Result<crate::candidate::Choice, String> {
+        self.choose_under(&self.settings.rules)
+    }
+
+    /// The candidate under `rules` (the configured ones, or stricter).
+    fn choose_under(&self, rules: &PromotionRules) -> Result<crate::candidate::Choice, String> {
         let topology = Topology::derive(&self.view);
         let request = ChoiceRequest {
             view: &self.view,
             topology: &topology,
             failed_primary: &self.doc.failed_primary,
-            rules: &self.settings.rules,
+            rules,
             target: self.request.target.as_ref(),
             force: self.request.force,
         };

@@ -29,7 +29,8 @@ impl RecoveryMachine {
             Ok(doc) => {
                 m.ends = vec![None; doc.steps.len()];
                 m.doc = doc;
-                (m.clone(), Command::RecordPlan(m.doc))
+                let cmd = Command::RecordPlan(m.doc.clone());
+                (m, cmd)
             }
             Err(why) => {
                 m.finished = true;
@@ -73,10 +74,10 @@ impl RecoveryMachine {
         if let Some(t) = self.request.target.as_ref().filter(|t| self.view.fenced.contains(*t)) {
             return Err(format!("{t} is a former primary on the fence list: rejoin it as a replica first"));
         }
-        let mut this = self.clone();
-        this.settings.rules.never_promote.extend(self.view.fenced.iter().cloned());
+        let mut rules = self.settings.rules.clone();
+        rules.never_promote.extend(self.view.fenced.iter().cloned());
         // A switchover takes no `--force`.
-        let choice = this.choose().map_err(|e| e.replace(" (--force overrides what can be)", ""))?;
+        let choice = self.choose_under(&rules).map_err(|e| e.replace(" (--force overrides what can be)", ""))?;
         let c = &choice.candidate;
         let repl = self
             .view
