@@ -12,6 +12,11 @@ fn epoch(number: u64, primary: &str, recovery_id: Option<i64>) -> crate::routes:
     crate::routes::EpochRecord { number, primary: key(primary), recovery_id, since_ms: 0 }
 }
 
+/// Recovery `id` ended well, promoting `new_primary` (if any).
+fn ended(id: i64, new_primary: Option<&str>) -> RecoveryEnd {
+    RecoveryEnd::Ended { id, new_primary: new_primary.map(key), parked: false, alert: None, unrecorded: None }
+}
+
 fn tables(cmds: &[Command]) -> Vec<crate::routes::RouteTable> {
     cmds.iter().filter_map(|c| if let Command::PublishRoutes(t) = c { Some((**t).clone()) } else { None }).collect()
 }
@@ -98,7 +103,7 @@ fn a_recovery_that_ended_keeps_writes_held_until_its_epoch_is_read() {
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
     rig.primary_dies();
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(3, Some(R1));
     rig.raw(Event::RecoveryEnded(end));
     let t = rig.m.route_table();
     assert!(t.hold, "the old epoch's primary must not get writes back: {t:?}");
@@ -205,7 +210,7 @@ fn writes_held_for_a_promotion_whose_epoch_was_never_stored_follow_a_newer_epoch
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
     rig.primary_dies();
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(3, Some(R1));
     rig.raw(Event::RecoveryEnded(end));
     rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
     assert!(rig.m.route_table().hold, "held while R1 has no epoch");
@@ -260,7 +265,7 @@ fn writes_held_for_a_promotion_are_not_released_to_the_old_epoch_after_a_failed_
     rig.primary_dies();
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
     rig.raw(Event::Store(StoreView { problem: Some("cannot read the epoch: disk I/O error".into()), ..fresh_store() }));
-    let end = RecoveryEnd::Ended { id: 3, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(3, Some(R1));
     rig.raw(Event::RecoveryEnded(end));
     rig.raw(Event::Store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() }));
     let t = rig.m.route_table();
@@ -292,7 +297,7 @@ fn the_old_primary_of_a_switchover_is_not_adopted_on_readings_from_before_it_end
     let cmds = rig.raw(Event::SwitchoverRequested { request: 7, to: Some(key(R1)) });
     assert!(cmds.iter().any(|c| matches!(c, Command::StartSwitchover { request: 7, .. })), "{cmds:?}");
     rig.advance(50);
-    let end = RecoveryEnd::Ended { id: 1, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(1, Some(R1));
     let mut cmds = rig.raw(Event::RecoveryEnded(end));
     cmds.extend(rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R1, Some(1))), ..fresh_store() })));
     assert_eq!(adoptions(&cmds), vec![], "P is still writable in the old readings: {cmds:?}");
@@ -430,7 +435,7 @@ fn a_released_old_primary_is_not_written_back_to_the_fence_list() {
     let running = RunningRecovery { id: 1, owner: "me".into(), ours: true, owner_gone: false };
     rig.raw(Event::Store(StoreView { running: Some(running), fenced: vec![entry], ..fresh_store() }));
     rig.advance(50);
-    let end = RecoveryEnd::Ended { id: 1, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(1, Some(R1));
     let cmds = rig.raw(Event::RecoveryEnded(end));
     assert!(cmds.contains(&Command::ReadStore));
     rig.advance(5);
@@ -452,7 +457,7 @@ fn the_new_primary_is_not_fenced_on_readings_from_before_the_switchover() {
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
     rig.raw(Event::SwitchoverRequested { request: 1, to: Some(key(R1)) });
     rig.advance(50);
-    let end = RecoveryEnd::Ended { id: 1, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
+    let end = ended(1, Some(R1));
     rig.raw(Event::RecoveryEnded(end));
     let mut cmds = rig.raw(Event::Store(StoreView { epoch: Some(epoch(2, R1, Some(1))), ..fresh_store() }));
     rig.advance(3);
@@ -495,7 +500,7 @@ fn a_switchover_waits_for_readings_of_every_instance() {
     let mut rig = Rig::new(true);
     rig.store(StoreView { epoch: Some(epoch(1, P, None)), ..fresh_store() });
     rig.advance(10);
-    let end = RecoveryEnd::Ended { id: 1, new_primary: None, parked: false, alert: None, unrecorded: None };
+    let end = ended(1, None);
     rig.raw(Event::RecoveryEnded(end));
     let cmds = rig.raw(Event::SwitchoverRequested { request: 1, to: None });
     assert!(refused(&cmds), "not observed since the last recovery: {cmds:?}");
