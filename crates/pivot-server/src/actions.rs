@@ -250,14 +250,7 @@ pub async fn rejoin_replica(
     if let Some(sql) = d.set_replica_position(position) {
         s.exec(&sql).await?;
     }
-    let change = ChangeSource {
-        source: Some(to.clone()),
-        user: account.map(|c| c.user.clone()),
-        password: account.map(|c| c.password.expose().to_string()),
-        ..ChangeSource::default()
-    };
-    s.exec(&d.change_source(&change)).await?;
-    s.exec(&d.start_replica()).await
+    repoint(s, to, account).await
 }
 
 /// The instance's binary log files, oldest first.
