@@ -28,8 +28,9 @@ async fn an_interrupted_fence_hook_is_asked_again_and_its_failure_still_vetoes()
     .await;
     rig.sb.kill("node1").unwrap();
     wait_step_running(&rig, "hook_fence").await;
-    rig.pivot.kill();
+    // The hook itself runs (its step record comes a moment before it starts).
     let hook_pid = wait_pid_file(&rig, "fence.pid").await;
+    rig.pivot.kill();
     assert!(std::path::Path::new(&format!("/proc/{hook_pid}")).exists(), "the hook outlives a SIGKILLed pivot");
     restart_daemon(&mut rig);
     // The restarted pivot ends the orphaned hook before asking again.
