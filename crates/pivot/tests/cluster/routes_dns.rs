@@ -157,8 +157,15 @@ async fn dig_finds_the_primary_and_replicas_and_follows_a_failover() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dns_port_in_use_stops_pivot_naming_the_setting_and_a_clean_stop_frees_it() {
     let sb = pivot_drill::TestSandbox::up(1, false).await;
-    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
+    // The port taken for UDP and TCP alike (DNS serves both): another test
+    // cannot take its TCP side meanwhile and stop the second start below.
+    let (taken, taken_tcp, port) = loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            break (udp, tcp, port);
+        }
+    };
     let extra = format!("[pivot.dns]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"{DOMAIN}\"\n");
     let (config, _) = write_config(&sb, ConfigOptions { extra, ..Default::default() });
     let mut pivot = start_daemon(&sb, &config);
@@ -169,7 +176,7 @@ async fn a_dns_port_in_use_stops_pivot_naming_the_setting_and_a_clean_stop_frees
     assert!(log.contains(&want), "{log}");
 
     // The port free: pivot answers on it, and gives it back when stopped.
-    drop(taken);
+    drop((taken, taken_tcp));
     let mut pivot = start_daemon(&sb, &config);
     let node1 = port_of(&key_of(&sb, "node1"));
     eventually(WAIT, "the primary's SRV", || async {
