@@ -109,9 +109,12 @@ async fn haproxy_with_pivots_checks_follows_replication_health_and_the_failover(
     rig.sb.kill("node1").unwrap();
     let new = rig.wait_new_primary(&old).await;
     let new_id = rig.sb.nodes().iter().find(|n| rig.key(&n.name) == new).unwrap().server_id;
+    // Every write connection, not just one: HAProxy round-robins over the
+    // servers it still thinks up, so a single lucky connection to the new
+    // primary proves nothing until its next check (500 ms) marks node1 down.
     eventually(WAIT, "writes on the new primary", || async {
-        let wr = server_behind(&rig, &write).await?;
-        (wr == new_id).then_some(()).ok_or(format!("write {wr}"))
+        let wr = spread(&rig, &write, 6).await?;
+        (wr == BTreeSet::from([new_id])).then_some(()).ok_or(format!("writes {wr:?}"))
     })
     .await;
     // The old primary is back (fenced): nothing reaches it.
