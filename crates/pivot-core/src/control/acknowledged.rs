@@ -32,6 +32,26 @@ pub struct SemiSyncSeen {
     pub gone_at: Option<Millis>,
 }
 
+/// The part of one observation [`SemiSyncSeen`] folds in, taken before the
+/// observation moves into the view.
+#[derive(Clone, Debug)]
+pub struct SemiSyncReading {
+    pub at: Millis,
+    pub state: Option<SemiSyncState>,
+    /// The probe found nothing listening (connection refused).
+    pub refused: bool,
+}
+
+impl SemiSyncReading {
+    pub fn of(obs: &crate::observation::Observation) -> SemiSyncReading {
+        SemiSyncReading {
+            at: obs.at,
+            state: obs.state().map(|s| s.semi_sync.clone()),
+            refused: obs.failure().is_some_and(|f| f.kind == crate::observation::FailureKind::Refused),
+        }
+    }
+}
+
 impl SemiSyncSeen {
     /// Fold in one observation of the instance while it is the primary
     /// (`state`), or a failed one (`refused`: nothing listened).

@@ -121,22 +121,21 @@ fn no_rejoin_without_the_epoch_naming_the_primary_when_off_or_when_writable() {
     }
 }
 
-#[test]
-fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_its_file() {
-    let mut rig = auto_rig();
-    // P runs semi-sync AFTER_SYNC without fallback; a commit waits when it dies.
-    for waiting in [0, 1] {
-        rig.advance(100);
-        let mut obs = up(P, rig.now, state(1, "0-1-10").semi_sync_primary(2, waiting));
-        {
-            let s = &mut obs_state_mut(&mut obs).unwrap().semi_sync;
-            s.primary_wait_point = Some("AFTER_SYNC".into());
-            s.primary_wait_no_replica = Some(true);
-            s.primary_timeout_ms = Some(60_000);
-        }
-        obs_state_mut(&mut obs).unwrap().registered_replicas = vec![key(R1), key(R2)];
-        rig.ev(Event::Observed(obs));
-    }
+/// P's reading: semi-sync AFTER_SYNC without fallback, `waiting` commits
+/// waiting for a replica.
+fn after_sync_primary(now: u64, waiting: u32) -> crate::observation::Observation {
+    let mut obs = up(P, now, state(1, "0-1-10").semi_sync_primary(2, waiting));
+    let s = obs_state_mut(&mut obs).unwrap();
+    s.semi_sync.primary_wait_point = Some("AFTER_SYNC".into());
+    s.semi_sync.primary_wait_no_replica = Some(true);
+    s.semi_sync.primary_timeout_ms = Some(60_000);
+    s.registered_replicas = vec![key(R1), key(R2)];
+    obs
+}
+
+/// P dies, R1 is promoted, P comes back holding 0-1-11, which nobody
+/// received, and is fenced: the commands of that fencing.
+fn p_returns_diverged(rig: &mut Rig) -> Vec<Command> {
     rig.primary_dies();
     assert!(rig.store(fresh_store()).iter().any(|c| matches!(c, Command::StartRecovery { .. })));
     let end = RecoveryEnd::Ended { id: 1, new_primary: Some(key(R1)), parked: false, alert: None, unrecorded: None };
@@ -147,9 +146,39 @@ fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_it
     rig.ev(Event::Observed(up(R1, rig.now, state(2, "0-1-10"))));
     rig.ev(Event::Observed(up(R2, rig.now, state(3, "0-1-10").replica_of(R1, "0-1-10"))));
     assert_eq!(rig.m.analysis().primary, Some(key(R1)));
-    // P comes back holding 0-1-11, which nobody received.
     let fenced = Fenced { sessions_ended: 0, executed: maria("0-1-11"), took_ms: 2 };
-    let cmds = rig.ev(Event::Fence(FenceResult { instance: key(P), result: Ok(fenced) }));
+    rig.ev(Event::Fence(FenceResult { instance: key(P), result: Ok(fenced) }))
+}
+
+#[test]
+fn the_reading_taken_before_the_analysis_named_the_primary_counts_for_the_verdict() {
+    // pivot's first reading of P finds it idle and is the one that names it
+    // the primary; a commit waits at every later reading.
+    let (m, _) = ClusterMachine::new(ClusterSettings { auto_rejoin: true, ..settings(true) }, crate::Millis(1_000));
+    let mut rig = Rig { m, now: 1_000 };
+    rig.store(StoreView { file_ok: true, ..StoreView::default() });
+    rig.ev(Event::Observed(after_sync_primary(rig.now, 0)));
+    assert_eq!(rig.m.analysis().primary, Some(key(P)), "named by its own first reading");
+    let replica = |id| state(id, "0-1-10").replica_of(P, "0-1-10");
+    rig.ev(Event::Observed(up(R1, rig.now, replica(2))));
+    rig.ev(Event::Observed(up(R2, rig.now, replica(3))));
+    assert_eq!(rig.m.analysis().primary, Some(key(P)));
+    rig.advance(100);
+    rig.ev(Event::Observed(after_sync_primary(rig.now, 1)));
+    p_returns_diverged(&mut rig);
+    let entry = rig.m.fenced().find(|f| f.instance == key(P)).unwrap().clone();
+    assert!(entry.detail.contains("none of these could have been acknowledged"), "{}", entry.detail);
+}
+
+#[test]
+fn a_diverged_former_primary_is_quarantined_with_the_acknowledged_verdict_and_its_file() {
+    let mut rig = auto_rig();
+    // P runs semi-sync AFTER_SYNC without fallback; a commit waits when it dies.
+    for waiting in [0, 1] {
+        rig.advance(100);
+        rig.ev(Event::Observed(after_sync_primary(rig.now, waiting)));
+    }
+    let cmds = p_returns_diverged(&mut rig);
     let save = cmds.iter().find_map(|c| match c {
         Command::SaveExtra { instance, extra, start } => Some((instance.clone(), extra.to_string(), start.to_string())),
         _ => None,

@@ -268,7 +268,8 @@ impl ClusterMachine {
         if self.view.get(&observed).is_none() && !self.view.pending.contains(&observed) {
             return; // dropped meanwhile
         }
-        self.note_semi_sync(&observed, &obs);
+        let was_primary = self.analysis.primary.as_ref() == Some(&observed);
+        let semi_sync = super::acknowledged::SemiSyncReading::of(&obs);
         let referenced: Vec<InstanceKey> = obs
             .state()
             .map(|s| s.replication.iter().map(|r| r.source.clone()).chain(s.registered_replicas.clone()).collect())
@@ -291,6 +292,7 @@ impl ClusterMachine {
         }
         self.view.fenced = self.fenced.keys().cloned().collect();
         self.analysis = analyze(&self.view, &self.settings.detection, self.now);
+        self.note_semi_sync(&observed, semi_sync, was_primary);
         // While a recovery runs (this process's, or another's such as
         // `pivot switchover --local`), the recovery does the fencing: the
         // cluster is between two shapes (a candidate writable, replicas not

@@ -14,19 +14,34 @@ pub const SAVED_TO: &str = "extra transactions saved to ";
 
 impl ClusterMachine {
     /// Fold one observation of `observed` into what is known of its
-    /// semi-sync, if it was the primary until now.
-    pub(super) fn note_semi_sync(&mut self, observed: &InstanceKey, obs: &Observation) {
-        if self.analysis.primary.as_ref() != Some(observed) {
-            return;
-        }
-        let refused = obs.failure().is_some_and(|f| f.kind == crate::observation::FailureKind::Refused);
+    /// semi-sync if it was the primary until now; and the latest reading of
+    /// the primary the analysis names now, if not folded yet: the reading
+    /// that was taken before the analysis first named it (the first probes
+    /// of a cluster, a new primary) counts too, since a commit may start
+    /// waiting before the next one.
+    pub(super) fn note_semi_sync(
+        &mut self,
+        observed: &InstanceKey,
+        reading: acknowledged::SemiSyncReading,
+        was_primary: bool,
+    ) {
         // Bounded: primaries only, and only those still in the view.
         self.semi_seen.retain(|k, _| self.view.get(k).is_some());
-        self.semi_seen.entry(observed.clone()).or_default().observed(
-            obs.at,
-            obs.state().map(|s| &s.semi_sync),
-            refused,
-        );
+        if was_primary {
+            self.semi_seen.entry(observed.clone()).or_default().observed(
+                reading.at,
+                reading.state.as_ref(),
+                reading.refused,
+            );
+        }
+        let Some(primary) = self.analysis.primary.clone() else { return };
+        let Some(latest) = self.view.get(&primary).map(|r| acknowledged::SemiSyncReading::of(&r.latest)) else {
+            return;
+        };
+        let seen = self.semi_seen.entry(primary).or_default();
+        if seen.last.as_ref().is_none_or(|(at, _)| *at < latest.at) {
+            seen.observed(latest.at, latest.state.as_ref(), latest.refused);
+        }
     }
 
     /// A former primary judged diverged: the words for its entry and alert
