@@ -135,7 +135,8 @@ fn a_dead_primary_speeds_probes_up_rereads_the_store_then_recovers() {
     let mut rig = Rig::new(true);
     rig.advance(300);
     let cmds = rig.ev(Event::Observed(down(P, rig.now, FailureKind::Refused)));
-    assert!(cmds.contains(&Command::SetFast(true)), "{cmds:?}");
+    let pace = Pace { fast: [key(P), key(R1), key(R2)].into(), slow: Default::default() };
+    assert!(cmds.contains(&Command::SetPace(pace)), "{cmds:?}");
     assert!(cmds.contains(&Command::ProbeNow(key(R1))) && cmds.contains(&Command::ProbeNow(key(R2))));
     rig.advance(5);
     let r = |id| state(id, "0-1-10").replica_of(P, "0-1-10").io(IoThread::Connecting);
@@ -296,12 +297,26 @@ fn probes_speed_up_only_while_the_primary_is_down() {
     let mut rig = Rig::new(true);
     rig.advance(250);
     let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10").semi_sync_primary(2, 0))));
-    assert!(!cmds.iter().any(|c| matches!(c, Command::ProbeNow(_) | Command::SetFast(_))), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::ProbeNow(_) | Command::SetPace(_))), "{cmds:?}");
+    // An instance the primary names that never answers (a bogus seed, a
+    // decommissioned host) is watched, slowly, and never probed fast.
+    const X: &str = "10.0.0.9:3306";
+    let mut obs = up(P, rig.now, state(1, "0-1-10").semi_sync_primary(2, 0));
+    obs_state_mut(&mut obs).unwrap().registered_replicas = vec![key(R1), key(R2), key(X)];
+    assert!(rig.ev(Event::Observed(obs)).contains(&Command::Watch(key(X))));
+    let cmds = rig.ev(Event::Observed(down(X, rig.now, FailureKind::Refused)));
+    let slow = Pace { fast: Default::default(), slow: [key(X)].into() };
+    assert!(cmds.contains(&Command::SetPace(slow.clone())), "{cmds:?}");
     let cmds = rig.primary_dies();
-    assert!(cmds.contains(&Command::SetFast(true)));
+    let paces: Vec<_> = cmds.iter().filter(|c| matches!(c, Command::SetPace(_))).collect();
+    let fast = Pace { fast: [key(P), key(R1), key(R2)].into(), slow: [key(X)].into() };
+    assert_eq!(paces, vec![&Command::SetPace(fast)], "the primary and its replicas only");
     rig.advance(100);
     let cmds = rig.ev(Event::Observed(up(P, rig.now, state(1, "0-1-10"))));
-    assert!(cmds.contains(&Command::SetFast(false)), "back to the normal pace: {cmds:?}");
+    assert!(cmds.contains(&Command::SetPace(slow)), "back to the normal pace: {cmds:?}");
+    // X answers at last: probed at the normal pace.
+    let cmds = rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-10").replica_of(P, "0-1-10"))));
+    assert!(cmds.contains(&Command::SetPace(Pace::default())), "{cmds:?}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! fence enforcement, split brain and alerts are the machine's.
 //!
 //! How each command is performed:
-//! * `Watch`, `Unwatch`, `ProbeNow`, `SetFast`: the probers (one per
+//! * `Watch`, `Unwatch`, `ProbeNow`, `SetPace`: the probers (one per
 //!   watched server, on its own schedule, fast while the primary is suspect);
 //! * `WatchPrimary`: a connection kept waiting on the primary
 //!   ([`watch::PrimaryWatch`]), whose end is `Event::WatchEnded`;
@@ -36,8 +36,8 @@ use crate::network::Party;
 use crate::world::World;
 use driver::{Outcome, Poll, Recovery, Resumed};
 use pivot_core::control::cluster::{
-    BlockInfo, ClusterMachine, ClusterSettings, Command, Event, FenceEntry, Level, RecoveryEnd, RunningRecovery,
-    StoreView,
+    BlockInfo, ClusterMachine, ClusterSettings, Command, Event, FenceEntry, Level, Pace, RecoveryEnd, RunningRecovery,
+    Speed, StoreView,
 };
 use pivot_core::{ClusterAnalysis, InstanceKey, Millis, Observation};
 use std::collections::{BTreeMap, VecDeque};
@@ -70,7 +70,7 @@ pub struct Pivot {
     pub incarnation: u32,
     machine: ClusterMachine,
     probers: BTreeMap<InstanceKey, Prober>,
-    fast: bool,
+    pace: Pace,
     recovery: Option<Task>,
     /// The last recovery's outcome, kept while its end is not written.
     unrecorded: Option<Outcome>,
@@ -102,7 +102,7 @@ impl Pivot {
             incarnation,
             machine,
             probers: BTreeMap::new(),
-            fast: false,
+            pace: Pace::default(),
             recovery: None,
             unrecorded: None,
             next_tick: w.now,
@@ -178,7 +178,7 @@ impl Pivot {
                 self.probers.remove(&key);
             }
             Command::ProbeNow(key) => self.wake(&key, w.now),
-            Command::SetFast(fast) => self.fast = fast,
+            Command::SetPace(pace) => self.pace = pace,
             Command::WatchPrimary(key) => {
                 self.watch = w.index_of(&key).map(|i| PrimaryWatch::start(w, key, i));
             }
@@ -391,7 +391,11 @@ impl Pivot {
             // Dropped (or started again) by an earlier observation's commands.
             let Some(p) = self.probers.get_mut(&key) else { continue };
             let Some((_, obs)) = p.in_flight.take() else { continue };
-            let interval = if self.fast { w.cfg.timing.fast_poll_ms } else { w.cfg.timing.poll_ms };
+            let interval = match self.pace.speed(&key) {
+                Speed::Fast => w.cfg.timing.fast_poll_ms,
+                Speed::Normal => w.cfg.timing.poll_ms,
+                Speed::Slow => w.cfg.timing.poll_ms * 10,
+            };
             p.next_at = if std::mem::take(&mut p.woken) { w.now } else { p.started_at + interval };
             w.trace.count(1);
             self.handle(w, Event::Observed(obs));

@@ -16,7 +16,9 @@ use crate::recovery::driver::StopFlag;
 use crate::recovery::fence_watch::{self, Fenced};
 use crate::recovery::{self, Outcome, RecoveryEnv, RecoveryError, Trigger};
 use crate::render::{snapshot, ClusterSnapshot, FormerPrimary, RecoveryState};
-use pivot_core::control::cluster::{ClusterMachine, ClusterSettings, Command, Event, FenceResult, Level, RecoveryEnd};
+use pivot_core::control::cluster::{
+    ClusterMachine, ClusterSettings, Command, Event, FenceResult, Level, Pace, RecoveryEnd,
+};
 use pivot_core::{InstanceKey, Observation};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -51,7 +53,7 @@ pub struct Monitor {
     env: RecoveryEnv,
     machine: ClusterMachine,
     probers: BTreeMap<InstanceKey, ProberHandle>,
-    fast: bool,
+    pace: Pace,
     tx: mpsc::Sender<Observation>,
     rx: mpsc::Receiver<Observation>,
     limit: Arc<Semaphore>,
@@ -109,7 +111,7 @@ impl Monitor {
             env,
             machine,
             probers: BTreeMap::new(),
-            fast: false,
+            pace: Pace::default(),
             tx,
             rx,
             limit,
@@ -193,7 +195,7 @@ impl Monitor {
                     self.limit.clone(),
                     self.tx.clone(),
                 );
-                handle.set_fast(self.fast);
+                handle.set_speed(self.pace.speed(&key));
                 self.probers.insert(key, handle);
             }
             Command::Unwatch(key) => {
@@ -204,9 +206,9 @@ impl Monitor {
                     p.wake();
                 }
             }
-            Command::SetFast(fast) => {
-                self.fast = fast;
-                self.probers.values().for_each(|p| p.set_fast(fast));
+            Command::SetPace(pace) => {
+                self.probers.iter().for_each(|(k, p)| p.set_speed(pace.speed(k)));
+                self.pace = pace;
             }
             Command::WatchPrimary(key) => {
                 if let Some(old) = self.watch.take() {
@@ -367,6 +369,7 @@ impl Monitor {
         Schedule {
             interval: self.cfg.poll_interval,
             fast_interval: self.cfg.poll_interval.min(Duration::from_millis(50)),
+            slow_interval: (self.cfg.poll_interval * 10).max(Duration::from_secs(2)),
             timeout: self.cfg.probe_timeout,
         }
     }

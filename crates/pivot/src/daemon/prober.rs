@@ -1,9 +1,10 @@
 //! One task per instance: probe on its own schedule, or at once when woken.
 
 use crate::clock;
+use pivot_core::control::cluster::Speed;
 use pivot_core::{InstanceKey, Observation};
 use pivot_server::{Credentials, Prober};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -16,13 +17,15 @@ pub struct Schedule {
     /// Used while the cluster's primary is suspect, so replicas' confirmation
     /// is never older than this.
     pub fast_interval: Duration,
+    /// Used for instances that never answered (bogus or gone seeds).
+    pub slow_interval: Duration,
     pub timeout: Duration,
 }
 
 /// Handle on a running probe task; dropping it stops the task.
 pub struct ProberHandle {
     wake: Arc<Notify>,
-    fast: Arc<AtomicBool>,
+    speed: Arc<AtomicU8>,
     task: JoinHandle<()>,
 }
 
@@ -32,8 +35,8 @@ impl ProberHandle {
         self.wake.notify_one();
     }
 
-    pub fn set_fast(&self, fast: bool) {
-        self.fast.store(fast, Ordering::Relaxed);
+    pub fn set_speed(&self, speed: Speed) {
+        self.speed.store(speed as u8, Ordering::Relaxed);
     }
 }
 
@@ -53,8 +56,8 @@ pub fn spawn(
     tx: mpsc::Sender<Observation>,
 ) -> ProberHandle {
     let wake = Arc::new(Notify::new());
-    let fast = Arc::new(AtomicBool::new(false));
-    let (w, f) = (wake.clone(), fast.clone());
+    let speed = Arc::new(AtomicU8::new(Speed::Normal as u8));
+    let (w, f) = (wake.clone(), speed.clone());
     let task = tokio::spawn(async move {
         let mut prober = Prober::new(key, creds, schedule.timeout);
         loop {
@@ -66,12 +69,16 @@ pub fn spawn(
             if tx.send(obs).await.is_err() {
                 return;
             }
-            let interval = if f.load(Ordering::Relaxed) { schedule.fast_interval } else { schedule.interval };
+            let interval = match f.load(Ordering::Relaxed) {
+                s if s == Speed::Fast as u8 => schedule.fast_interval,
+                s if s == Speed::Slow as u8 => schedule.slow_interval,
+                _ => schedule.interval,
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(started + interval) => {}
                 _ = w.notified() => {}
             }
         }
     });
-    ProberHandle { wake, fast, task }
+    ProberHandle { wake, speed, task }
 }

@@ -8,6 +8,7 @@ use crate::observation::Observation;
 use crate::routes::{EpochRecord, RouteTable};
 use crate::time::Millis;
 use crate::view::ClusterView;
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSettings {
@@ -147,8 +148,8 @@ pub enum Command {
     /// Stop probing it.
     Unwatch(InstanceKey),
     ProbeNow(InstanceKey),
-    /// Probe every instance at the fast interval (primary suspect), or not.
-    SetFast(bool),
+    /// How often to probe each instance from now on.
+    SetPace(Pace),
     /// Keep a connection waiting on the primary (see the shell's crash watch).
     WatchPrimary(InstanceKey),
     /// Read the state store and report it ([`Event::Store`]).
@@ -244,4 +245,38 @@ pub enum Command {
     Record {
         text: String,
     },
+}
+
+/// How often one instance is probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speed {
+    Fast,
+    Normal,
+    Slow,
+}
+
+/// Which instances are probed faster or slower than the poll interval
+/// ([`Command::SetPace`]); every other one at the poll interval.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pace {
+    /// The suspect primary and its replicas, whose confirmation counts:
+    /// at the fast interval while the primary does not answer. Never the
+    /// others: unreachable seeds probed fast would crowd them out.
+    pub fast: BTreeSet<InstanceKey>,
+    /// Instances that never answered since pivot watches them (a bogus or
+    /// decommissioned seed): at the slow interval, so that hundreds of them
+    /// cannot starve the probes of the cluster's members.
+    pub slow: BTreeSet<InstanceKey>,
+}
+
+impl Pace {
+    pub fn speed(&self, key: &InstanceKey) -> Speed {
+        if self.fast.contains(key) {
+            Speed::Fast
+        } else if self.slow.contains(key) {
+            Speed::Slow
+        } else {
+            Speed::Normal
+        }
+    }
 }

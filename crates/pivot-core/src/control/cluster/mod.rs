@@ -67,7 +67,7 @@ pub struct ClusterMachine {
     discovery: Discovery,
     analysis: ClusterAnalysis,
     last_code: Option<Code>,
-    fast: bool,
+    pace: Pace,
     watching_primary: Option<InstanceKey>,
     watch_asked_at: Option<Millis>,
     task: RecoveryTask,
@@ -135,7 +135,7 @@ impl ClusterMachine {
             view,
             analysis,
             last_code: None,
-            fast: false,
+            pace: Pace::default(),
             watching_primary: None,
             watch_asked_at: None,
             task: RecoveryTask::Idle,
@@ -354,13 +354,22 @@ impl ClusterMachine {
     /// While the primary does not answer, probe its replicas at once and then
     /// often, so their confirmation is never a stale reading.
     fn steer_probes(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
-        let Some(primary) = self.analysis.primary.clone() else { return };
-        let down = self.view.get(&primary).is_some_and(|r| !r.reachable());
-        if down != self.fast {
-            self.fast = down;
-            out.push(Command::SetFast(down));
+        let primary = self.analysis.primary.clone();
+        let down = primary.as_ref().is_some_and(|p| self.view.get(p).is_some_and(|r| !r.reachable()));
+        let fast: BTreeSet<InstanceKey> = match &primary {
+            Some(p) if down => {
+                std::iter::once(p.clone()).chain(self.analysis.topology.replicas(p).iter().cloned()).collect()
+            }
+            Some(_) => BTreeSet::new(),
+            None => self.pace.fast.clone(), // no verdict yet: as it was
+        };
+        let slow = self.view.records.iter().filter(|(_, r)| r.last_state().is_none()).map(|(k, _)| k.clone());
+        let pace = Pace { slow: slow.filter(|k| !fast.contains(k)).collect(), fast };
+        if pace != self.pace {
+            self.pace = pace.clone();
+            out.push(Command::SetPace(pace));
         }
-        if down && *observed == primary {
+        if let Some(primary) = primary.filter(|p| down && observed == p) {
             for replica in self.analysis.topology.replicas(&primary) {
                 out.push(Command::ProbeNow(replica.clone()));
             }
