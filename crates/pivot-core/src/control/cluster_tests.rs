@@ -304,9 +304,13 @@ fn probes_speed_up_only_while_the_primary_is_down() {
     let mut obs = up(P, rig.now, state(1, "0-1-10").semi_sync_primary(2, 0));
     obs_state_mut(&mut obs).unwrap().registered_replicas = vec![key(R1), key(R2), key(X)];
     assert!(rig.ev(Event::Observed(obs)).contains(&Command::Watch(key(X))));
-    let cmds = rig.ev(Event::Observed(down(X, rig.now, FailureKind::Refused)));
     let slow = Pace { fast: Default::default(), slow: [key(X)].into() };
-    assert!(cmds.contains(&Command::SetPace(slow.clone())), "{cmds:?}");
+    // Slowed once it failed as often as discovery gives up after.
+    for n in 1..=crate::control::discovery::GIVE_UP_AFTER {
+        let cmds = rig.ev(Event::Observed(down(X, rig.now, FailureKind::Refused)));
+        let slowed = cmds.contains(&Command::SetPace(slow.clone()));
+        assert_eq!(slowed, n == crate::control::discovery::GIVE_UP_AFTER, "failure {n}: {cmds:?}");
+    }
     let cmds = rig.primary_dies();
     let paces: Vec<_> = cmds.iter().filter(|c| matches!(c, Command::SetPace(_))).collect();
     let fast = Pace { fast: [key(P), key(R1), key(R2)].into(), slow: [key(X)].into() };

@@ -263,7 +263,8 @@ pub struct Pace {
     /// at the fast interval while the primary does not answer. Never the
     /// others: unreachable seeds probed fast would crowd them out.
     pub fast: BTreeSet<InstanceKey>,
-    /// Instances that never answered since pivot watches them (a bogus or
+    /// Instances that never answered since pivot watches them and failed as
+    /// many probes as discovery gives up after (a bogus or
     /// decommissioned seed): at the slow interval, so that hundreds of them
     /// cannot starve the probes of the cluster's members.
     pub slow: BTreeSet<InstanceKey>,

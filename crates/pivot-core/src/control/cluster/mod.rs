@@ -363,7 +363,12 @@ impl ClusterMachine {
             Some(_) => BTreeSet::new(),
             None => self.pace.fast.clone(), // no verdict yet: as it was
         };
-        let slow = self.view.records.iter().filter(|(_, r)| r.last_state().is_none()).map(|(k, _)| k.clone());
+        // Given up on the way discovery does (so waiting seeds still take
+        // their places at the normal pace).
+        let given_up = |r: &crate::view::InstanceRecord| {
+            r.last_reachable.is_none() && r.consecutive_failures >= discovery::GIVE_UP_AFTER
+        };
+        let slow = self.view.records.iter().filter(|(_, r)| given_up(r)).map(|(k, _)| k.clone());
         let pace = Pace { slow: slow.filter(|k| !fast.contains(k)).collect(), fast };
         if pace != self.pace {
             self.pace = pace.clone();
