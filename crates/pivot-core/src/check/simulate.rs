@@ -126,7 +126,7 @@ pub fn simulate(
         })
         .collect();
     let steps = ran.iter().map(|s| SimStep { name: s.name(), detail: s.detail() }).collect();
-    let replicas = choice.as_ref().map(|c| explain(c)).unwrap_or_default();
+    let replicas = choice.as_ref().map(explain).unwrap_or_default();
     let mut notes = notes(mode, settings, primary_state.map(|p| &p.semi_sync));
     if primary_state.is_none() {
         notes.push(format!("pivot has no reading of {primary}: the data-loss bound is unknown"));
