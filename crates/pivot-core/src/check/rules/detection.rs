@@ -31,7 +31,10 @@ pub(crate) fn collect(input: &CheckInput, out: &mut Vec<Finding>) {
                              ({} ms), more than the confirm window ({window} ms)",
                             period * 2
                         ),
-                        Some(format!("CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = {:.3}", window as f64 / 2000.0)),
+                        Some(format!(
+                            "set MASTER_HEARTBEAT_PERIOD (CHANGE MASTER) to {:.3} s or less",
+                            window as f64 / 2000.0
+                        )),
                     ));
                 }
                 if let Some(t) = net_timeout_ms.filter(|t| *t <= period) {
