@@ -87,6 +87,11 @@ pub const CODES: &[CodeInfo] = &[
     e("PVT-E015", "a route points somewhere other than the primary", "let pivot's daemon publish the routes (`pivot run`), or fix the route by hand"),
     e("PVT-E016", "dual primaries whose auto_increment_increment/offset let both generate the same key", "set the same auto_increment_increment >= 2 on both and different auto_increment_offset values"),
     e("PVT-E017", "no replica could be promoted if the primary failed now", "fix the reasons listed for each replica"),
+    e(
+        "PVT-E018",
+        "a replica runs an older server version (or another flavour) than its source",
+        "upgrade the replica first: replicas must run the same or a newer version than their source",
+    ),
     w("PVT-W001", "gtid_strict_mode is off", "set gtid_strict_mode = ON (SET GLOBAL, and in the option file)"),
     w("PVT-W002", "semi-sync wait point is not AFTER_SYNC: a client can see a commit that a failover loses", "set rpl_semi_sync_master_wait_point (MySQL: rpl_semi_sync_source_wait_point) = AFTER_SYNC"),
     w("PVT-W003", "semi-sync falls back to asynchronous after its timeout", "raise rpl_semi_sync_master_timeout (pivot's sandbox uses its maximum) if writes must never be lost"),

@@ -196,6 +196,12 @@ fn rows() -> Vec<(&'static str, Plant, Vec<&'static str>, Vec<&'static str>)> {
             vec!["PVT-E017"],
             vec!["b:1", "c:1"],
         ),
+        (
+            "a replica older than its source",
+            |c| c.st("c:1").version = crate::version::ServerVersion::parse("10.6.16-MariaDB", "").unwrap(),
+            vec!["PVT-E018"],
+            vec!["c:1", "a:1"],
+        ),
         ("gtid_strict_mode off", |c| c.st("c:1").gtid.strict_mode = Some(false), vec!["PVT-W001"], vec!["c:1"]),
         (
             "semi-sync AFTER_COMMIT",

@@ -5,10 +5,10 @@
 //! then performs when the primary is killed.
 //!
 //! Not planted here (the core's table in `pivot-core/src/check/tests.rs`
-//! covers them): PVT-E005 (a second restart without a binary log), PVT-E015
-//! (a route pointing elsewhere needs a primary changed behind pivot's back),
-//! PVT-E016 (dual primaries), PVT-W009 (MariaDB replicas here use GTID
-//! positions) and PVT-W010 (one host, one clock).
+//! covers them): PVT-E015 (a route pointing elsewhere needs a primary
+//! changed behind pivot's back), PVT-E016 (dual primaries), PVT-E018 (one
+//! server version here), PVT-W009 (MariaDB replicas here use GTID positions)
+//! and PVT-W010 (one host, one clock).
 
 use crate::support::*;
 use pivot_drill::{eventually, TestSandbox};
@@ -108,19 +108,22 @@ async fn a_clean_sandbox_gives_nothing_and_every_planted_problem_is_found() {
     assert!(e013["text"].as_str().unwrap().contains("RELOAD (RESET SLAVE ALL: promoting a replica)"), "{e013:#}");
     assert!(e013["fix"].as_str().unwrap().starts_with("GRANT "), "{e013:#}");
 
-    // Static: log_slave_updates off on node3 needs a restart.
-    sb.stop("node3").unwrap();
-    let cnf = sb.dir.join("node3/my.cnf");
-    let mut text = std::fs::read_to_string(&cnf).unwrap();
-    text.push_str("log_slave_updates = OFF\n");
-    std::fs::write(&cnf, text).unwrap();
-    sb.start("node3").await.unwrap();
+    // Static ones need a restart: the binary log off on node2,
+    // log_slave_updates off on node3 (the last setting in the file wins).
+    for (node, line) in [("node2", "skip_log_bin\n"), ("node3", "log_slave_updates = OFF\n")] {
+        sb.stop(node).unwrap();
+        let cnf = sb.dir.join(node).join("my.cnf");
+        let text = std::fs::read_to_string(&cnf).unwrap() + line;
+        std::fs::write(&cnf, text).unwrap();
+        sb.start(node).await.unwrap();
+    }
     // A hook whose interpreter is missing (the file itself is executable).
     let hook = script(&sb, "bad-hook.sh", "");
     std::fs::write(&hook, "#!/nonexistent/interpreter\n").unwrap();
     // Dynamic ones.
     exec(&sb, "node3", &["SET SESSION gtid_domain_id = 9", "CREATE DATABASE errant_db"]).await;
-    exec(&sb, "node2", &["SET GLOBAL binlog_format = 'STATEMENT'", "SET GLOBAL read_only = OFF"]).await;
+    exec(&sb, "node3", &["SET GLOBAL binlog_format = 'STATEMENT'"]).await;
+    exec(&sb, "node2", &["SET GLOBAL read_only = OFF"]).await;
     exec(
         &sb,
         "node2",
@@ -163,8 +166,9 @@ async fn a_clean_sandbox_gives_nothing_and_every_planted_problem_is_found() {
         ("PVT-E002", vec![n1.clone(), n2.clone()]),
         ("PVT-E003", one(&n2)),
         ("PVT-E004", vec![n2.clone(), n3.clone()]),
+        ("PVT-E005", one(&n2)),
         ("PVT-E006", one(&n3)),
-        ("PVT-E007", one(&n2)),
+        ("PVT-E007", one(&n3)),
         ("PVT-E008", one(&n2)),
         ("PVT-E009", one(&n3)),
         ("PVT-E010", vec![n2.clone(), n3.clone()]),

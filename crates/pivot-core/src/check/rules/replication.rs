@@ -32,6 +32,7 @@ pub(crate) fn collect(input: &CheckInput, out: &mut Vec<Finding>) {
         ));
     }
     threads(input, out);
+    versions(input, out);
     server_ids(input, out);
     let primary = input.analysis.primary.as_ref();
     for (key, st) in replicas(input) {
@@ -93,6 +94,23 @@ fn threads(input: &CheckInput, out: &mut Vec<Finding>) {
         if !what.is_empty() {
             let text = format!("replication from {} broken: {}", r.source, what.join("; "));
             out.push(Finding::new("PVT-E003", vec![key.clone()], text, None));
+        }
+    }
+}
+
+/// A replica older than its source may not understand what it is sent.
+fn versions(input: &CheckInput, out: &mut Vec<Finding>) {
+    for (key, st) in reachable(input) {
+        let Some(r) = &st.replication else { continue };
+        let Some(source) = input.view.get(&r.source).and_then(|rec| rec.last_state()) else { continue };
+        let order = st.version.cmp_same_flavor(&source.version);
+        if order.is_none() || order == Some(std::cmp::Ordering::Less) {
+            out.push(Finding::new(
+                "PVT-E018",
+                vec![key.clone(), r.source.clone()],
+                format!("{key} runs {} and replicates from {} which runs {}", st.version, r.source, source.version),
+                None,
+            ));
         }
     }
 }
