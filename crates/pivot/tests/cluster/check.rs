@@ -2,13 +2,14 @@
 //! planted one by one are each found with their code and instance; an
 //! unreachable cluster or wrong credentials are "could not check" (exit 1).
 //! `pivot check --simulate dead` agrees with the failover a running daemon
-//! then performs when the primary is killed.
+//! then performs when the primary is killed; a primary changed by hand
+//! behind a stopped daemon leaves the stored epoch pointing elsewhere
+//! (PVT-E015).
 //!
 //! Not planted here (the core's table in `pivot-core/src/check/tests.rs`
-//! covers them): PVT-E015 (a route pointing elsewhere needs a primary
-//! changed behind pivot's back), PVT-E016 (dual primaries), PVT-E018 (one
-//! server version here), PVT-W009 (MariaDB replicas here use GTID positions)
-//! and PVT-W010 (one host, one clock).
+//! covers them): PVT-E016 (dual primaries), PVT-E018 (one server version
+//! here), PVT-W009 (MariaDB replicas here use GTID positions) and PVT-W010
+//! (one host, one clock).
 
 use crate::support::*;
 use pivot_drill::{eventually, TestSandbox};
@@ -271,4 +272,21 @@ async fn simulate_dead_agrees_with_the_failover_pivot_then_performs() {
         .map(|s| s["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(real, simulated, "the real failover ran the simulated steps");
+
+    // With the daemon up, its route table and the stored epoch name the
+    // new primary: no route finding, and the daemon was asked.
+    let (_, report, err) = check(&rig.config, &[]);
+    let codes: Vec<String> = found(&report).into_iter().map(|(c, _)| c).collect();
+    assert!(!codes.contains(&"PVT-E015".to_string()), "{report:#} {err}");
+    assert!(report["notes"].as_array().unwrap().iter().all(|n| !n.as_str().unwrap().contains("no pivot daemon")));
+    // The primary changed by hand behind a stopped pivot: the stored
+    // epoch (which every route follows) now points elsewhere.
+    rig.pivot.stop();
+    let other = if new == rig.key("node2") { "node3" } else { "node2" };
+    let old_node = rig.sb.node_at(&new.parse().unwrap()).unwrap().name.clone();
+    exec(&rig.sb, &old_node, &["SET GLOBAL read_only = ON"]).await;
+    exec(&rig.sb, other, &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"]).await;
+    let (code, report, err) = check(&rig.config, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(found(&report).contains(&("PVT-E015".into(), vec![rig.key(other), new.clone()])), "{report:#}");
 }
