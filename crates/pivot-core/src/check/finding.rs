@@ -102,4 +102,9 @@ pub const CODES: &[CodeInfo] = &[
     w("PVT-W008", "innodb_flush_log_at_trx_commit is not 1: a crash can lose committed transactions", "set innodb_flush_log_at_trx_commit = 1 (SET GLOBAL, and in the option file)"),
     w("PVT-W009", "replica positions are not crash-safe", "use GTID replication (MASTER_USE_GTID=slave_pos) or set relay_log_recovery = ON"),
     w("PVT-W010", "clocks skewed between pivot and an instance", "run NTP/chrony on every host"),
+    w(
+        "PVT-W011",
+        "a replica lags more than failover.max_candidate_lag, or is delayed: it would not be promoted",
+        "find why it lags (load, long transactions, single-threaded apply); list a delayed replica in failover.never_promote",
+    ),
 ];

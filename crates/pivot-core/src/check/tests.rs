@@ -73,7 +73,11 @@ fn clean() -> Case {
         extra,
         hooks: vec![HookFact { name: "post_failover".into(), program: "/bin/true".into(), problem: None }],
         routes: vec![RouteFact { route: "the stored epoch".into(), points_to: Some(key("a:1")) }],
-        settings: FailoverSettings { lag_threshold_s: 10, ..FailoverSettings::default() },
+        settings: FailoverSettings {
+            lag_threshold_s: 10,
+            rules: crate::candidate::PromotionRules { max_lag_s: 10, ..Default::default() },
+            ..FailoverSettings::default()
+        },
     }
 }
 
@@ -231,6 +235,8 @@ fn rows() -> Vec<(&'static str, Plant, Vec<&'static str>, Vec<&'static str>)> {
             vec!["PVT-W009"],
             vec!["c:1"],
         ),
+        ("a replica lagging", |c| c.repl("c:1").seconds_behind = Some(100), vec!["PVT-W011"], vec!["c:1"]),
+        ("a delayed replica", |c| c.repl("c:1").sql_delay_s = 3600, vec!["PVT-W011"], vec!["c:1"]),
         (
             "clock 5 s ahead",
             |c| {

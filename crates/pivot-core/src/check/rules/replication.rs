@@ -54,6 +54,7 @@ pub(crate) fn collect(input: &CheckInput, out: &mut Vec<Finding>) {
         if let Some((_, p)) = primary_state(input) {
             errant(key, st, p, out);
         }
+        lag(input, key, st, out);
     }
     for (key, st) in reachable(input) {
         if st.log_bin {
@@ -112,6 +113,23 @@ fn versions(input: &CheckInput, out: &mut Vec<Finding>) {
                 None,
             ));
         }
+    }
+}
+
+/// A replica lagging or delayed is skipped as a candidate.
+fn lag(input: &CheckInput, key: &InstanceKey, st: &InstanceState, out: &mut Vec<Finding>) {
+    let Some(r) = &st.replication else { return };
+    let limit = input.failover.rules.max_lag_s;
+    let mut why = Vec::new();
+    if let Some(s) = r.seconds_behind.filter(|s| *s > limit) {
+        why.push(format!("lags {s} s (failover.max_candidate_lag {limit} s)"));
+    }
+    if r.sql_delay_s > 0 {
+        why.push(format!("applies {} s late (MASTER_DELAY)", r.sql_delay_s));
+    }
+    if !why.is_empty() {
+        let text = format!("{}: a failover now would not promote it", why.join(" and "));
+        out.push(Finding::new("PVT-W011", vec![key.clone()], text, None));
     }
 }
 
