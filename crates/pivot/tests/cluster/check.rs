@@ -138,7 +138,7 @@ async fn a_clean_sandbox_gives_nothing_and_every_planted_problem_is_found() {
         "node3",
         &[
             "SET GLOBAL replicate_ignore_db = 'ignored_db'",
-            "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30, MASTER_CONNECT_RETRY = 60",
+            "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30, MASTER_CONNECT_RETRY = 60, MASTER_DELAY = 3600",
             "START SLAVE",
         ],
     )
@@ -184,6 +184,7 @@ async fn a_clean_sandbox_gives_nothing_and_every_planted_problem_is_found() {
         ("PVT-W006", one(&n3)),
         ("PVT-W007", one(&n1)),
         ("PVT-W008", one(&n2)),
+        ("PVT-W011", one(&n3)),
     ];
     let (code, report, err) = check(&planted, &[]);
     assert_eq!(code, Some(3), "{err}");

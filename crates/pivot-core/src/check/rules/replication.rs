@@ -119,6 +119,9 @@ fn versions(input: &CheckInput, out: &mut Vec<Finding>) {
 /// A replica lagging or delayed is skipped as a candidate.
 fn lag(input: &CheckInput, key: &InstanceKey, st: &InstanceState, out: &mut Vec<Finding>) {
     let Some(r) = &st.replication else { return };
+    if input.failover.rules.never_promote.contains(key) {
+        return;
+    }
     let limit = input.failover.rules.max_lag_s;
     let mut why = Vec::new();
     if let Some(s) = r.seconds_behind.filter(|s| *s > limit) {
