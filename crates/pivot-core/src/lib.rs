@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod candidate;
+pub mod check;
 pub mod control;
 pub mod fixture;
 pub mod gtid;

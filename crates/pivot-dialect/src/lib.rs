@@ -11,6 +11,7 @@
 //! `Display` hides secrets) and results come back as [`TextRow`]s, so every
 //! dialect is testable from captured result sets.
 
+mod check;
 mod dialect;
 mod parse;
 mod privileges;

@@ -12,6 +12,7 @@
 //! it and reports what happened.
 
 pub mod actions;
+mod check;
 mod credentials;
 mod discover;
 mod errors;
@@ -21,6 +22,7 @@ mod privileges;
 mod probe;
 mod session;
 
+pub use check::read_check_extra;
 pub use credentials::{Credentials, Secret};
 pub use discover::{discover, referenced_instances};
 pub use errors::{classify, SessionError};

@@ -2,6 +2,8 @@
 //! configuration, unreachable state file...), 2 wrong usage, 3 the command
 //! ran but found a cluster that needs attention (or refused to act on it).
 
+mod check;
+mod check_gather;
 mod failover;
 pub mod haproxy_config;
 mod history;
@@ -56,6 +58,22 @@ pub enum Command {
         /// Print JSON (the same model as GET /api/clusters).
         #[arg(long)]
         json: bool,
+    },
+    /// Preflight: read the live servers and the configuration and list
+    /// findings with stable codes (see the README); exit 3 if any is an
+    /// error, 1 if pivot could not check. `--simulate` instead dry-runs the
+    /// next failover: winner, skipped replicas, steps, hooks, data-loss bound.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Dry-run the failover of the primary failing this way (default dead).
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "dead")]
+        simulate: Option<check::SimulateMode>,
     },
     /// Fail over a cluster's primary now (refuses unsafe choices unless --force).
     Failover {
@@ -205,6 +223,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Command::Status { config, cluster, json } => status::run(&config.config, cluster.as_deref(), json).await,
+        Command::Check { config, cluster, json, simulate } => {
+            check::run(&config.config, cluster.as_deref(), json, simulate).await
+        }
         Command::Failover { config, cluster, to, force } => failover::run(&config.config, &cluster, to, force).await,
         Command::Switchover { config, cluster, to, local } => {
             switchover::run(&config.config, &cluster, to, local).await

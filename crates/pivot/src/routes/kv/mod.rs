@@ -272,6 +272,19 @@ impl KvPublisher {
         self.timeout
     }
 
+    /// The primary the store names now (`None`: the key is missing), read
+    /// once within the configured timeout (`pivot check`).
+    pub async fn read_primary(&self) -> Result<Option<String>, String> {
+        let read = async {
+            match &self.store {
+                Store::Etcd(s) => s.read(&self.layout).await,
+                Store::Consul(s) => s.read(&self.layout).await,
+            }
+        };
+        let snap = tokio::time::timeout(self.timeout, read).await.map_err(|_| "no answer in time".to_string())??;
+        Ok(snap.values.get(self.layout.base()).cloned())
+    }
+
     /// Publish `primary` as of `epoch`: up to [`ATTEMPTS`] attempts, all
     /// within the configured timeout. `Ok` also when a newer epoch is
     /// there ([`Published::Newer`]).

@@ -1,0 +1,347 @@
+//! One row per code: a clean cluster with one thing planted, and the codes
+//! `check` must find (exactly those). A clean cluster gives nothing.
+
+use super::*;
+use crate::analysis::{analyze, DetectionSettings};
+use crate::control::FailoverSettings;
+use crate::fixture::{down, key, maria, state, up};
+use crate::instance::InstanceKey;
+use crate::observation::{FailureKind, InstanceState, ReplicationStatus};
+use crate::time::Millis;
+use crate::view::ClusterView;
+use std::collections::BTreeMap;
+
+struct Case {
+    states: Vec<(&'static str, InstanceState)>,
+    down: Vec<&'static str>,
+    extra: BTreeMap<InstanceKey, InstanceExtra>,
+    hooks: Vec<HookFact>,
+    routes: Vec<RouteFact>,
+    settings: FailoverSettings,
+}
+
+impl Case {
+    fn st(&mut self, k: &str) -> &mut InstanceState {
+        &mut self.states.iter_mut().find(|(n, _)| *n == k).unwrap().1
+    }
+    fn repl(&mut self, k: &str) -> &mut ReplicationStatus {
+        self.st(k).replication.as_mut().unwrap()
+    }
+    fn var(&mut self, k: &str, name: &str, value: &str) {
+        self.extra.get_mut(&key(k)).unwrap().variables.insert(name.into(), value.into());
+    }
+    fn semi_sync(&mut self, wait_point: &str, timeout_ms: u64, replicas: &[&str]) {
+        let s = &mut self.st("a:1").semi_sync;
+        s.primary_enabled = true;
+        s.primary_wait_point = Some(wait_point.into());
+        s.primary_timeout_ms = Some(timeout_ms);
+        s.primary_wait_no_replica = Some(true);
+        for r in replicas {
+            self.st(r).semi_sync.replica_enabled = true;
+        }
+    }
+}
+
+fn clean() -> Case {
+    let a = state(1, "0-1-10").build();
+    let b = state(2, "0-1-10").replica_of("a:1", "0-1-10").build();
+    let c = state(3, "0-1-10").replica_of("a:1", "0-1-10").build();
+    let vars = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let good: BTreeMap<String, String> = vars(&[
+        ("binlog_format", "ROW"),
+        ("sync_binlog", "1"),
+        ("innodb_flush_log_at_trx_commit", "1"),
+        ("relay_log_recovery", "OFF"),
+        ("slave_net_timeout", "2"),
+        ("auto_increment_increment", "1"),
+        ("auto_increment_offset", "1"),
+    ]);
+    let extra = ["a:1", "b:1", "c:1"]
+        .iter()
+        .map(|k| {
+            let e = InstanceExtra {
+                variables: good.clone(),
+                privileges: PrivilegeFact::Complete,
+                clock: Some(ClockReading { offset_ms: 3, uncertainty_ms: 2 }),
+            };
+            (key(k), e)
+        })
+        .collect();
+    Case {
+        states: vec![("a:1", a), ("b:1", b), ("c:1", c)],
+        down: vec![],
+        extra,
+        hooks: vec![HookFact { name: "post_failover".into(), program: "/bin/true".into(), problem: None }],
+        routes: vec![RouteFact { route: "the stored epoch".into(), points_to: Some(key("a:1")) }],
+        settings: FailoverSettings {
+            lag_threshold_s: 10,
+            rules: crate::candidate::PromotionRules { max_lag_s: 10, ..Default::default() },
+            ..FailoverSettings::default()
+        },
+    }
+}
+
+fn view_of(case: &Case) -> ClusterView {
+    let mut view = ClusterView::default();
+    for (k, s) in &case.states {
+        if !case.down.contains(k) {
+            let obs = up(k, 1_000, state(0, "").read_only(true));
+            let obs = crate::observation::Observation {
+                outcome: crate::observation::ProbeOutcome::Reachable { state: Box::new(s.clone()) },
+                ..obs
+            };
+            view.apply(obs, 10);
+        }
+    }
+    for k in &case.down {
+        view.apply(down(k, 1_000, FailureKind::Refused), 10);
+    }
+    view
+}
+
+fn run(case: &Case) -> Vec<Finding> {
+    let view = view_of(case);
+    let analysis = analyze(&view, &DetectionSettings::default(), Millis(1_100));
+    let input = CheckInput {
+        view: &view,
+        analysis: &analysis,
+        extra: &case.extra,
+        failover: &case.settings,
+        confirm_window_ms: 1_000,
+        hooks: &case.hooks,
+        routes: &case.routes,
+        max_skew_ms: 1_000,
+    };
+    check(&input)
+}
+
+type Plant = fn(&mut Case);
+
+/// (what is planted, the planting, the codes found, the instances of the first).
+fn rows() -> Vec<(&'static str, Plant, Vec<&'static str>, Vec<&'static str>)> {
+    vec![
+        ("a replica down", |c| c.down.push("c:1"), vec!["PVT-E001"], vec!["c:1"]),
+        ("the primary read-only", |c| c.st("a:1").read_only = true, vec!["PVT-E002"], vec![]),
+        (
+            "SQL thread error",
+            |c| {
+                c.repl("c:1").sql_running = false;
+                c.repl("c:1").sql_error =
+                    Some(crate::observation::ReplicationError { number: 1062, message: "dup".into() });
+            },
+            vec!["PVT-E003"],
+            vec!["c:1"],
+        ),
+        ("duplicate server_id", |c| c.st("c:1").server_id = 2, vec!["PVT-E004"], vec!["b:1", "c:1"]),
+        ("binary log off", |c| c.st("c:1").log_bin = false, vec!["PVT-E005"], vec!["c:1"]),
+        ("log_slave_updates off", |c| c.st("c:1").log_replica_updates = false, vec!["PVT-E006"], vec!["c:1"]),
+        ("binlog_format MIXED", |c| c.var("c:1", "binlog_format", "MIXED"), vec!["PVT-E007"], vec!["c:1"]),
+        // A writable replica is a second writer too.
+        ("writable replica", |c| c.st("c:1").read_only = false, vec!["PVT-E002", "PVT-E008"], vec!["a:1", "c:1"]),
+        (
+            "errant GTIDs",
+            |c| {
+                let s = c.st("c:1");
+                s.gtid.executed = maria("0-1-10,9-3-2");
+                s.gtid.applied = maria("0-1-10,9-3-2");
+            },
+            vec!["PVT-E009"],
+            vec!["c:1"],
+        ),
+        ("filters differ", |c| c.repl("c:1").filters.do_db = "app".into(), vec!["PVT-E010"], vec!["b:1", "c:1"]),
+        (
+            "semi-sync primary side on a replica",
+            |c| c.st("c:1").semi_sync.primary_enabled = true,
+            vec!["PVT-E011"],
+            vec!["c:1"],
+        ),
+        (
+            "heartbeat not below slave_net_timeout",
+            |c| {
+                c.repl("c:1").heartbeat_period_ms = Some(2_000);
+                c.var("c:1", "slave_net_timeout", "2");
+            },
+            vec!["PVT-E012", "PVT-W005"],
+            vec!["c:1"],
+        ),
+        (
+            "a privilege missing",
+            |c| {
+                c.extra.get_mut(&key("b:1")).unwrap().privileges = PrivilegeFact::Missing {
+                    summary: "missing privileges: RELOAD (RESET SLAVE ALL: promoting a replica)".into(),
+                    grant: Some("GRANT RELOAD ON *.* TO `pivot`@`%`".into()),
+                }
+            },
+            vec!["PVT-E013"],
+            vec!["b:1"],
+        ),
+        (
+            "a hook's interpreter missing",
+            |c| c.hooks[0].problem = Some("interpreter /usr/bin/nope is missing".into()),
+            vec!["PVT-E014"],
+            vec![],
+        ),
+        ("a route elsewhere", |c| c.routes[0].points_to = Some(key("b:1")), vec!["PVT-E015"], vec!["a:1", "b:1"]),
+        (
+            "dual primaries with the same auto_increment",
+            |c| {
+                let back = state(0, "").replica_of("b:1", "0-1-10").build().replication;
+                c.st("a:1").replication = back;
+                c.st("a:1").read_only = false;
+                c.states.retain(|(k, _)| *k != "c:1");
+                c.extra.remove(&key("c:1"));
+            },
+            vec!["PVT-E016"],
+            vec!["a:1", "b:1"],
+        ),
+        (
+            "every replica never_promote",
+            |c| c.settings.rules.never_promote = vec![key("b:1"), key("c:1")],
+            vec!["PVT-E017"],
+            vec!["b:1", "c:1"],
+        ),
+        (
+            "a replica older than its source",
+            |c| c.st("c:1").version = crate::version::ServerVersion::parse("10.6.16-MariaDB", "").unwrap(),
+            vec!["PVT-E018"],
+            vec!["c:1", "a:1"],
+        ),
+        ("gtid_strict_mode off", |c| c.st("c:1").gtid.strict_mode = Some(false), vec!["PVT-W001"], vec!["c:1"]),
+        (
+            "semi-sync AFTER_COMMIT",
+            |c| c.semi_sync("AFTER_COMMIT", u64::MAX, &["b:1", "c:1"]),
+            vec!["PVT-W002"],
+            vec!["a:1"],
+        ),
+        ("semi-sync falls back", |c| c.semi_sync("AFTER_SYNC", 10_000, &["b:1", "c:1"]), vec!["PVT-W003"], vec!["a:1"]),
+        (
+            "one semi-sync replica",
+            |c| c.semi_sync("AFTER_SYNC", u64::MAX, &["b:1"]),
+            vec!["PVT-W004"],
+            vec!["a:1", "b:1"],
+        ),
+        ("heartbeats off", |c| c.repl("c:1").heartbeat_period_ms = None, vec!["PVT-W005"], vec!["c:1"]),
+        ("Connect_Retry 60", |c| c.repl("c:1").connect_retry_s = 60, vec!["PVT-W006"], vec!["c:1"]),
+        ("sync_binlog 0", |c| c.var("a:1", "sync_binlog", "0"), vec!["PVT-W007"], vec!["a:1"]),
+        (
+            "innodb_flush_log_at_trx_commit 2",
+            |c| c.var("a:1", "innodb_flush_log_at_trx_commit", "2"),
+            vec!["PVT-W008"],
+            vec!["a:1"],
+        ),
+        (
+            "file positions without relay_log_recovery",
+            |c| c.repl("c:1").using_gtid = false,
+            vec!["PVT-W009"],
+            vec!["c:1"],
+        ),
+        ("a replica lagging", |c| c.repl("c:1").seconds_behind = Some(100), vec!["PVT-W011"], vec!["c:1"]),
+        ("a delayed replica", |c| c.repl("c:1").sql_delay_s = 3600, vec!["PVT-W011"], vec!["c:1"]),
+        (
+            "clock 5 s ahead",
+            |c| {
+                c.extra.get_mut(&key("b:1")).unwrap().clock = Some(ClockReading { offset_ms: 5_000, uncertainty_ms: 2 })
+            },
+            vec!["PVT-W010"],
+            vec!["b:1"],
+        ),
+    ]
+}
+
+#[test]
+fn a_clean_cluster_gives_nothing() {
+    assert_eq!(run(&clean()), vec![]);
+}
+
+#[test]
+fn each_planted_problem_is_found_with_its_code_and_instances() {
+    for (what, plant, codes, instances) in rows() {
+        let mut case = clean();
+        plant(&mut case);
+        let found = run(&case);
+        let mut got: Vec<&str> = found.iter().map(|f| f.code.as_str()).collect();
+        got.dedup();
+        assert_eq!(got, codes, "{what}: {found:#?}");
+        let first = found.iter().find(|f| f.code == codes[0]).unwrap();
+        let want: Vec<InstanceKey> = instances.iter().map(|k| key(k)).collect();
+        assert_eq!(first.instances, want, "{what}: {first:#?}");
+        assert!(!first.fix.is_empty() && !first.fix.contains('\n'), "{what}: one-line fix: {first:?}");
+    }
+}
+
+#[test]
+fn every_code_has_a_row_and_the_table_is_in_order() {
+    let rows = rows();
+    for info in CODES {
+        assert!(rows.iter().any(|(_, _, codes, _)| codes.contains(&info.code)), "no test row for {}", info.code);
+        assert!(info.code.starts_with(if info.severity == Severity::Error { "PVT-E" } else { "PVT-W" }));
+    }
+    let codes: Vec<&str> = CODES.iter().map(|c| c.code).collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(codes, sorted, "codes are unique and in order");
+}
+
+#[test]
+fn clock_readings_bound_the_offset_by_half_the_round_trip() {
+    let r = ClockReading::from_exchange(1_000, 6_010, 1_020);
+    assert_eq!(r, ClockReading { offset_ms: 5_000, uncertainty_ms: 11 });
+    assert_eq!(r.certain_skew_ms(), 4_989);
+    let near = ClockReading::from_exchange(1_000, 995, 1_020);
+    assert_eq!(near.certain_skew_ms(), 4, "15 ms behind, ± 11");
+}
+
+fn sim(case: &Case, mode: FailureMode) -> Simulation {
+    simulate(&view_of(case), &key("a:1"), &case.settings, mode, Millis(2_000))
+}
+
+#[test]
+fn simulation_names_the_winner_the_skipped_the_steps_and_the_loss() {
+    let mut case = clean();
+    case.st("a:1").gtid.executed = maria("0-1-12");
+    case.repl("c:1").received = maria("0-1-11");
+    case.st("b:1").log_replica_updates = true;
+    case.settings.rules.never_promote = vec![];
+    case.settings.hooks.pre_failover = true;
+    case.settings.hooks.post_failover = true;
+    let s = sim(&case, FailureMode::Dead);
+    assert_eq!(s.winner, Some(key("c:1")), "{s:#?}");
+    let b = s.replicas.iter().find(|r| r.instance == key("b:1")).unwrap();
+    assert!(!b.chosen && b.why.starts_with("eligible, ranked after c:1"), "{b:?}");
+    let names: Vec<&str> = s.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "stop_replica_io",
+            "observe",
+            "hook_pre_failover",
+            "wait_relay_applied",
+            "register_fence",
+            "confirm_primary_gone",
+            "promote",
+            "record_epoch",
+            "repoint",
+            "confirm_replicating",
+            "fence_old_primary",
+            "hook_post_failover"
+        ]
+    );
+    assert_eq!(s.hooks, ["pre_failover", "post_failover"]);
+    assert_eq!(s.data_loss, maria("0-1-12").subtract(&maria("0-1-11")).to_string());
+    assert!(!s.data_loss.is_empty());
+}
+
+#[test]
+fn simulation_of_a_refused_failover_says_why_and_promotes_nobody() {
+    let mut case = clean();
+    case.settings.rules.never_promote = vec![key("b:1"), key("c:1")];
+    let s = sim(&case, FailureMode::Partitioned);
+    assert_eq!(s.winner, None);
+    assert!(s.summary.contains("no replica can be promoted"), "{}", s.summary);
+    assert!(s.notes.iter().any(|n| n.contains("no fence hook")), "{:?}", s.notes);
+    let ok = sim(&clean(), FailureMode::Hung);
+    assert_eq!(ok.winner, Some(key("b:1")), "same data: first by address");
+    assert!(ok.replicas.iter().any(|r| r.chosen && r.why.contains("received as much as c:1")), "{:?}", ok.replicas);
+    assert_eq!(ok.data_loss, "");
+}
