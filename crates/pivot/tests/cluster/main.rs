@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod cli_errors;
 mod discovery;
 mod failover_crash;
