@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn urls() {
-        let rows: [(&str, Result<(&str, u16, &str), &str>); 8] = [
+        type Parsed<'a> = Result<(&'a str, u16, &'a str), &'a str>;
+        let rows: [(&str, Parsed); 8] = [
             ("http://127.0.0.1:8080/hooks/T0/B1/secret", Ok(("127.0.0.1", 8080, "/hooks/T0/B1/secret"))),
             ("http://alerts.example", Ok(("alerts.example", 80, "/"))),
             ("http://alerts.example?key=s3cret", Ok(("alerts.example", 80, "/?key=s3cret"))),
