@@ -219,3 +219,62 @@ fn memory_is_bounded_by_the_instances_known() {
     h.retain(|k| k.port < 1010);
     assert_eq!(h.len(), 10);
 }
+
+// ---- the cluster machine's side -------------------------------------------------
+
+use super::cluster::{Command, Event};
+use super::cluster_tests::{Rig, R1, R2};
+use crate::fixture::{down, state, up};
+use crate::observation::{FailureKind, IoThread};
+
+fn health(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::HealthAlert(a) => Some(format!(
+                "{} {} {}{}",
+                a.instance,
+                a.kind.as_str(),
+                if a.resolved { "resolved" } else { "problem" },
+                a.error.as_ref().map(|e| format!(" {}", e.number)).unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_machine_alerts_a_replica_whose_sql_thread_stopped_and_its_fix() {
+    let mut rig = Rig::new(false);
+    rig.advance(100);
+    let broken = state(2, "0-1-10").replica_of(super::cluster_tests::P, "0-1-10").sql_error(1062, "Duplicate entry");
+    let cmds = rig.ev(Event::Observed(up(R1, rig.now, broken.clone())));
+    assert_eq!(health(&cmds), vec![format!("{R1} sql problem 1062")]);
+    rig.advance(100);
+    assert!(health(&rig.ev(Event::Observed(up(R1, rig.now, broken)))).is_empty(), "said once");
+    rig.advance(100);
+    let fixed = state(2, "0-1-10").replica_of(super::cluster_tests::P, "0-1-10");
+    let cmds = rig.ev(Event::Observed(up(R1, rig.now, fixed)));
+    assert_eq!(health(&cmds), vec![format!("{R1} sql resolved 1062")]);
+}
+
+#[test]
+fn a_dead_primary_is_one_alert_not_one_per_replica_and_a_recovery_raises_none() {
+    let mut rig = Rig::new(true);
+    let cmds = rig.primary_dies();
+    assert_eq!(
+        health(&cmds),
+        vec![format!("{} reachability problem", super::cluster_tests::P)],
+        "the replicas' IO threads, reconnecting to the dead source, are the source's alert"
+    );
+    // While a recovery runs, a replica's trouble (repointing) is held back.
+    let mut cmds = rig.ev(Event::Store(super::cluster_tests::fresh_store()));
+    cmds.extend(rig.ev(Event::Tick));
+    cmds.extend(rig.ev(Event::Store(super::cluster_tests::fresh_store())));
+    assert!(super::cluster_tests::starts(&cmds), "{cmds:?}");
+    rig.advance(100);
+    let repointing = state(3, "0-1-10").replica_of(R1, "0-1-10").io(IoThread::Stopped).sql_stopped();
+    let cmds = rig.ev(Event::Observed(up(R2, rig.now, repointing)));
+    assert!(health(&cmds).is_empty(), "{:?}", health(&cmds));
+    rig.advance(100);
+    assert!(health(&rig.ev(Event::Observed(down(R2, rig.now, FailureKind::Refused)))).is_empty());
+}
