@@ -63,7 +63,21 @@ pub(super) fn webhook(src: &Source, raw: &Option<Spanned<RawWebhook>>) -> Result
     let (text, at) = match (&w.url, &w.url_file) {
         (Some(u), None) => (u.get_ref().clone(), u.span()),
         (None, Some(f)) => {
+            use std::os::unix::fs::PermissionsExt;
             let path = src.resolve(f.get_ref());
+            let shown = path.display();
+            if let Ok(meta) = std::fs::metadata(&path) {
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & 0o077 != 0 {
+                    return Err(src.err(
+                        f,
+                        format!(
+                            "[pivot.webhook] url_file `{shown}` has mode {mode:04o}, open to group or others: \
+                             run `chmod 600 {shown}` (the URL may hold a secret)"
+                        ),
+                    ));
+                }
+            }
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 src.err(f, format!("[pivot.webhook] url_file `{}` cannot be read: {e}", path.display()))
             })?;
@@ -169,5 +183,54 @@ mod tests {
         let u = parse_url("http://127.0.0.1:8080/hooks/s3cret").unwrap();
         assert_eq!(u.shown(), "http://127.0.0.1:8080");
         assert!(!format!("{u:?}").contains("s3cret"));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use crate::config::{Config, WebhookFormat};
+    use std::path::Path;
+
+    const BASE: &str = "[[cluster]]\nname = \"main\"\nseeds = [\"127.0.0.1:3306\"]\n\
+                        [cluster.credentials]\nuser = \"pivot\"\npassword = \"x\"\n";
+
+    fn load(webhook: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/pivot/pivot.toml"), &format!("{BASE}\n{webhook}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_and_errors() {
+        let c =
+            load("[pivot.webhook]\nurl = \"http://127.0.0.1:9/x/s3cret\"\nformat = \"slack\"\nretries = 1\n").unwrap();
+        let w = c.pivot.webhook.unwrap();
+        assert_eq!((w.format, w.retries, w.queue, w.timeout.as_secs()), (WebhookFormat::Slack, 1, 100, 5));
+        assert!(load("").unwrap().pivot.webhook.is_none());
+        assert_eq!(load("").unwrap().clusters[0].alert_interval.as_secs(), 60);
+        let rows = [
+            ("[pivot.webhook]\nformat = \"json\"\n", "pivot.toml:8: [pivot.webhook] needs url or url_file"),
+            ("[pivot.webhook]\nurl = \"https://h/s3cret\"\n", "pivot.toml:9: [pivot.webhook] url is https"),
+            ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nformat = \"xml\"\n", "format `xml` is unknown"),
+            ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nretries = 11\n", "retries 11 is out of range: use 0 to 10"),
+            ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nurl_file = \"f\"\n", "has both url and url_file"),
+            (
+                "[pivot.webhook]\nurl_file = \"/nonexistent/webhook.url\"\n",
+                "url_file `/nonexistent/webhook.url` cannot be read",
+            ),
+        ];
+        for (text, want) in rows {
+            let e = load(text).err().unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("s3cret"), "the error repeats the URL: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhook.url");
+        std::fs::write(&file, "http://h/s3cret\n").unwrap();
+        let mode = |m| std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+        let text = format!("[pivot.webhook]\nurl_file = \"{}\"\n", file.display());
+        mode(0o644);
+        let e = load(&text).err().unwrap();
+        assert!(e.contains("has mode 0644, open to group or others: run `chmod 600"), "{e}");
+        mode(0o600);
+        assert_eq!(load(&text).unwrap().pivot.webhook.unwrap().url.path.expose(), "/s3cret");
     }
 }

@@ -71,9 +71,7 @@ impl Webhook {
         let body = body(self.inner.cfg.format, alert, wall_ms);
         let dropped = {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let dropped = if q.len() >= self.inner.cfg.queue { q.pop_front().is_some() } else { false };
-            q.push_back(body);
-            dropped
+            push_bounded(&mut q, self.inner.cfg.queue, body)
         };
         if dropped {
             self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -81,6 +79,13 @@ impl Webhook {
         }
         self.inner.wake.notify_one();
     }
+}
+
+/// Queue `item`, dropping the oldest when `cap` are waiting; whether one was dropped.
+fn push_bounded<T>(q: &mut VecDeque<T>, cap: usize, item: T) -> bool {
+    let dropped = q.len() >= cap && q.pop_front().is_some();
+    q.push_back(item);
+    dropped
 }
 
 /// The POST body of `alert` in `format`.
@@ -186,4 +191,53 @@ async fn post(cfg: &WebhookConfig, body: String) -> Result<(), String> {
     .await;
     conn.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pivot_core::control::health_alerts::HealthKind;
+    use pivot_core::observation::ReplicationError;
+
+    fn alert(resolved: bool) -> HealthAlert {
+        HealthAlert {
+            cluster: "main".into(),
+            instance: "10.0.0.2:3306".parse().unwrap(),
+            kind: HealthKind::Sql,
+            resolved,
+            from: if resolved { "error" } else { "running" }.into(),
+            to: if resolved { "running" } else { "error" }.into(),
+            error: Some(ReplicationError { number: 1062, message: "Duplicate entry '1' for key 'PRIMARY'".into() }),
+            lag_s: None,
+            threshold_s: None,
+            message: None,
+            suppressed: 2,
+            at: pivot_core::Millis(1),
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let wall = 1_795_395_723_456;
+        let j = body(WebhookFormat::Json, &alert(false), wall);
+        assert_eq!(j["instance"], "10.0.0.2:3306");
+        assert_eq!((j["kind"].as_str(), j["status"].as_str()), (Some("sql"), Some("problem")));
+        assert_eq!((j["error_number"].as_u64(), j["suppressed"].as_u64()), (Some(1062), Some(2)));
+        assert_eq!(j["time"], "2026-11-23T01:02:03.456Z");
+        assert!(j["text"].as_str().unwrap().starts_with("PROBLEM 10.0.0.2:3306 sql: running -> error (error 1062"));
+        let s = body(WebhookFormat::Slack, &alert(true), wall);
+        let obj = s.as_object().unwrap();
+        assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["text"], "Slack and Mattermost read `text`");
+        let text = s["text"].as_str().unwrap();
+        assert!(text.starts_with(":white_check_mark: pivot [main] RESOLVED 10.0.0.2:3306 sql"), "{text}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest() {
+        let mut q = VecDeque::new();
+        assert!(!push_bounded(&mut q, 2, 1));
+        assert!(!push_bounded(&mut q, 2, 2));
+        assert!(push_bounded(&mut q, 2, 3));
+        assert_eq!(q, VecDeque::from([2, 3]));
+    }
 }

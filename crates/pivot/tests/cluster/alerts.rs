@@ -135,6 +135,25 @@ fn extra(sb: &pivot_drill::TestSandbox, webhook: &std::path::Path, read: u16, mo
     )
 }
 
+/// The ports of the `_mysql._tcp.replicas.sandbox.db.example` SRV records
+/// (`dig`, Debian package dnsutils).
+async fn dns_replicas(dns: u16) -> Result<BTreeSet<u16>, String> {
+    let out = tokio::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+time=2", "+tries=1", "+short"])
+        .args(["_mysql._tcp.replicas.sandbox.db.example", "SRV"])
+        .output()
+        .await
+        .map_err(|e| format!("dig (Debian package dnsutils; scripts/deps.sh installs it): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|l| l.split_whitespace().nth(2).and_then(|p| p.parse().ok()).ok_or(format!("not an SRV record: {l}")))
+        .collect()
+}
+
+fn port_of(rig: &Rig, node: &str) -> u16 {
+    rig.key(node).parse::<InstanceKey>().unwrap().port
+}
+
 /// The server ids behind `n` fresh connections to the proxy's read port.
 async fn reads(rig: &Rig, read: &InstanceKey, n: usize) -> Result<BTreeSet<u32>, String> {
     let creds = rig.sb.credentials("app").map_err(|e| e.to_string())?;
@@ -158,12 +177,14 @@ fn find<'a>(bodies: &'a [Value], instance: &str, kind: &str, status: &str) -> Op
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_key_stops_a_replica_alerts_with_1062_and_takes_it_out_of_the_read_routes_until_fixed() {
     let hook = WebhookServer::start(Answer::Ok).await;
-    let read_port = free_port();
+    let (read_port, dns) = (free_port(), free_port());
     let rig = Rig::start(3, false, |sb| {
         let url = hook.url_file(&sb.dir);
-        extra(sb, &url, read_port, "")
+        let more = format!("\n[pivot.dns]\nlisten = \"127.0.0.1:{dns}\"\ndomain = \"db.example\"\nttl = \"1s\"\n");
+        extra(sb, &url, read_port, &more)
     })
     .await;
+    let (p2, p3) = (port_of(&rig, "node2"), port_of(&rig, "node3"));
     let read: InstanceKey = format!("127.0.0.1:{read_port}").parse().unwrap();
     let node2 = rig.key("node2");
     eventually(WAIT, "reads on both replicas", || async {
@@ -172,6 +193,7 @@ async fn a_duplicate_key_stops_a_replica_alerts_with_1062_and_takes_it_out_of_th
     })
     .await;
     assert!(hook.bodies().is_empty(), "a healthy cluster raises nothing: {:?}", hook.bodies());
+    assert_eq!(dns_replicas(dns).await.unwrap(), BTreeSet::from([p2, p3]));
 
     // The same key on the replica (not binlogged) and then on the primary.
     exec(&rig.sb, "node1", &["CREATE TABLE test.alert_conflict (id INT PRIMARY KEY)"]).await;
@@ -209,11 +231,15 @@ async fn a_duplicate_key_stops_a_replica_alerts_with_1062_and_takes_it_out_of_th
     })
     .await;
 
-    // Out of the read routes: the health check and the proxy's read port.
+    // Out of the read routes: the health check (HAProxy's), the proxy's
+    // read port, DNS.
     eventually(WAIT, "node2 out of the read routes", || async {
         let status = replica_check(&rig, "node2").await?;
         let r = reads(&rig, &read, 6).await?;
-        (status == 503 && r == BTreeSet::from([3])).then_some(()).ok_or(format!("check {status}, reads {r:?}"))
+        let d = dns_replicas(dns).await?;
+        (status == 503 && r == BTreeSet::from([3]) && d == BTreeSet::from([p3]))
+            .then_some(())
+            .ok_or(format!("check {status}, reads {r:?}, dns {d:?}"))
     })
     .await;
     assert_eq!(replica_check(&rig, "node3").await.unwrap(), 200, "the healthy replica stays");
@@ -246,7 +272,10 @@ async fn a_duplicate_key_stops_a_replica_alerts_with_1062_and_takes_it_out_of_th
     eventually(WAIT, "node2 back in the read routes", || async {
         let status = replica_check(&rig, "node2").await?;
         let r = reads(&rig, &read, 6).await?;
-        (status == 200 && r == BTreeSet::from([2, 3])).then_some(()).ok_or(format!("check {status}, reads {r:?}"))
+        let d = dns_replicas(dns).await?;
+        (status == 200 && r == BTreeSet::from([2, 3]) && d == BTreeSet::from([p2, p3]))
+            .then_some(())
+            .ok_or(format!("check {status}, reads {r:?}, dns {d:?}"))
     })
     .await;
     let sql_alerts: Vec<Value> =
