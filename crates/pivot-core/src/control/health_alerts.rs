@@ -14,6 +14,10 @@
 //!   own alert and the failover say it), problems are held back, not sent:
 //!   replicas repointed by a failover raise nothing unless still broken
 //!   once things have settled;
+//! - an IO thread `connecting` (retrying its source) is alerted only once
+//!   it has been so for [`IO_CONNECTING_GRACE_MS`]: a network blip heals by
+//!   itself, and when the source died its replicas usually notice before
+//!   pivot's probes do (the source's alert and the failover say it);
 //! - memory: one entry per kind of each instance the caller still knows
 //!   ([`HealthAlerts::retain`]).
 
@@ -26,6 +30,8 @@ use std::collections::BTreeMap;
 /// Problems are held back this long after a recovery ends: replicas are
 /// repointed and their threads restart meanwhile.
 pub const QUIET_AFTER_RECOVERY_MS: u64 = 10_000;
+/// An IO thread retrying its source is a problem once it has been for this long.
+pub const IO_CONNECTING_GRACE_MS: u64 = 5_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,6 +166,8 @@ struct KindState {
     last_sent: Option<Millis>,
     /// The current problem is not announced yet.
     pending: bool,
+    /// When the current reading's state began.
+    since: Millis,
     suppressed: u32,
 }
 
@@ -215,6 +223,7 @@ impl HealthAlerts {
             let Some(prev) = st.current.clone() else {
                 // First reading: only a problem is news.
                 st.current = Some(reading.clone());
+                st.since = now;
                 if reading.bad {
                     st.pending = true;
                     out.extend(try_send(
@@ -241,6 +250,7 @@ impl HealthAlerts {
                 st.pending = false;
             }
             st.current = Some(reading.clone());
+            st.since = now;
             if reading.bad {
                 st.pending = true;
                 let t = self.lag_threshold_s;
@@ -312,8 +322,10 @@ fn try_send(
     threshold_s: u64,
     now: Millis,
 ) -> Option<HealthAlert> {
-    let due = st.last_sent.is_none_or(|t| now.since(t) >= interval_ms);
     let current = st.current.clone()?;
+    let settling =
+        kind == HealthKind::Io && current.state == "connecting" && now.since(st.since) < IO_CONNECTING_GRACE_MS;
+    let due = !settling && st.last_sent.is_none_or(|t| now.since(t) >= interval_ms);
     if hold || !due || !st.pending || st.announced.as_ref().is_some_and(|a| a.same(&current)) {
         if st.announced.as_ref().is_some_and(|a| a.same(&current)) {
             st.pending = false; // back to the problem already announced

@@ -156,8 +156,24 @@ fn transitions_rate_limits_and_recoveries() {
         ),
         (
             "IO thread still broken once its source is back: sent on the tick",
-            vec![Io(0, "running", false), Io(1_000, "connecting", true), Io(2_000, "connecting", false), Tick(3_000)],
+            vec![
+                Io(0, "running", false),
+                Io(1_000, "connecting", true),
+                Io(2_000, "connecting", false),
+                Tick(3_000),
+                Tick(1_000 + IO_CONNECTING_GRACE_MS),
+            ],
             vec!["io:PROBLEM:running->connecting"],
+        ),
+        (
+            "IO thread reconnecting briefly (a blip): nothing",
+            vec![Io(0, "running", false), Io(1_000, "connecting", false), Tick(2_000), Io(3_000, "running", false)],
+            vec![],
+        ),
+        (
+            "IO thread stopped: at once",
+            vec![Io(0, "running", false), Io(1_000, "stopped", false)],
+            vec!["io:PROBLEM:running->stopped"],
         ),
         (
             "during a recovery and its quiet time: held; repointed replicas raise nothing",
