@@ -334,3 +334,54 @@ async fn a_webhook_that_hangs_or_fails_gets_bounded_retries_and_pivot_keeps_work
     assert!(log.contains(&format!("http://{}", hook.addr)), "the log names the webhook's host");
     assert!(!log.contains("s3cr3t"), "the webhook's secret path is in the log");
 }
+
+/// A failover is not a flood: the dead primary's `reachability` alert, and
+/// nothing about the replicas that lost their source and were repointed.
+/// Absence is proven without sleeping: a problem made on purpose after the
+/// failover arrives only once the quiet time after a recovery is over, so
+/// everything held back before it would have arrived first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_raises_one_alert_not_one_per_repointed_replica() {
+    let hook = WebhookServer::start(Answer::Ok).await;
+    let read_port = free_port();
+    let mut rig = Rig::start(3, false, |sb| {
+        let url = hook.url_file(&sb.dir);
+        extra(sb, &url, read_port, "")
+    })
+    .await;
+    let old = rig.key("node1");
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    wait_recovery_status(&rig, "succeeded").await;
+    let replica = rig.sb.nodes().iter().map(|n| n.name.clone()).find(|n| rig.key(n) != new && rig.key(n) != old);
+    let replica = replica.expect("a third node");
+    eventually(WAIT, "the remaining replica follows the new primary", || async {
+        let c = api_cluster(rig.addr).await?;
+        (c["code"] == "healthy").then_some(()).ok_or(c["signal"].to_string())
+    })
+    .await;
+    exec(&rig.sb, &replica, &["STOP SLAVE SQL_THREAD"]).await;
+    let replica_key = rig.key(&replica);
+    eventually(WAIT, "the alert made on purpose, after the quiet time", || async {
+        let bodies = hook.bodies();
+        find(&bodies, &replica_key, "sql", "problem").map(|_| ()).ok_or(format!("{bodies:?}"))
+    })
+    .await;
+    let seen: Vec<String> = hook
+        .bodies()
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {} {}",
+                b["instance"].as_str().unwrap(),
+                b["kind"].as_str().unwrap(),
+                b["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![format!("{old} reachability problem"), format!("{replica_key} sql problem")],
+        "the dead primary once, then only the problem made on purpose"
+    );
+}
