@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod discovery;
 mod ended;
 pub mod gate;
+pub mod health_alerts;
 pub mod recovery;
 pub mod rejoin;
 pub mod split_brain;
@@ -37,6 +38,8 @@ pub use recovery::{
 mod cluster_tests;
 #[cfg(test)]
 mod fencing_tests;
+#[cfg(test)]
+mod health_alerts_tests;
 #[cfg(test)]
 mod rejoin_tests;
 #[cfg(test)]

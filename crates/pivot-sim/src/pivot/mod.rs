@@ -96,6 +96,7 @@ impl Pivot {
             route_max_lag_s: w.cfg.detection.lag_threshold_s,
             // Rejoin is not modelled: former primaries stay fenced.
             auto_rejoin: false,
+            alert_interval_ms: 60_000,
         };
         let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
@@ -280,6 +281,9 @@ impl Pivot {
                 return Some(Event::Store(self.read_store(w)));
             }
             Command::Alert { text, .. } => w.alert(text),
+            // Replication-health alerts are logged only: the simulator's
+            // alert list is the control plane's.
+            Command::HealthAlert(a) => w.log(format!("pivot #{me}: {}", a.line())),
             Command::Log { level, text } => {
                 let level = match level {
                     Level::Info => "",

@@ -108,7 +108,8 @@ fn pivot_settings(src: &Source, raw: &RawPivot) -> Result<PivotSettings, ConfigE
     let api_token =
         raw.api_token_file.as_ref().map(|f| super::vip::token_file(src, f, "api_token_file")).transpose()?;
     // [pivot.dns] is checked once the clusters are (their names are labels).
-    Ok(PivotSettings { state, http, dns: None, api_token })
+    let webhook = super::webhook::webhook(src, &raw.webhook)?;
+    Ok(PivotSettings { state, http, dns: None, api_token, webhook })
 }
 
 pub(super) fn duration_in(
@@ -191,6 +192,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         rebuild: super::rebuild::rebuild(src, &raw.rebuild)?,
         read_max_lag,
         auto_rejoin: raw.auto_rejoin.unwrap_or(true),
+        alert_interval: duration_in(src, &raw.alert_interval, "alert_interval", secs(60), secs(0), secs(86400))?,
         name,
         seeds,
         credentials,

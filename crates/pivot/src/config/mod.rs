@@ -15,6 +15,8 @@ mod rebuild;
 pub use rebuild::{rebuild_agents, RebuildConfig};
 mod switchover;
 mod vip;
+mod webhook;
+pub use webhook::{WebhookConfig, WebhookFormat, WebhookUrl};
 
 mod agent;
 mod agent_rebuild;
@@ -51,6 +53,8 @@ pub struct PivotSettings {
     pub dns: Option<DnsConfig>,
     /// The bearer token API mutations (switchover) need; `None`: the API is read-only.
     pub api_token: Option<pivot_server::Secret>,
+    /// Where replication-health alerts are POSTed; `None` = no webhook.
+    pub webhook: Option<WebhookConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +89,8 @@ pub struct ClusterConfig {
     /// A fenced former primary whose GTIDs the primary holds becomes its
     /// replica without an operator (`auto_rejoin`, default on).
     pub auto_rejoin: bool,
+    /// At most one replication-health alert per instance and kind this often.
+    pub alert_interval: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -22,6 +22,8 @@ pub struct RawPivot {
     pub dns: Option<Spanned<super::dns::RawDns>>,
     /// A 0600 file with the bearer token API mutations need (absent: read-only API).
     pub api_token_file: Option<Spanned<String>>,
+    /// `[pivot.webhook]`: absent, no webhook.
+    pub webhook: Option<Spanned<super::webhook::RawWebhook>>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +57,8 @@ pub struct RawCluster {
     pub switchover: super::switchover::RawSwitchover,
     /// Rejoin fenced former primaries as replicas by themselves (default true).
     pub auto_rejoin: Option<bool>,
+    /// At most one replication-health alert per instance and kind this often (default 60s).
+    pub alert_interval: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]

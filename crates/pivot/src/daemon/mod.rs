@@ -5,6 +5,7 @@ mod crash_watch;
 mod monitor;
 mod prober;
 pub mod switchover;
+pub mod webhook;
 
 use crate::config::Config;
 use crate::http::{self, ClusterHandle};
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     // The proxies bind first: a port in use stops pivot before it watches anything.
     let mut hubs = Vec::new();
     let mut proxies = Vec::new();
+    let webhook = config.pivot.webhook.clone().map(webhook::Webhook::start);
     for cluster in &config.clusters {
         let routes = RouteHub::new();
         let proxy = match &cluster.proxy {
@@ -100,7 +102,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
             routes: Some(routes.clone()),
         };
         let (asks, ask_rx) = switchover::channel();
-        let (monitor, snapshots) = Monitor::new(env, limit.clone(), ask_rx);
+        let (monitor, snapshots) = Monitor::new(env, limit.clone(), ask_rx, webhook.clone());
         kv_followers.extend(crate::routes::kv::reconcile::spawn_all(cluster, &routes, stop_rx.clone()));
         // The virtual IP's lease, renewed on the primary's agent.
         kv_followers.extend(crate::routes::vip::follow::spawn(cluster, &routes, stop_rx.clone()));
@@ -143,6 +145,7 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
                 clusters: Arc::new(handles),
                 state: state.clone(),
                 api_token: config.pivot.api_token.clone(),
+                webhook: webhook.as_ref().map(webhook::Webhook::stats),
             });
             Some(tokio::spawn(async move {
                 let graceful = async move {

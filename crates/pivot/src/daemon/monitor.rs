@@ -87,6 +87,7 @@ impl Monitor {
         env: RecoveryEnv,
         limit: Arc<Semaphore>,
         asks: super::switchover::AskReceiver,
+        webhook: Option<super::webhook::Webhook>,
     ) -> (Monitor, watch::Receiver<Arc<ClusterSnapshot>>) {
         let cfg = env.cluster.clone();
         let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
@@ -101,11 +102,12 @@ impl Monitor {
             max_instances: cfg.max_instances,
             route_max_lag_s: cfg.read_max_lag.as_secs(),
             auto_rejoin: cfg.auto_rejoin,
+            alert_interval_ms: cfg.alert_interval.as_millis() as u64,
         };
         let (machine, first) = ClusterMachine::new(settings, clock::now());
         let snap = snapshot(&cfg.name, machine.view(), machine.analysis());
         let (published, subscriber) = watch::channel(Arc::new(snap));
-        let alerts = Alerts::new(cfg.clone(), env.state.clone());
+        let alerts = Alerts::new(cfg.clone(), env.state.clone(), webhook);
         let monitor = Monitor {
             cfg,
             env,
@@ -340,6 +342,7 @@ impl Monitor {
                 return Some(Event::Store(self.read_store()));
             }
             Command::Alert { text, code, primary } => self.alerts.send(&text, code, primary),
+            Command::HealthAlert(a) => self.alerts.health(&a),
             Command::Rejoin { instance, primary } => {
                 crate::rejoin::spawn_rejoin(self.env.clone(), instance, primary, self.task_tx.clone())
             }

@@ -83,3 +83,22 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
     }
     out
 }
+
+/// The webhook's counters (`[pivot.webhook]`).
+pub fn webhook(w: &crate::daemon::webhook::WebhookStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    for (name, help, v) in [
+        ("pivot_webhook_sent_total", "Alerts the webhook accepted (2xx).", &w.sent),
+        ("pivot_webhook_failed_total", "Alerts not delivered after every attempt.", &w.failed),
+        ("pivot_webhook_retries_total", "Attempts after a failed one.", &w.retried),
+        (
+            "pivot_webhook_dropped_total",
+            "Alerts dropped unsent because the queue was full (the oldest go).",
+            &w.dropped,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+    }
+    out
+}

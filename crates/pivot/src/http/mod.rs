@@ -38,6 +38,8 @@ pub struct AppState {
     pub state: Arc<dyn pivot_state::StateStore>,
     /// Mutations need it as a bearer token; `None`: the API is read-only.
     pub api_token: Option<pivot_server::Secret>,
+    /// The webhook's counters, if one is configured.
+    pub webhook: Option<Arc<crate::daemon::webhook::WebhookStats>>,
 }
 
 impl AppState {
@@ -87,6 +89,9 @@ async fn cluster(State(s): State<AppState>, Path(name): Path<String>) -> Respons
 async fn metrics_text(State(s): State<AppState>) -> Response {
     let mut body = metrics::render(&s.all());
     body.push_str(&route_metrics::render(&s.clusters));
+    if let Some(w) = &s.webhook {
+        body.push_str(&metrics::webhook(w));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

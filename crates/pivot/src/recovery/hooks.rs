@@ -32,6 +32,9 @@ pub struct HookData {
     /// (`PIVOT_NEW_MASTER_PASSWORD`), never as an argument, never to other
     /// hooks. Every hook's output is scrubbed of it before it is stored.
     pub new_primary_password: Option<Secret>,
+    /// For replication-health alerts: `PIVOT_ALERT_*` variables (instance,
+    /// kind, states, error, lag); empty for every other hook.
+    pub alert_env: Vec<(&'static str, String)>,
 }
 
 impl HookData {
@@ -186,6 +189,7 @@ fn environment(point: HookPoint, d: &HookData) -> Vec<(String, String)> {
         ("PIVOT_SIGNAL", d.signal.clone()),
         ("PIVOT_OUTCOME", d.outcome.clone()),
     ];
+    env.extend(d.alert_env.iter().cloned());
     // MHA's convention hands the script the account's password; no other
     // hook ever gets it.
     if point.gets_password() {

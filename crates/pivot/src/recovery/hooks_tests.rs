@@ -35,6 +35,7 @@ fn data() -> HookData {
         outcome: String::new(),
         new_primary_user: Some("pivot".into()),
         new_primary_password: Some(Secret::new("s3cret")),
+        alert_env: Vec::new(),
     }
 }
 

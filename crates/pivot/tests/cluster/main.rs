@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod check;
 mod cli_errors;
 mod discovery;

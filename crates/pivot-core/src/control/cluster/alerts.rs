@@ -49,3 +49,40 @@ impl ClusterMachine {
         out
     }
 }
+
+/// Replication-health alerts (`control::health_alerts`): the machine's side.
+impl ClusterMachine {
+    /// The source `instance` replicates from is unreachable (its IO thread's
+    /// trouble is the source's, said by the source's own alert).
+    fn source_down(&self, instance: &InstanceKey) -> bool {
+        let source = self.view.get(instance).and_then(|r| r.current_state()).and_then(|s| s.replication.as_ref());
+        source.is_some_and(|r| self.view.get(&r.source).is_some_and(|s| !s.reachable()))
+    }
+
+    pub(super) fn health_observed(&mut self, instance: &InstanceKey, out: &mut Vec<Command>) {
+        let Some(rec) = self.view.get(instance) else { return };
+        let readings = super::super::health_alerts::readings(&rec.latest, self.settings.detection.lag_threshold_s);
+        let source_down = self.source_down(instance);
+        let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
+        self.health.set_recovering(recovering, self.now);
+        for a in self.health.observe(instance, readings, source_down, self.now) {
+            out.push(Command::HealthAlert(Box::new(a)));
+        }
+    }
+
+    /// After every event: the recovery state (its end starts the quiet
+    /// time); on the timer, problems held back that are due now.
+    pub(super) fn health_tick(&mut self, tick: bool, out: &mut Vec<Command>) {
+        let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
+        self.health.set_recovering(recovering, self.now);
+        if !tick {
+            return;
+        }
+        let view = &self.view;
+        self.health.retain(|k| view.get(k).is_some());
+        let down: BTreeSet<InstanceKey> = view.keys().filter(|k| self.source_down(k)).cloned().collect();
+        for a in self.health.tick(self.now, |k| down.contains(k)) {
+            out.push(Command::HealthAlert(Box::new(a)));
+        }
+    }
+}

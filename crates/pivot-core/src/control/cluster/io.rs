@@ -22,6 +22,9 @@ pub struct ClusterSettings {
     /// Make a fenced former primary whose GTIDs the primary holds a replica
     /// of it (see `control::rejoin`).
     pub auto_rejoin: bool,
+    /// At most one replication-health alert per instance and kind this often
+    /// (see `control::health_alerts`).
+    pub alert_interval_ms: u64,
 }
 
 /// A recovery the state store says is running.
@@ -220,6 +223,9 @@ pub enum Command {
         code: Option<Code>,
         primary: Option<InstanceKey>,
     },
+    /// A replication-health alert (an instance's IO or SQL thread, lag or
+    /// reachability changed): logged, recorded, the alert hook, the webhook.
+    HealthAlert(Box<crate::control::health_alerts::HealthAlert>),
     Log {
         level: Level,
         text: String,

@@ -122,6 +122,8 @@ pub struct ClusterMachine {
     rejoin_failures: BTreeMap<InstanceKey, (u32, Millis)>,
     /// Quarantine files asked for, not answered yet.
     saving: BTreeSet<InstanceKey>,
+    /// Replication-health alerts per instance and kind (rate limits).
+    health: super::health_alerts::HealthAlerts,
 }
 
 impl ClusterMachine {
@@ -129,6 +131,8 @@ impl ClusterMachine {
     pub fn new(settings: ClusterSettings, now: Millis) -> (ClusterMachine, Vec<Command>) {
         let view = ClusterView::default();
         let analysis = analyze(&view, &settings.detection, now);
+        let (settings_name, settings_interval, settings_lag) =
+            (settings.name.clone(), settings.alert_interval_ms, settings.detection.lag_threshold_s);
         let mut m = ClusterMachine {
             discovery: Discovery::new(settings.max_instances),
             settings,
@@ -165,6 +169,7 @@ impl ClusterMachine {
             rejoining: BTreeSet::new(),
             rejoin_failures: BTreeMap::new(),
             saving: BTreeSet::new(),
+            health: super::health_alerts::HealthAlerts::new(settings_name, settings_interval, settings_lag),
         };
         let mut out = vec![Command::ReadStore];
         for seed in m.settings.seeds.clone() {
@@ -224,6 +229,7 @@ impl ClusterMachine {
     pub fn handle(&mut self, event: Event, now: Millis) -> Vec<Command> {
         self.now = self.now.max(now);
         let mut out = Vec::new();
+        let tick = matches!(event, Event::Tick);
         match event {
             Event::Observed(obs) => self.on_observation(obs, &mut out),
             Event::Store(store) => self.on_store(store, &mut out),
@@ -252,6 +258,7 @@ impl ClusterMachine {
             Event::ExtraSaved { instance, result } => self.on_extra_saved(instance, result, &mut out),
         }
         self.route(&mut out);
+        self.health_tick(tick, &mut out);
         out
     }
 
@@ -283,6 +290,7 @@ impl ClusterMachine {
             };
             out.push(Command::Log { level: if bad { Level::Warn } else { Level::Info }, text: change.to_string() });
         }
+        self.health_observed(&observed, out);
         for key in referenced {
             self.offer(key, true, out);
         }
