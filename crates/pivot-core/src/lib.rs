@@ -14,6 +14,7 @@ pub mod candidate;
 pub mod control;
 pub mod fixture;
 pub mod gtid;
+pub mod heartbeat;
 pub mod instance;
 pub mod observation;
 pub mod plan;

@@ -12,6 +12,7 @@
 //! dialect is testable from captured result sets.
 
 mod dialect;
+mod heartbeat;
 mod parse;
 mod privileges;
 mod proxy_session;
@@ -19,6 +20,7 @@ mod rows;
 mod sql;
 
 pub use dialect::{ChangeSource, Dialect};
+pub use heartbeat::HeartbeatTable;
 pub use parse::{parse_version, ParseError, ProbeRows};
 pub use privileges::{MissingPrivilege, PrivilegeNeed, PrivilegeReport};
 pub use rows::TextRow;
