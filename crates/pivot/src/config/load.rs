@@ -191,6 +191,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         rebuild: super::rebuild::rebuild(src, &raw.rebuild)?,
         read_max_lag,
         auto_rejoin: raw.auto_rejoin.unwrap_or(true),
+        heartbeat: super::heartbeat::heartbeat(src, &raw.heartbeat, poll_interval, probe_timeout)?,
         name,
         seeds,
         credentials,

@@ -7,6 +7,7 @@
 
 mod dns;
 mod duration;
+mod heartbeat;
 mod kv;
 mod load;
 mod proxy;
@@ -23,6 +24,7 @@ pub use agent_rebuild::AgentRebuild;
 pub use vip::{interface_name, read_token, VipAddress, VipConfig};
 
 pub use dns::DnsConfig;
+pub use heartbeat::HeartbeatConfig;
 pub use kv::{ConsulConfig, EtcdConfig};
 pub use load::ConfigError;
 pub use proxy::{ProxyConfig, ProxyMode};
@@ -85,6 +87,8 @@ pub struct ClusterConfig {
     /// A fenced former primary whose GTIDs the primary holds becomes its
     /// replica without an operator (`auto_rejoin`, default on).
     pub auto_rejoin: bool,
+    /// `[cluster.heartbeat]` when enabled: heartbeat lag next to the server's.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Clone, Debug)]

@@ -55,6 +55,8 @@ pub struct RawCluster {
     pub switchover: super::switchover::RawSwitchover,
     /// Rejoin fenced former primaries as replicas by themselves (default true).
     pub auto_rejoin: Option<bool>,
+    /// `[cluster.heartbeat]`: heartbeat lag (absent or `enabled = false`: off).
+    pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
 }
 
 #[derive(Deserialize)]

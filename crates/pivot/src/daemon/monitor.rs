@@ -78,6 +78,8 @@ pub struct Monitor {
     waiting: BTreeMap<u64, tokio::sync::oneshot::Sender<SwitchoverReply>>,
     /// The request the running recovery task answers, if a switchover.
     answering: Option<u64>,
+    /// The heartbeat writer (`[cluster.heartbeat]`), started by `run`.
+    heartbeat: Option<super::heartbeat::Heartbeat>,
 }
 
 impl Monitor {
@@ -131,12 +133,15 @@ impl Monitor {
             next_ask: 0,
             waiting: BTreeMap::new(),
             answering: None,
+            heartbeat: None,
         };
         (monitor, subscriber)
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> MonitorExit {
         tracing::info!(cluster = %self.cfg.name, seeds = ?self.cfg.seeds.iter().map(ToString::to_string).collect::<Vec<_>>(), "watching cluster");
+        self.heartbeat =
+            super::heartbeat::Heartbeat::spawn(&self.cfg, Alerts::new(self.cfg.clone(), self.env.state.clone()));
         self.perform_queued();
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -192,6 +197,10 @@ impl Monitor {
                     self.schedule(),
                     self.limit.clone(),
                     self.tx.clone(),
+                    self.cfg
+                        .heartbeat
+                        .as_ref()
+                        .map(|h| pivot_server::HeartbeatProbe { table: h.table.clone(), stale_after: h.stale_after }),
                 );
                 handle.set_fast(self.fast);
                 self.probers.insert(key, handle);
@@ -447,6 +456,14 @@ impl Monitor {
             control_problems: m.problems().cloned().collect(),
         });
         self.published.send_replace(Arc::new(snap));
+        if let Some(hb) = &self.heartbeat {
+            // Nowhere while a recovery runs here; the routes hold while one runs anywhere.
+            let target = self.recovery.is_none().then(|| {
+                let routes = m.route_table();
+                pivot_core::heartbeat::write_target(routes.write_target(), m.analysis().primary.as_ref(), m.view())
+            });
+            hb.aim(target.and_then(Result::ok));
+        }
     }
 
     /// Let a running recovery finish (bounded), else park it (bounded).
