@@ -197,7 +197,14 @@ fn no_lag_for_the_primary_or_an_unreachable_instance() {
 fn write_target_table() {
     let healthy = || state(PID, "0-1-5");
     // (name, route primary, analysis primary, primary's state, expected)
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Option<StateBuilder>, Result<&str, &str>)> = vec![
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<StateBuilder>,
+        Result<&'static str, &'static str>,
+    );
+    let cases: Vec<Row> = vec![
         ("the primary both agree on", Some(P), Some(P), Some(healthy()), Ok(P)),
         ("a recovery holds the routes", None, Some(P), Some(healthy()), Err("routes name no primary")),
         ("the analysis names another", Some(P), Some(R), Some(healthy()), Err("analysis does not name")),
