@@ -10,6 +10,8 @@
 
 use super::alerts::Alerts;
 use crate::config::{ClusterConfig, HeartbeatConfig};
+use pivot_core::control::cluster::ClusterMachine;
+use pivot_core::heartbeat::write_target;
 use pivot_core::InstanceKey;
 use pivot_server::{HeartbeatWriteError, HeartbeatWriter};
 use std::time::Duration;
@@ -36,8 +38,19 @@ impl Heartbeat {
         Some(Heartbeat { aim, task })
     }
 
+    /// Aim the writer after the machine's latest decisions: at
+    /// `write_target` (the routes' primary, which hold while a recovery runs
+    /// in any process), and nowhere while this monitor runs a recovery.
+    pub fn follow(&self, machine: &ClusterMachine, recovery_running: bool) {
+        let target = (!recovery_running).then(|| {
+            let routes = machine.route_table();
+            write_target(routes.write_target(), machine.analysis().primary.as_ref(), machine.view())
+        });
+        self.aim(target.and_then(Result::ok));
+    }
+
     /// Write on `target` from now on (`None`: nowhere).
-    pub fn aim(&self, target: Option<InstanceKey>) {
+    fn aim(&self, target: Option<InstanceKey>) {
         self.aim.send_if_modified(|t| {
             let changed = *t != target;
             *t = target;

@@ -457,12 +457,7 @@ impl Monitor {
         });
         self.published.send_replace(Arc::new(snap));
         if let Some(hb) = &self.heartbeat {
-            // Nowhere while a recovery runs here; the routes hold while one runs anywhere.
-            let target = self.recovery.is_none().then(|| {
-                let routes = m.route_table();
-                pivot_core::heartbeat::write_target(routes.write_target(), m.analysis().primary.as_ref(), m.view())
-            });
-            hb.aim(target.and_then(Result::ok));
+            hb.follow(m, self.recovery.is_some());
         }
     }
 

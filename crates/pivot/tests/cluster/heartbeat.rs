@@ -133,3 +133,56 @@ async fn missing_grant_is_one_alert_and_no_heartbeat_lag() {
     let c = api_cluster(addr).await.unwrap();
     assert_eq!(c["primary"], key_of(&sb, "node1"), "nothing else changed: {c}");
 }
+
+/// A semi-sync primary with no replica to acknowledge (the sandbox's
+/// semi-sync timeout is endless): the heartbeat is not written there, or a
+/// write already under way when the last replica left is abandoned after
+/// the probe timeout (its session waits on the server until a replica is
+/// back, as any client's commit would); they never pile up nor hold up
+/// probing. Once the replicas are back, heartbeat lag is measured again.
+#[tokio::test(flavor = "multi_thread")]
+async fn semi_sync_primary_without_replicas_gets_no_pile_of_heartbeats() {
+    let rig = Rig::start(3, true, |_| HEARTBEAT.to_string()).await;
+    let (n1, n2, n3) = (rig.key("node1"), rig.key("node2"), rig.key("node3"));
+    for key in [&n2, &n3] {
+        eventually(WAIT, &format!("heartbeat lag on {key}"), || async {
+            let lag = lag_of(rig.addr, key).await?;
+            lag["heartbeat_lag"].as_f64().filter(|h| *h < 2.0).map(|_| ()).ok_or(format!("{lag}"))
+        })
+        .await;
+    }
+    for node in ["node2", "node3"] {
+        exec(&rig.sb, node, &["STOP SLAVE"]).await;
+    }
+    let observed = |c: &Value| instance(c, &n1).and_then(|i| i["observed_at"].as_u64()).unwrap_or(0);
+    let c = api_cluster(rig.addr).await.unwrap();
+    let since = observed(&c);
+    // Probing goes on: three seconds of readings of the primary after the
+    // replicas left, while the writer had many chances to write.
+    eventually(WAIT, "the primary probed for 3 s more", || async {
+        let c = api_cluster(rig.addr).await?;
+        let i = instance(&c, &n1).ok_or("no node1")?;
+        (i["reachable"] == true && observed(&c) >= since + 3_000).then_some(()).ok_or(format!("{}", i["observed_at"]))
+    })
+    .await;
+    let mut admin = rig.sb.admin("node1").await.unwrap();
+    let waiting = pivot_dialect::Sql::plain(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'pivot' AND INFO LIKE 'INSERT INTO `pivot`%'",
+    );
+    let rows = admin.rows(&waiting).await.unwrap();
+    let n: u32 = rows[0]["n"].as_deref().unwrap().parse().unwrap();
+    assert!(n <= 1, "{n} heartbeat writes wait for an acknowledgement");
+    let c = api_cluster(rig.addr).await.unwrap();
+    assert_eq!(c["primary"], n1.as_str(), "{c}");
+
+    for node in ["node2", "node3"] {
+        exec(&rig.sb, node, &["START SLAVE"]).await;
+    }
+    for key in [&n2, &n3] {
+        eventually(WAIT, &format!("heartbeat lag on {key} again"), || async {
+            let lag = lag_of(rig.addr, key).await?;
+            lag["heartbeat_lag"].as_f64().filter(|h| *h < 2.0).map(|_| ()).ok_or(format!("{lag}"))
+        })
+        .await;
+    }
+}
