@@ -93,6 +93,14 @@ impl Dialect {
         Sql::plain("SELECT @@global.read_only AS read_only")
     }
 
+    /// The session's binary log format (checked once per connection): in
+    /// `STATEMENT` format the write is logged even when it changes nothing
+    /// (a transaction on a demoted primary) and `@@server_id` would be the
+    /// replica's when applied; `ROW` and `MIXED` log the row.
+    pub fn heartbeat_binlog_format_query(&self) -> Sql {
+        Sql::plain("SELECT @@session.binlog_format AS binlog_format")
+    }
+
     /// The rows and the server's clock in one statement (one moment).
     pub fn heartbeat_read(&self, t: &HeartbeatTable) -> Sql {
         Sql::plain(format!(

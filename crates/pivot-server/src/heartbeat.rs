@@ -26,6 +26,10 @@ pub enum HeartbeatWriteError {
     Timeout(u64),
     #[error("the instance is read-only: no heartbeat written")]
     ReadOnly,
+    /// `binlog_format = STATEMENT`: the write would be logged even when it
+    /// changes nothing, and keyed by each replica's own server_id.
+    #[error("binlog_format is STATEMENT: the heartbeat needs ROW or MIXED (no heartbeat written)")]
+    StatementFormat,
     #[error("{0}")]
     Other(String),
 }
@@ -61,12 +65,18 @@ impl HeartbeatWriter {
     }
 
     async fn write_once(&mut self, key: &InstanceKey) -> Result<(), HeartbeatWriteError> {
-        if self.session.is_none() {
-            let s = Session::connect(key, &self.creds, self.timeout).await.map_err(|e| self.fail(e))?;
-            self.session = Some(s);
-        }
         let table = self.table.clone();
         let user = self.creds.user.clone();
+        if self.session.is_none() {
+            let mut s = Session::connect(key, &self.creds, self.timeout).await.map_err(|e| self.fail(e))?;
+            let d = s.dialect.clone();
+            let format = s.rows(&d.heartbeat_binlog_format_query()).await.map_err(|e| classify(e, &table, &user))?;
+            let format = format.first().and_then(|r| r.get("binlog_format").cloned().flatten()).unwrap_or_default();
+            if format.eq_ignore_ascii_case("STATEMENT") {
+                return Err(HeartbeatWriteError::StatementFormat);
+            }
+            self.session = Some(s);
+        }
         let s = self.session.as_mut().expect("session just ensured");
         let d = s.dialect.clone();
         match s.exec(&d.heartbeat_write(&table)).await {

@@ -90,9 +90,10 @@ async fn run(
                         tracing::info!(%cluster, instance = %key, "heartbeat written again");
                     }
                 }
-                Err(e @ HeartbeatWriteError::MissingGrant { .. }) => {
-                    if told.replace("grant") != Some("grant") {
-                        // An alert, once: heartbeat lag is absent until the grant is given.
+                Err(e @ (HeartbeatWriteError::MissingGrant { .. } | HeartbeatWriteError::StatementFormat)) => {
+                    let what = if matches!(e, HeartbeatWriteError::StatementFormat) { "format" } else { "grant" };
+                    if told.replace(what) != Some(what) {
+                        // An alert, once: heartbeat lag is absent until the operator acts.
                         alerts.send(&format!("heartbeat on {key}: {e}; heartbeat lag is absent"), None, Some(key));
                     }
                 }
