@@ -106,6 +106,47 @@ async fn heartbeat_lag_grows_while_the_io_thread_is_stopped() {
     assert!(!log.contains("heartbeat not written"), "{log}");
 }
 
+/// After a failover the heartbeat follows the new primary: its own row
+/// appears (on it and on the remaining replica), the replica's heartbeat lag
+/// is measured against it, and nothing was written elsewhere (the failover
+/// succeeds with no errant GTIDs).
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_follows_the_new_primary_after_a_failover() {
+    let mut rig = Rig::start(3, false, |_| HEARTBEAT.to_string()).await;
+    let old = rig.key("node1");
+    eventually(WAIT, "heartbeat lag on node2", || async {
+        let lag = lag_of(rig.addr, &rig.key("node2")).await?;
+        lag["heartbeat_lag"].as_f64().map(|_| ()).ok_or(format!("{lag}"))
+    })
+    .await;
+    rig.sb.kill("node1").unwrap();
+    let new = rig.wait_new_primary(&old).await;
+    let new_key: pivot_core::InstanceKey = new.parse().unwrap();
+    let new_node = rig.sb.node_at(&new_key).unwrap().clone();
+    let other = if new_node.name == "node2" { "node3" } else { "node2" };
+    let mut ids = [rig.sb.nodes()[0].server_id, new_node.server_id];
+    ids.sort();
+    let want: Vec<String> = ids.iter().map(u32::to_string).collect();
+    for node in [new_node.name.as_str(), other] {
+        eventually(WAIT, &format!("the new primary's row on {node}"), || async {
+            let rows = heartbeat_rows(&rig, node).await?;
+            (rows == want).then_some(()).ok_or(format!("{rows:?}"))
+        })
+        .await;
+    }
+    let other_key = rig.key(other);
+    eventually(WAIT, &format!("{other_key}'s heartbeat lag against the new primary"), || async {
+        let lag = lag_of(rig.addr, &other_key).await?;
+        let hb = lag["heartbeat_lag"].as_f64().ok_or(format!("{lag}"))?;
+        (hb < 2.0).then_some(()).ok_or(format!("{lag}"))
+    })
+    .await;
+    let r = last_recovery(&rig.history()).clone();
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    let c = api_cluster(rig.addr).await.unwrap();
+    assert!(!c["problems"].to_string().contains("errant"), "{}", c["problems"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_grant_is_one_alert_and_no_heartbeat_lag() {
     let sb = TestSandbox::up(2, false).await;
