@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 pub enum NoHeartbeatLag {
     /// The primary was never read with the heartbeat (off, or unreachable).
     NoPrimaryReading,
-    /// The replica has no heartbeat reading (table not replicated yet, or off).
+    /// The replica was read without the heartbeat (off, or its clock could
+    /// not be read).
     NoReplicaReading,
     /// The primary holds no row of its own: nothing written yet (first use,
     /// a missing grant, a read-only primary).
@@ -98,9 +99,10 @@ impl Lag {
 pub fn lag_of(view: &ClusterView, primary: Option<&InstanceKey>, key: &InstanceKey) -> Option<Lag> {
     let state = view.get(key)?.current_state()?;
     let repl = state.replication.as_ref()?;
-    let heartbeat_ms = match primary.filter(|p| *p != key) {
-        Some(p) => heartbeat_against(view.get(p).and_then(|r| r.last_state()), state),
-        None => Err(NoHeartbeatLag::NoPrimaryReading),
+    let heartbeat_ms = match (&state.heartbeat, primary.filter(|p| *p != key)) {
+        (None, _) => Err(NoHeartbeatLag::NoReplicaReading),
+        (Some(_), None) => Err(NoHeartbeatLag::NoPrimaryReading),
+        (Some(_), Some(p)) => heartbeat_against(view.get(p).and_then(|r| r.last_state()), state),
     };
     Some(Lag { server_s: repl.seconds_behind, heartbeat_ms })
 }

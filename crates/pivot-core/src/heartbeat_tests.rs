@@ -164,20 +164,30 @@ fn long_transaction_the_heartbeat_is_honest() {
 
 #[test]
 fn without_a_heartbeat_the_servers_figure_stands() {
+    let replica = || state(2, "0-1-5").replica_of(P, "0-1-5").lag(7);
+    let read = |s: StateBuilder| s.heartbeat(10_000, 0, &[(PID, T)]);
     let cases = [
-        ("no primary known", None, state(PID, "0-1-5"), NoHeartbeatLag::NoPrimaryReading),
-        ("primary read without heartbeat", Some(P), state(PID, "0-1-5"), NoHeartbeatLag::NoPrimaryReading),
+        ("heartbeat off", Some(P), state(PID, "0-1-5"), replica(), NoHeartbeatLag::NoReplicaReading),
+        ("no primary known", None, read(state(PID, "0-1-5")), read(replica()), NoHeartbeatLag::NoPrimaryReading),
+        (
+            "primary read without heartbeat",
+            Some(P),
+            state(PID, "0-1-5"),
+            read(replica()),
+            NoHeartbeatLag::NoPrimaryReading,
+        ),
         (
             "replica read without heartbeat",
             Some(P),
             state(PID, "0-1-5").heartbeat(10_000, T, &[(PID, T)]),
+            replica(),
             NoHeartbeatLag::NoReplicaReading,
         ),
     ];
-    for (name, primary_key, primary, why) in cases {
+    for (name, primary_key, primary, replica, why) in cases {
         let mut view = ClusterView::new([key(P), key(R)]);
         view.apply(up(P, 10_000, primary), 10);
-        view.apply(up(R, 10_000, state(2, "0-1-5").replica_of(P, "0-1-5").lag(7)), 10);
+        view.apply(up(R, 10_000, replica), 10);
         let lag = lag_of(&view, primary_key.map(key).as_ref(), &key(R)).unwrap();
         assert_eq!(lag, Lag { server_s: Some(7), heartbeat_ms: Err(why) }, "{name}");
         assert_eq!(lag.seconds(), Some(7), "{name}");

@@ -116,7 +116,7 @@ pub struct LagSnapshot {
     /// The heartbeat's lag in seconds (millisecond resolution), against the
     /// primary's clock (`[cluster.heartbeat]`).
     pub heartbeat_lag: Option<f64>,
-    /// Why there is no heartbeat lag.
+    /// Why there is no heartbeat lag (when the replica was read with the heartbeat).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_absent: Option<NoHeartbeatLag>,
     /// The one pivot acts on (lagging problem, read routes): the heartbeat's when measured.
@@ -129,7 +129,8 @@ impl LagSnapshot {
             seconds_behind_master: lag.server_s,
             heartbeat_lag: lag.heartbeat_ms.as_ref().ok().map(|ms| *ms as f64 / 1000.0),
             effective_s: lag.seconds(),
-            heartbeat_absent: lag.heartbeat_ms.err(),
+            // Not said where the heartbeat is off (the replica was not read with it).
+            heartbeat_absent: lag.heartbeat_ms.err().filter(|w| *w != NoHeartbeatLag::NoReplicaReading),
         }
     }
 }
