@@ -20,6 +20,12 @@ pub fn maria(text: &str) -> GtidSet {
 #[derive(Clone, Debug)]
 pub struct StateBuilder(InstanceState);
 
+impl From<InstanceState> for StateBuilder {
+    fn from(state: InstanceState) -> Self {
+        StateBuilder(state)
+    }
+}
+
 /// A writable MariaDB instance with `server_id` and binlog state `executed`.
 pub fn state(server_id: u32, executed: &str) -> StateBuilder {
     let gtid = maria(executed);
@@ -42,6 +48,7 @@ pub fn state(server_id: u32, executed: &str) -> StateBuilder {
         semi_sync: SemiSyncState { available: true, ..SemiSyncState::default() },
         registered_replicas: Vec::new(),
         dump_thread_hosts: Vec::new(),
+        heartbeat: None,
     })
 }
 
@@ -156,6 +163,18 @@ impl StateBuilder {
         s.primary_active = clients > 0;
         s.primary_clients = clients;
         s.primary_waiting_sessions = waiting;
+        self
+    }
+
+    /// A heartbeat reading taken at `taken_at` (pivot's monotonic ms): the
+    /// server's clock said `server_now_us`; `rows` are (server_id, ts_us).
+    pub fn heartbeat(mut self, taken_at: u64, server_now_us: i64, rows: &[(u32, i64)]) -> Self {
+        self.0.heartbeat = Some(HeartbeatReading {
+            taken_at: Millis(taken_at),
+            server_now_us,
+            rows: rows.iter().map(|&(server_id, ts_us)| HeartbeatRow { server_id, ts_us }).collect(),
+            stale_after_ms: 5_000,
+        });
         self
     }
 

@@ -15,6 +15,7 @@ pub mod check;
 pub mod control;
 pub mod fixture;
 pub mod gtid;
+pub mod heartbeat;
 pub mod instance;
 pub mod observation;
 pub mod plan;

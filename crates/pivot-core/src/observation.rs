@@ -91,6 +91,10 @@ pub struct InstanceState {
     pub registered_replicas: Vec<InstanceKey>,
     /// Client hosts of binlog dump threads: replicas connected right now (ports unknown).
     pub dump_thread_hosts: Vec<String>,
+    /// pivot's heartbeat table as this instance holds it, with its own clock
+    /// (`[cluster.heartbeat]`; `None` when off or not readable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatReading>,
 }
 
 impl InstanceState {
@@ -207,4 +211,40 @@ pub struct SemiSyncState {
     pub primary_wait_no_replica: Option<bool>,
     pub replica_enabled: bool,
     pub replica_active: bool,
+}
+
+/// One reading of pivot's heartbeat table on one instance (pt-heartbeat style):
+/// the rows it holds and the server's own clock, paired with pivot's monotonic
+/// time of the reading. Times are microseconds since the Unix epoch on *that
+/// server's* clock; only a primary's `server_now_us` is ever compared with its
+/// own rows (see `crate::lag`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReading {
+    /// pivot's monotonic time of the reading (the middle of its round trip).
+    pub taken_at: Millis,
+    /// The server's `NOW(6)` at the reading.
+    pub server_now_us: i64,
+    /// The rows: one per primary that ever wrote a heartbeat.
+    pub rows: Vec<HeartbeatRow>,
+    /// Beyond this age a heartbeat says nothing: a primary whose own row is
+    /// older has a writer that does not get through, and a primary's reading
+    /// further than this from a replica's is too old to stand for its clock
+    /// (the shell sets three times the longer of the write and poll
+    /// intervals, plus the probe timeout).
+    pub stale_after_ms: u64,
+}
+
+/// One row of the heartbeat table: the last heartbeat the primary
+/// `server_id` wrote, by its clock, as far as this instance has applied it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRow {
+    pub server_id: u32,
+    pub ts_us: i64,
+}
+
+impl HeartbeatReading {
+    /// The heartbeat `server_id` wrote, as this instance holds it.
+    pub fn row_of(&self, server_id: u32) -> Option<i64> {
+        self.rows.iter().find(|r| r.server_id == server_id).map(|r| r.ts_us)
+    }
 }

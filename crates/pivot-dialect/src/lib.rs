@@ -13,6 +13,7 @@
 
 mod check;
 mod dialect;
+mod heartbeat;
 mod parse;
 mod privileges;
 mod proxy_session;
@@ -20,6 +21,7 @@ mod rows;
 mod sql;
 
 pub use dialect::{ChangeSource, Dialect};
+pub use heartbeat::HeartbeatTable;
 pub use parse::{parse_version, ParseError, ProbeRows};
 pub use privileges::{MissingPrivilege, PrivilegeNeed, PrivilegeReport};
 pub use rows::TextRow;

@@ -87,6 +87,11 @@ password_file = \"{d}/secrets/pivot.password\"
 [cluster.replication]
 user = \"repl\"
 password_file = \"{d}/secrets/repl.password\"
+
+# Heartbeat lag next to Seconds_Behind_Master (README \"Lag: heartbeat\"); the
+# sandbox's pivot account has the grant it needs on the `pivot` schema.
+# [cluster.heartbeat]
+# enabled = true
 "
     )
 }
@@ -115,6 +120,7 @@ GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
 CREATE USER 'pivot'@'%' IDENTIFIED BY '{pivot}';
 GRANT {pivot_privileges} ON *.* TO 'pivot'@'%';
 GRANT SELECT ON mysql.global_priv TO 'pivot'@'%';
+GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%';
 CREATE USER 'app'@'%' IDENTIFIED BY '{app}';
 GRANT ALL ON test.* TO 'app'@'%';
 CREATE USER 'admin'@'%' IDENTIFIED BY '{admin}';

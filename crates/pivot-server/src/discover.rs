@@ -35,7 +35,7 @@ pub async fn discover(
             break;
         }
         // Not on a recovery's path: a silent port is looked into.
-        for obs in probe_all_with(&pending, creds, timeout, &now, true).await {
+        for obs in probe_all_with(&pending, creds, timeout, &now, true, None).await {
             let referenced = obs.state().map(referenced_instances).unwrap_or_default();
             view.apply(obs, lag_threshold_s);
             for key in referenced {

@@ -6,6 +6,7 @@
 //!   [`Observation`](pivot_core::Observation); keeps its connection between probes.
 //! * [`discover`]: walks a topology from seed instances once.
 //! * [`actions`]: the replication changes a recovery is made of.
+//! * [`HeartbeatWriter`]: the heartbeat write on the primary (`[cluster.heartbeat]`).
 //!
 //! Architecture invariant: nothing here decides anything. What to probe, whom
 //! to promote and in which order come from `pivot-core`; this crate only does
@@ -18,6 +19,7 @@ mod discover;
 mod errors;
 mod greeting;
 pub mod handover;
+mod heartbeat;
 mod privileges;
 mod probe;
 mod session;
@@ -26,6 +28,7 @@ pub use check::read_check_extra;
 pub use credentials::{Credentials, Secret};
 pub use discover::{discover, referenced_instances};
 pub use errors::{classify, SessionError};
+pub use heartbeat::{HeartbeatWriteError, HeartbeatWriter};
 pub use privileges::{check_privileges, missing_privileges};
-pub use probe::{probe_all, Prober};
+pub use probe::{probe_all, probe_all_with_heartbeat, HeartbeatProbe, Prober};
 pub use session::Session;

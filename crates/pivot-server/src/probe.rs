@@ -6,7 +6,7 @@ use crate::greeting;
 use crate::session::Session;
 use pivot_core::observation::{FailureKind, ProbeFailure, ProbeOutcome};
 use pivot_core::{InstanceKey, InstanceState, Millis, Observation};
-use pivot_dialect::{ProbeRows, Sql};
+use pivot_dialect::{HeartbeatTable, ProbeRows, Sql};
 use std::time::{Duration, Instant};
 
 /// Probes one instance; keeps the connection between probes so a probe costs
@@ -28,6 +28,16 @@ pub struct Prober {
     /// Binlog dump threads change rarely and listing them costs a temporary
     /// table; they are re-read every [`DUMP_THREADS_EVERY`] probes.
     dump_threads: Vec<pivot_dialect::TextRow>,
+    /// Read pivot's heartbeat table too (`[cluster.heartbeat]`).
+    heartbeat: Option<HeartbeatProbe>,
+}
+
+/// What a prober needs to read the heartbeat table.
+#[derive(Clone, Debug)]
+pub struct HeartbeatProbe {
+    pub table: HeartbeatTable,
+    /// See `HeartbeatReading::stale_after_ms`.
+    pub stale_after: Duration,
 }
 
 const DUMP_THREADS_EVERY: u64 = 10;
@@ -44,7 +54,14 @@ impl Prober {
             greeted: false,
             probes: 0,
             dump_threads: Vec::new(),
+            heartbeat: None,
         }
+    }
+
+    /// A prober that also reads the heartbeat table (when `Some`).
+    pub fn with_heartbeat(mut self, heartbeat: Option<HeartbeatProbe>) -> Prober {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// A prober that says "no MySQL greeting" rather than "no answer" when the
@@ -61,7 +78,7 @@ impl Prober {
     /// Probe once. `at` is the caller's clock reading at the start.
     pub async fn probe(&mut self, at: Millis) -> Observation {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, self.read_state()).await {
+        let result = match tokio::time::timeout(self.timeout, self.read_state(at, started)).await {
             Ok(result) => result,
             // The in-flight call was abandoned.
             Err(_) => Err(SessionError::Timeout(self.timeout.as_millis() as u64)),
@@ -92,7 +109,7 @@ impl Prober {
         Observation { instance: self.key.clone(), at, latency_us: started.elapsed().as_micros() as u64, outcome }
     }
 
-    async fn read_state(&mut self) -> Result<InstanceState, SessionError> {
+    async fn read_state(&mut self, at: Millis, started: Instant) -> Result<InstanceState, SessionError> {
         if !self.session.as_ref().is_some_and(Session::is_usable) {
             self.session = None;
             self.session = Some(Session::connect(&self.key, &self.creds, self.timeout).await?);
@@ -122,11 +139,50 @@ impl Prober {
         rows.dump_threads = self.dump_threads.clone();
         // Semi-sync counters only matter where semi-sync is switched on.
         let without_status = rows.clone().into_state().map_err(|e| SessionError::Unexpected(e.to_string()))?;
-        if !(without_status.semi_sync.primary_enabled || without_status.semi_sync.replica_enabled) {
-            return Ok(without_status);
+        let mut state = if !(without_status.semi_sync.primary_enabled || without_status.semi_sync.replica_enabled) {
+            without_status
+        } else {
+            rows.semi_sync_status = s.rows(&d.semi_sync_status_query()).await?;
+            rows.into_state().map_err(|e| SessionError::Unexpected(e.to_string()))?
+        };
+        if let Some(hb) = &self.heartbeat {
+            state.heartbeat = read_heartbeat(s, hb, at, started).await?;
         }
-        rows.semi_sync_status = s.rows(&d.semi_sync_status_query()).await?;
-        rows.into_state().map_err(|e| SessionError::Unexpected(e.to_string()))
+        Ok(state)
+    }
+}
+
+/// The heartbeat table and the server's clock, paired with pivot's
+/// monotonic time of the reading (`at` plus the middle of the round trip).
+/// A missing table or privilege leaves the rows empty; `None` only if even
+/// the clock cannot be read.
+async fn read_heartbeat(
+    s: &mut Session,
+    hb: &HeartbeatProbe,
+    at: Millis,
+    started: Instant,
+) -> Result<Option<pivot_core::observation::HeartbeatReading>, SessionError> {
+    let d = s.dialect.clone();
+    let mut sent = started.elapsed();
+    let mut rows = optional(s, &d.heartbeat_read(&hb.table)).await?;
+    if rows.is_empty() {
+        sent = started.elapsed();
+        rows = optional(s, &d.heartbeat_now_query()).await?;
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let middle = (sent + started.elapsed()) / 2;
+    let taken_at = at.plus(middle.as_millis() as u64);
+    let stale = hb.stale_after.as_millis() as u64;
+    // A heartbeat that cannot be read only means no heartbeat lag: never a
+    // failed probe.
+    match d.parse_heartbeat(&rows, taken_at, stale) {
+        Ok(reading) => Ok(Some(reading)),
+        Err(e) => {
+            tracing::debug!(instance = %s.key, error = %e, "heartbeat reading unusable");
+            Ok(None)
+        }
     }
 }
 
@@ -151,7 +207,18 @@ pub async fn probe_all(
     timeout: Duration,
     now: impl Fn() -> Millis,
 ) -> Vec<Observation> {
-    probe_all_with(keys, creds, timeout, now, false).await
+    probe_all_with(keys, creds, timeout, now, false, None).await
+}
+
+/// [`probe_all`], reading the heartbeat table too (`pivot status`).
+pub async fn probe_all_with_heartbeat(
+    keys: &[InstanceKey],
+    creds: &Credentials,
+    timeout: Duration,
+    now: impl Fn() -> Millis,
+    heartbeat: &HeartbeatProbe,
+) -> Vec<Observation> {
+    probe_all_with(keys, creds, timeout, now, false, Some(heartbeat)).await
 }
 
 /// [`probe_all`], with [`Prober::explaining_silence`] if `explain_silence`.
@@ -161,12 +228,13 @@ pub(crate) async fn probe_all_with(
     timeout: Duration,
     now: impl Fn() -> Millis,
     explain_silence: bool,
+    heartbeat: Option<&HeartbeatProbe>,
 ) -> Vec<Observation> {
     let tasks: Vec<_> = keys
         .iter()
         .map(|key| {
             let (key, creds, at) = (key.clone(), creds.clone(), now());
-            let prober = Prober::new(key, creds, timeout);
+            let prober = Prober::new(key, creds, timeout).with_heartbeat(heartbeat.cloned());
             let mut prober = if explain_silence { prober.explaining_silence() } else { prober };
             tokio::spawn(async move { prober.probe(at).await })
         })

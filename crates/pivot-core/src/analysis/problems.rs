@@ -36,7 +36,9 @@ pub(super) fn collect(view: &ClusterView, topology: &Topology, settings: &Detect
                 if let Some(error) = &repl.sql_error {
                     push(ProblemKind::SqlError { error: error.clone() });
                 }
-                if let Some(seconds) = repl.seconds_behind.filter(|s| *s > settings.lag_threshold_s) {
+                // The heartbeat's lag when measured, else the server's own figure.
+                let lag = crate::heartbeat::lag_of(view, topology.primary.as_ref(), key).and_then(|l| l.seconds());
+                if let Some(seconds) = lag.filter(|s| *s > settings.lag_threshold_s) {
                     push(ProblemKind::Lagging { seconds, threshold: settings.lag_threshold_s });
                 }
                 if repl.sql_delay_s > 0 {

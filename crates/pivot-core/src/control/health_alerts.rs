@@ -123,7 +123,9 @@ impl HealthAlert {
 
 /// What the health of `obs`'s instance is, per kind; a kind that cannot be
 /// told (unreachable: its threads) is absent.
-pub fn readings(obs: &Observation, lag_threshold_s: u64) -> Vec<(HealthKind, Reading)> {
+/// `lag_s` is the replica's lag as pivot judges it (the heartbeat's when
+/// measured, else `Seconds_Behind_Master`).
+pub fn readings(obs: &Observation, lag_s: Option<u64>, lag_threshold_s: u64) -> Vec<(HealthKind, Reading)> {
     let Some(state) = obs.state() else {
         let message = obs.failure().map(|f| f.message.clone());
         return vec![(HealthKind::Reachability, Reading { message, ..Reading::ok("unreachable") }.bad())];
@@ -144,7 +146,7 @@ pub fn readings(obs: &Observation, lag_threshold_s: u64) -> Vec<(HealthKind, Rea
         (false, None) => Reading::ok("stopped").bad(),
         (true, None) => Reading::ok("running"),
     };
-    let lag = match r.seconds_behind {
+    let lag = match lag_s {
         Some(s) if s > lag_threshold_s => Reading { lag_s: Some(s), ..Reading::ok("over") }.bad(),
         s => Reading { lag_s: s, ..Reading::ok("ok") },
     };

@@ -178,7 +178,8 @@ fn judge(key: &InstanceKey, primary: Option<&InstanceKey>, view: &ClusterView, m
     } else {
         Role::Replica
     };
-    let lag_s = state.and_then(|s| s.replication.as_ref()).and_then(|r| r.seconds_behind);
+    // The heartbeat's lag against the epoch's primary when measured, else the server's.
+    let lag_s = crate::heartbeat::lag_of(view, primary, key).and_then(|l| l.seconds());
     let route = |healthy: bool, reason: String| InstanceRoute {
         instance: key.clone(),
         role,

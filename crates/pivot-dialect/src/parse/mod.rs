@@ -79,6 +79,8 @@ impl ProbeRows {
                 .filter_map(|r| text(r, &["host", "HOST"]))
                 .map(|h| strip_port(h).to_string())
                 .collect(),
+            // Read by the prober after the rest, when the heartbeat is on.
+            heartbeat: None,
             version,
         })
     }

@@ -88,6 +88,8 @@ pub fn snapshot(w: &World, i: usize) -> InstanceState {
         },
         registered_replicas: replicas.clone(),
         dump_thread_hosts: replicas.iter().map(|k| k.host.clone()).collect(),
+        // The simulator does not model pivot's heartbeat table.
+        heartbeat: None,
     }
 }
 

@@ -270,6 +270,15 @@ pub async fn observe(
         clock::now,
     )
     .await;
+    if let Some(hb) = &c.heartbeat {
+        // One more round that reads the heartbeat table (the daemon writes it).
+        let hb = pivot_server::HeartbeatProbe { table: hb.table.clone(), stale_after: hb.stale_after };
+        let keys: Vec<pivot_core::InstanceKey> = view.keys().cloned().collect();
+        for obs in pivot_server::probe_all_with_heartbeat(&keys, &c.credentials, c.probe_timeout, clock::now, &hb).await
+        {
+            view.apply(obs, c.detection.lag_threshold_s);
+        }
+    }
     if let Some(Ok(list)) = state.map(|s| s.fenced(&c.name)) {
         view.fenced = list.iter().filter_map(|f| f.instance.parse().ok()).collect();
     }

@@ -193,6 +193,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         read_max_lag,
         auto_rejoin: raw.auto_rejoin.unwrap_or(true),
         alert_interval: duration_in(src, &raw.alert_interval, "alert_interval", secs(60), secs(0), secs(86400))?,
+        heartbeat: super::heartbeat::heartbeat(src, &raw.heartbeat, poll_interval, probe_timeout)?,
         name,
         seeds,
         credentials,

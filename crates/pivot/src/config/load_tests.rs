@@ -249,3 +249,24 @@ fn proxy_protocol_mode_and_its_errors() {
         assert!(e.contains(want), "{table}: {e}");
     }
 }
+
+#[test]
+fn heartbeat_is_off_unless_enabled_and_names_are_checked() {
+    let c = parse(GOOD).unwrap();
+    assert!(c.clusters[0].heartbeat.is_none(), "off by default");
+    let off = format!("{GOOD}\n[cluster.heartbeat]\nschema = \"hb\"\n");
+    assert!(parse(&off).unwrap().clusters[0].heartbeat.is_none(), "a table without enabled = true is off");
+    let on = format!("{GOOD}\n[cluster.heartbeat]\nenabled = true\ninterval = \"2s\"\n");
+    let hb = parse(&on).unwrap().clusters[0].heartbeat.clone().unwrap();
+    assert_eq!(hb.interval, std::time::Duration::from_secs(2));
+    // 3 x max(interval 2s, poll 100ms) + probe_timeout 1s.
+    assert_eq!(hb.stale_after, std::time::Duration::from_secs(7));
+    assert_eq!(hb.table.grant("pivot"), "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%'");
+    let bad = format!("{GOOD}\n[cluster.heartbeat]\nenabled = true\nschema = \"pivot`; DROP\"\n");
+    let e = error(&bad);
+    assert!(e.contains("pivot.toml:") && e.contains("heartbeat schema") && e.contains("plain identifier"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.heartbeat]\nenabled = true\ninterval = \"10ms\"\n"));
+    assert!(e.contains("heartbeat interval"), "{e}");
+    let e = error(&format!("{GOOD}\n[cluster.heartbeat]\nenable = true\n"));
+    assert!(e.contains("enable"), "{e}");
+}

@@ -7,6 +7,7 @@
 
 mod dns;
 mod duration;
+mod heartbeat;
 mod kv;
 mod load;
 mod proxy;
@@ -25,6 +26,7 @@ pub use agent_rebuild::AgentRebuild;
 pub use vip::{interface_name, read_token, VipAddress, VipConfig};
 
 pub use dns::DnsConfig;
+pub use heartbeat::HeartbeatConfig;
 pub use kv::{ConsulConfig, EtcdConfig};
 pub use load::ConfigError;
 pub use proxy::{ProxyConfig, ProxyMode};
@@ -91,6 +93,8 @@ pub struct ClusterConfig {
     pub auto_rejoin: bool,
     /// At most one replication-health alert per instance and kind this often.
     pub alert_interval: Duration,
+    /// `[cluster.heartbeat]` when enabled: heartbeat lag next to the server's.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Clone, Debug)]

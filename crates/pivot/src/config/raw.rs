@@ -59,6 +59,8 @@ pub struct RawCluster {
     pub auto_rejoin: Option<bool>,
     /// At most one replication-health alert per instance and kind this often (default 60s).
     pub alert_interval: Option<Spanned<Dur>>,
+    /// `[cluster.heartbeat]`: heartbeat lag (absent or `enabled = false`: off).
+    pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use pivot_core::{Code, InstanceKey};
 use pivot_state::StateStore;
 use std::sync::Arc;
 
+#[derive(Clone)]
 pub struct Alerts {
     cfg: Arc<ClusterConfig>,
     state: Arc<dyn StateStore>,

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod crash_watch;
+mod heartbeat;
 mod monitor;
 mod prober;
 pub mod switchover;

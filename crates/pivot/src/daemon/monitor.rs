@@ -80,6 +80,8 @@ pub struct Monitor {
     waiting: BTreeMap<u64, tokio::sync::oneshot::Sender<SwitchoverReply>>,
     /// The request the running recovery task answers, if a switchover.
     answering: Option<u64>,
+    /// The heartbeat writer (`[cluster.heartbeat]`), started by `run`.
+    heartbeat: Option<super::heartbeat::Heartbeat>,
 }
 
 impl Monitor {
@@ -135,12 +137,14 @@ impl Monitor {
             next_ask: 0,
             waiting: BTreeMap::new(),
             answering: None,
+            heartbeat: None,
         };
         (monitor, subscriber)
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> MonitorExit {
         tracing::info!(cluster = %self.cfg.name, seeds = ?self.cfg.seeds.iter().map(ToString::to_string).collect::<Vec<_>>(), "watching cluster");
+        self.heartbeat = super::heartbeat::Heartbeat::spawn(&self.cfg, self.alerts.clone());
         self.perform_queued();
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -196,6 +200,10 @@ impl Monitor {
                     self.schedule(),
                     self.limit.clone(),
                     self.tx.clone(),
+                    self.cfg
+                        .heartbeat
+                        .as_ref()
+                        .map(|h| pivot_server::HeartbeatProbe { table: h.table.clone(), stale_after: h.stale_after }),
                 );
                 handle.set_speed(self.pace.speed(&key));
                 self.probers.insert(key, handle);
@@ -453,6 +461,9 @@ impl Monitor {
             control_problems: m.problems().cloned().collect(),
         });
         self.published.send_replace(Arc::new(snap));
+        if let Some(hb) = &self.heartbeat {
+            hb.follow(m, self.recovery.is_some());
+        }
     }
 
     /// Let a running recovery finish (bounded), else park it (bounded).

@@ -3,7 +3,7 @@
 use crate::clock;
 use pivot_core::control::cluster::Speed;
 use pivot_core::{InstanceKey, Observation};
-use pivot_server::{Credentials, Prober};
+use pivot_server::{Credentials, HeartbeatProbe, Prober};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,19 +47,21 @@ impl Drop for ProberHandle {
 }
 
 /// Start probing `key`. Observations go to `tx`; at most `limit`'s permits
-/// worth of probes run at once across pivot.
+/// worth of probes run at once across pivot. With `heartbeat`, each probe
+/// reads the heartbeat table too.
 pub fn spawn(
     key: InstanceKey,
     creds: Credentials,
     schedule: Schedule,
     limit: Arc<Semaphore>,
     tx: mpsc::Sender<Observation>,
+    heartbeat: Option<HeartbeatProbe>,
 ) -> ProberHandle {
     let wake = Arc::new(Notify::new());
     let speed = Arc::new(AtomicU8::new(Speed::Normal as u8));
     let (w, f) = (wake.clone(), speed.clone());
     let task = tokio::spawn(async move {
-        let mut prober = Prober::new(key, creds, schedule.timeout);
+        let mut prober = Prober::new(key, creds, schedule.timeout).with_heartbeat(heartbeat);
         loop {
             let started = Instant::now();
             let obs = {

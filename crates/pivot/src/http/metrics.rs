@@ -31,6 +31,10 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
         ("pivot_instance_sql_thread_running", "1 when the replication SQL thread runs."),
         ("pivot_instance_probe_latency_seconds", "Duration of the last probe."),
         ("pivot_instance_consecutive_probe_failures", "Failed probes in a row."),
+        (
+            "pivot_replica_lag_seconds",
+            "Replica lag by source: \"server\" (Seconds_Behind_Master) or \"heartbeat\" (pivot's heartbeat, against the primary's clock).",
+        ),
     ]
     .into_iter()
     .map(|(name, help)| Family { name, help, samples: Vec::new() })
@@ -62,6 +66,14 @@ pub fn render(clusters: &[Arc<ClusterSnapshot>]) -> String {
                 fams[13].samples.push((labels.clone(), ms / 1000.0));
             }
             fams[14].samples.push((labels.clone(), f64::from(i.consecutive_failures)));
+            if let Some(lag) = &i.lag {
+                if let Some(s) = lag.seconds_behind_master {
+                    fams[15].samples.push((format!("{labels},source=\"server\""), s as f64));
+                }
+                if let Some(s) = lag.heartbeat_lag {
+                    fams[15].samples.push((format!("{labels},source=\"heartbeat\""), s));
+                }
+            }
             let Some(st) = i.state.as_ref().filter(|_| i.reachable) else { continue };
             fams[9].samples.push((labels.clone(), b(!st.writable())));
             if let Some(r) = &st.replication {

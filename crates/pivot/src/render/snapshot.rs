@@ -2,6 +2,7 @@
 //! `GET /api/clusters` serve exactly this.
 
 use pivot_core::analysis::{Problem, ReplicaOpinion};
+use pivot_core::heartbeat::{Lag, NoHeartbeatLag};
 use pivot_core::observation::{InstanceState, ProbeFailure};
 use pivot_core::{ClusterAnalysis, ClusterView, Code, InstanceKey, Millis};
 use serde::Serialize;
@@ -101,7 +102,37 @@ pub struct InstanceSnapshot {
     /// The current state if reachable, else the last state seen (`state_is_last_known`).
     pub state: Option<InstanceState>,
     pub state_is_last_known: bool,
+    /// A replica's lag both ways (absent for the primary and the unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagSnapshot>,
     pub problems: Vec<String>,
+}
+
+/// A replica's lag as the server reports it and as the heartbeat measures it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LagSnapshot {
+    /// `Seconds_Behind_Master` (`Seconds_Behind_Source`); NULL while a thread is stopped.
+    pub seconds_behind_master: Option<u64>,
+    /// The heartbeat's lag in seconds (millisecond resolution), against the
+    /// primary's clock (`[cluster.heartbeat]`).
+    pub heartbeat_lag: Option<f64>,
+    /// Why there is no heartbeat lag (when the replica was read with the heartbeat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_absent: Option<NoHeartbeatLag>,
+    /// The one pivot acts on (lagging problem, read routes): the heartbeat's when measured.
+    pub effective_s: Option<u64>,
+}
+
+impl LagSnapshot {
+    fn of(lag: Lag) -> LagSnapshot {
+        LagSnapshot {
+            seconds_behind_master: lag.server_s,
+            heartbeat_lag: lag.heartbeat_ms.as_ref().ok().map(|ms| *ms as f64 / 1000.0),
+            effective_s: lag.seconds(),
+            // Not said where the heartbeat is off (the replica was not read with it).
+            heartbeat_absent: lag.heartbeat_ms.err().filter(|w| *w != NoHeartbeatLag::NoReplicaReading),
+        }
+    }
 }
 
 pub fn snapshot(cluster: &str, view: &ClusterView, analysis: &ClusterAnalysis) -> ClusterSnapshot {
@@ -132,6 +163,7 @@ pub fn snapshot(cluster: &str, view: &ClusterView, analysis: &ClusterAnalysis) -
                 probe_latency_ms: rec.map(|r| r.latest.latency_us as f64 / 1000.0),
                 consecutive_failures: rec.map_or(0, |r| r.consecutive_failures),
                 state_is_last_known: rec.is_some_and(|r| !r.reachable()) && state.is_some(),
+                lag: pivot_core::heartbeat::lag_of(view, topo.primary.as_ref(), &key).map(LagSnapshot::of),
                 state,
                 problems: analysis.problems_of(&key).map(|p| p.text.clone()).collect(),
                 instance: key,

@@ -54,6 +54,15 @@ pub fn cluster_text(s: &ClusterSnapshot) -> String {
     out
 }
 
+/// The server's figure, and the heartbeat's when measured: `0s hb 0.4s`.
+fn lag_text(server_s: Option<u64>, heartbeat_s: Option<f64>) -> String {
+    let server = server_s.map_or("-".to_string(), |l| format!("{l}s"));
+    match heartbeat_s {
+        Some(h) => format!("{server} hb {h:.1}s"),
+        None => server,
+    }
+}
+
 fn indent(inst: &InstanceSnapshot) -> usize {
     inst.depth * 3
 }
@@ -88,7 +97,7 @@ fn row(s: &ClusterSnapshot, i: usize, inst: &InstanceSnapshot) -> [String; 7] {
     let stale = if inst.state_is_last_known { " (last known)" } else { "" };
     let (lag, threads) = match &st.replication {
         Some(r) => (
-            r.seconds_behind.map_or("-".to_string(), |l| format!("{l}s")),
+            lag_text(r.seconds_behind, inst.lag.as_ref().and_then(|l| l.heartbeat_lag)),
             format!(
                 "{}/{}",
                 match r.io_thread {

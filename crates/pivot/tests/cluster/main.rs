@@ -14,6 +14,7 @@ mod failover_ops;
 mod failover_outcomes;
 mod failover_restart;
 mod failover_rules;
+mod heartbeat;
 mod hostile;
 mod monitoring;
 mod proxy_migrate;

@@ -61,7 +61,12 @@ impl ClusterMachine {
 
     pub(super) fn health_observed(&mut self, instance: &InstanceKey, out: &mut Vec<Command>) {
         let Some(rec) = self.view.get(instance) else { return };
-        let readings = super::super::health_alerts::readings(&rec.latest, self.settings.detection.lag_threshold_s);
+        // The lag the analysis and the read routes judge by: the heartbeat's
+        // when measured, else the server's own figure.
+        let lag = crate::heartbeat::lag_of(&self.view, self.analysis.primary.as_ref(), instance);
+        let lag_s = lag.and_then(|l| l.seconds());
+        let readings =
+            super::super::health_alerts::readings(&rec.latest, lag_s, self.settings.detection.lag_threshold_s);
         let source_down = self.source_down(instance);
         let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
         self.health.set_recovering(recovering, self.now);
