@@ -13,7 +13,9 @@ set -euo pipefail
 # own gratuitous ARP: no arping needed).
 # mariadb-client: also mariadb-binlog, which saves a quarantined former
 # primary's extra transactions (pivot::rejoin::extra_file).
-PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived mariadb-backup)
+# ca-certificates: the roots an https:// webhook is checked against;
+# openssl: the webhook's TLS test makes its certificate with it.
+PIVOT_PACKAGES=(mariadb-server mariadb-client iproute2 faketime haproxy sysbench etcd-server protobuf-compiler libprotobuf-dev dnsutils keepalived mariadb-backup ca-certificates openssl)
 
 ensure_deps() {
     local missing=()

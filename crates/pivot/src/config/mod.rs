@@ -17,7 +17,7 @@ pub use rebuild::{rebuild_agents, RebuildConfig};
 mod switchover;
 mod vip;
 mod webhook;
-pub use webhook::{WebhookConfig, WebhookFormat, WebhookUrl};
+pub use webhook::{parse_url as parse_webhook_url, WebhookConfig, WebhookFormat, WebhookRoots, WebhookUrl};
 
 mod agent;
 mod agent_rebuild;

@@ -19,9 +19,12 @@ pub enum WebhookFormat {
     Slack,
 }
 
-/// A plain-HTTP URL, split; the path (and query) may be secret.
+/// An `http://` or `https://` URL, split; the path (and query) may be secret.
 #[derive(Clone, Debug)]
 pub struct WebhookUrl {
+    /// `https://`: TLS, the server's certificate checked against the
+    /// system's roots or `ca_file`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub path: Secret,
@@ -30,8 +33,22 @@ pub struct WebhookUrl {
 impl WebhookUrl {
     /// What logs show: scheme and host only.
     pub fn shown(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
     }
+}
+
+/// The certificates an `https://` webhook's server is checked against.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebhookRoots {
+    /// The system's (Debian: package ca-certificates).
+    System,
+    /// Only these, read from `ca_file` (PEM): a private relay's own CA.
+    File(Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>),
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +61,7 @@ pub struct WebhookConfig {
     pub retries: u32,
     /// Alerts waiting to be sent; when full the oldest is dropped (counted).
     pub queue: usize,
+    pub roots: WebhookRoots,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +73,7 @@ pub struct RawWebhook {
     pub timeout: Option<Spanned<Dur>>,
     pub retries: Option<Spanned<i64>>,
     pub queue: Option<Spanned<i64>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 pub(super) fn webhook(src: &Source, raw: &Option<Spanned<RawWebhook>>) -> Result<Option<WebhookConfig>, ConfigError> {
@@ -107,19 +126,45 @@ pub(super) fn webhook(src: &Source, raw: &Option<Spanned<RawWebhook>>) -> Result
         duration_in(src, &w.timeout, "[pivot.webhook] timeout", secs(5), Duration::from_millis(100), secs(60))?;
     let retries = int_in(src, &w.retries, "[pivot.webhook] retries", 3, 0, 10)? as u32;
     let queue = int_in(src, &w.queue, "[pivot.webhook] queue", 100, 1, 10_000)? as usize;
-    Ok(Some(WebhookConfig { url, format, timeout, retries, queue }))
+    let roots = match &w.ca_file {
+        None => WebhookRoots::System,
+        Some(f) if !url.tls => {
+            return Err(
+                src.err(f, "[pivot.webhook] ca_file is set but the url is http://: use https:// or drop ca_file")
+            )
+        }
+        Some(f) => WebhookRoots::File(read_ca_file(&src.resolve(f.get_ref())).map_err(|why| src.err(f, why))?),
+    };
+    Ok(Some(WebhookConfig { url, format, timeout, retries, queue, roots }))
 }
 
-/// `http://host[:port]/path?query`. The error never repeats the URL (it
+/// The PEM certificates of `ca_file`; at least one.
+fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let shown = path.display();
+    let text = std::fs::read(path).map_err(|e| format!("[pivot.webhook] ca_file `{shown}` cannot be read: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("[pivot.webhook] ca_file `{shown}` is not PEM certificates: {e:?}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "[pivot.webhook] ca_file `{shown}` holds no certificate (expected PEM `-----BEGIN CERTIFICATE-----` blocks)"
+        ));
+    }
+    Ok(certs)
+}
+
+/// `http[s]://host[:port]/path?query`. The error never repeats the URL (it
 /// may hold a secret).
 pub fn parse_url(text: &str) -> Result<WebhookUrl, String> {
-    if text.starts_with("https://") {
-        return Err("url is https: pivot's webhook client speaks plain HTTP only (no TLS library); \
-                    point it at a local relay, or call an https endpoint from the alert hook (curl)"
-            .into());
-    }
-    let Some(rest) = text.strip_prefix("http://") else {
-        return Err("url must start with http:// (like http://127.0.0.1:8080/hooks/pivot)".into());
+    let (tls, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => {
+            return Err("url must start with https:// or http:// (like https://hooks.slack.com/services/...)".into())
+        }
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -144,13 +189,14 @@ pub fn parse_url(text: &str) -> Result<WebhookUrl, String> {
         return Err("url has no host (like http://127.0.0.1:8080/hooks/pivot)".into());
     }
     let port = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or("url has a port that is not 1 to 65535")?,
     };
     if path.chars().any(|c| c.is_control() || c == ' ') {
         return Err("url has spaces or control characters in its path: percent-encode them".into());
     }
-    Ok(WebhookUrl { host, port, path: Secret::new(path) })
+    Ok(WebhookUrl { tls, host, port, path: Secret::new(path) })
 }
 
 #[cfg(test)]
@@ -159,20 +205,24 @@ mod tests {
 
     #[test]
     fn urls() {
-        type Parsed<'a> = Result<(&'a str, u16, &'a str), &'a str>;
-        let rows: [(&str, Parsed); 8] = [
-            ("http://127.0.0.1:8080/hooks/T0/B1/secret", Ok(("127.0.0.1", 8080, "/hooks/T0/B1/secret"))),
-            ("http://alerts.example", Ok(("alerts.example", 80, "/"))),
-            ("http://alerts.example?key=s3cret", Ok(("alerts.example", 80, "/?key=s3cret"))),
-            ("http://[::1]:9000/x", Ok(("::1", 9000, "/x"))),
-            ("https://hooks.slack.com/services/T/B/s3cret", Err("plain HTTP only")),
-            ("ftp://x/s3cret", Err("must start with http://")),
+        type Parsed<'a> = Result<(bool, &'a str, u16, &'a str), &'a str>;
+        let rows: [(&str, Parsed); 10] = [
+            ("http://127.0.0.1:8080/hooks/T0/B1/secret", Ok((false, "127.0.0.1", 8080, "/hooks/T0/B1/secret"))),
+            ("http://alerts.example", Ok((false, "alerts.example", 80, "/"))),
+            ("http://alerts.example?key=s3cret", Ok((false, "alerts.example", 80, "/?key=s3cret"))),
+            ("http://[::1]:9000/x", Ok((false, "::1", 9000, "/x"))),
+            ("https://hooks.slack.com/services/T/B/s3cret", Ok((true, "hooks.slack.com", 443, "/services/T/B/s3cret"))),
+            ("https://relay:8443/s3cret", Ok((true, "relay", 8443, "/s3cret"))),
+            ("ftp://x/s3cret", Err("must start with https:// or http://")),
             ("http://user:s3cret@host/x", Err("user or password")),
+            ("https://user:s3cret@host/x", Err("user or password")),
             ("http://host:0/s3cret", Err("port")),
         ];
         for (text, want) in rows {
             match (parse_url(text), want) {
-                (Ok(u), Ok((h, p, path))) => assert_eq!((u.host.as_str(), u.port, u.path.expose()), (h, p, path)),
+                (Ok(u), Ok((tls, h, p, path))) => {
+                    assert_eq!((u.tls, u.host.as_str(), u.port, u.path.expose()), (tls, h, p, path))
+                }
                 (Err(e), Err(part)) => {
                     assert!(e.contains(part), "{text}: {e}");
                     assert!(!e.contains("s3cret"), "the error repeats the secret: {e}");
@@ -182,6 +232,7 @@ mod tests {
         }
         let u = parse_url("http://127.0.0.1:8080/hooks/s3cret").unwrap();
         assert_eq!(u.shown(), "http://127.0.0.1:8080");
+        assert_eq!(parse_url("https://[::1]/s3cret").unwrap().shown(), "https://[::1]:443");
         assert!(!format!("{u:?}").contains("s3cret"));
     }
 }
@@ -208,7 +259,18 @@ mod file_tests {
         assert_eq!(load("").unwrap().clusters[0].alert_interval.as_secs(), 60);
         let rows = [
             ("[pivot.webhook]\nformat = \"json\"\n", "pivot.toml:8: [pivot.webhook] needs url or url_file"),
-            ("[pivot.webhook]\nurl = \"https://h/s3cret\"\n", "pivot.toml:9: [pivot.webhook] url is https"),
+            (
+                "[pivot.webhook]\nurl = \"ftp://h/s3cret\"\n",
+                "pivot.toml:9: [pivot.webhook] url must start with https://",
+            ),
+            (
+                "[pivot.webhook]\nurl = \"http://h/s3cret\"\nca_file = \"/etc/ssl/certs/ca-certificates.crt\"\n",
+                "ca_file is set but the url is http://",
+            ),
+            (
+                "[pivot.webhook]\nurl = \"https://h/s3cret\"\nca_file = \"/nonexistent/ca.pem\"\n",
+                "ca_file `/nonexistent/ca.pem` cannot be read",
+            ),
             ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nformat = \"xml\"\n", "format `xml` is unknown"),
             ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nretries = 11\n", "retries 11 is out of range: use 0 to 10"),
             ("[pivot.webhook]\nurl = \"http://h/s3cret\"\nurl_file = \"f\"\n", "has both url and url_file"),
@@ -232,5 +294,31 @@ mod file_tests {
         assert!(e.contains("has mode 0644, open to group or others: run `chmod 600"), "{e}");
         mode(0o600);
         assert_eq!(load(&text).unwrap().pivot.webhook.unwrap().url.path.expose(), "/s3cret");
+        // ca_file: PEM certificates, at least one.
+        let ca = dir.path().join("ca.pem");
+        let with_ca = format!("[pivot.webhook]\nurl = \"https://h/s3cret\"\nca_file = \"{}\"\n", ca.display());
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        assert!(load(&with_ca).err().unwrap().contains("holds no certificate"));
+        let der = b"any bytes: rustls parses them when it connects";
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_lines(der));
+        std::fs::write(&ca, pem).unwrap();
+        let w = load(&with_ca).unwrap().pivot.webhook.unwrap();
+        assert!(matches!(&w.roots, super::WebhookRoots::File(c) if c.len() == 1 && c[0].as_ref() == der));
+        assert_eq!(
+            load("[pivot.webhook]\nurl = \"https://h/x\"\n").unwrap().pivot.webhook.unwrap().roots,
+            super::WebhookRoots::System
+        );
+    }
+
+    fn base64_lines(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in bytes.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            }
+        }
+        out
     }
 }
