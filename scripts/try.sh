@@ -35,6 +35,10 @@ app() { mariadb --defaults-file="$DIR/app.cnf" -h "${1%:*}" -P "${1##*:}" -e "$2
 echo; echo "== the cluster as pivot sees it"
 $PIVOT status --config "$CONFIG" || true
 
+echo; echo "== preflight: what pivot check finds, and what a failover would do now (changes nothing)"
+$PIVOT check --config "$CONFIG" || true
+$PIVOT check --config "$CONFIG" --simulate dead || true
+
 echo; echo "== starting the pivot daemon (log: $DIR/pivot.log)"
 $PIVOT run --config "$CONFIG" >"$DIR/pivot.log" 2>&1 &
 DAEMON=$!
