@@ -6,6 +6,7 @@ mod support;
 
 mod cli_errors;
 mod discovery;
+mod dual_primary;
 mod failover_crash;
 mod failover_network;
 mod failover_ops;
