@@ -19,6 +19,7 @@ pub(super) fn settings(automatic: bool) -> ClusterSettings {
         max_instances: 16,
         route_max_lag_s: 10,
         auto_rejoin: false,
+        dual_primary: false,
     }
 }
 

@@ -25,6 +25,7 @@ mod ended;
 pub mod gate;
 pub mod recovery;
 pub mod rejoin;
+pub mod ring;
 pub mod split_brain;
 pub mod verdict;
 

@@ -96,6 +96,8 @@ impl Pivot {
             route_max_lag_s: w.cfg.detection.lag_threshold_s,
             // Rejoin is not modelled: former primaries stay fenced.
             auto_rejoin: false,
+            // Closing a dual-primary ring needs rejoin: not modelled.
+            dual_primary: false,
         };
         let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
@@ -289,7 +291,11 @@ impl Pivot {
                 w.log(format!("pivot #{me}: {level}{text}"));
             }
             // Rejoin and the quarantine file are not modelled (auto_rejoin off).
-            Command::Rejoin { .. } | Command::SaveExtra { .. } | Command::ClearFence(_) | Command::Record { .. } => {}
+            Command::Rejoin { .. }
+            | Command::SaveExtra { .. }
+            | Command::ClearFence(_)
+            | Command::Record { .. }
+            | Command::RestoreRing { .. } => {}
         }
         None
     }

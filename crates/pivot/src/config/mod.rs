@@ -85,6 +85,10 @@ pub struct ClusterConfig {
     /// A fenced former primary whose GTIDs the primary holds becomes its
     /// replica without an operator (`auto_rejoin`, default on).
     pub auto_rejoin: bool,
+    /// Active/passive dual primaries (`dual_primary`, default off): with two
+    /// instances, pivot closes the ring again after a failover or a
+    /// switchover (the active replicates from the read-only passive).
+    pub dual_primary: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -55,6 +55,9 @@ pub struct RawCluster {
     pub switchover: super::switchover::RawSwitchover,
     /// Rejoin fenced former primaries as replicas by themselves (default true).
     pub auto_rejoin: Option<bool>,
+    /// Active/passive dual primaries: close the ring again after a failover
+    /// or switchover (default false).
+    pub dual_primary: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

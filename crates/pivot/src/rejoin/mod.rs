@@ -10,6 +10,7 @@
 //! checked again after replication is confirmed.
 
 pub mod extra_file;
+pub mod ring;
 
 use crate::config::ClusterConfig;
 use crate::recovery::{blocking, RecoveryEnv};
