@@ -84,10 +84,7 @@ fn cases() -> Vec<Case> {
             name: "active dead: the passive's IO thread confirms",
             obs: [
                 healthy_round(0),
-                vec![
-                    down(A, 1000, Refused),
-                    up(B, 1010, passive().io(Connecting).io_error(2003, "Can't connect")),
-                ],
+                vec![down(A, 1000, Refused), up(B, 1010, passive().io(Connecting).io_error(2003, "Can't connect"))],
             ]
             .concat(),
             code: Code::DeadPrimary,

@@ -34,9 +34,6 @@ pub fn restore_due(
     analysis: &ClusterAnalysis,
     fenced: &BTreeSet<InstanceKey>,
 ) -> Result<RingRestore, Option<String>> {
-    if analysis.topology.ring.is_some() {
-        return Err(None);
-    }
     if analysis.code != Code::Healthy {
         return Err(Some(format!("the cluster is {}", analysis.code)));
     }
@@ -51,8 +48,22 @@ pub fn restore_due(
     if !a.writable() {
         return Err(Some(format!("the active {active} is read-only")));
     }
-    if let Some(r) = &a.replication {
-        return Err(Some(format!("the active {active} already replicates from {} (configured by hand?)", r.source)));
+    match &a.replication {
+        None => {}
+        // Closed, and running (or reconnecting): whole.
+        Some(r) if r.source == passive && r.io_thread != IoThread::Stopped && r.sql_running => return Err(None),
+        // Closed once, its threads stopped with no error (pivot stopped
+        // between pointing and starting it, or an operator's STOP SLAVE):
+        // pivot owns the ring with dual_primary on, and starts it again.
+        Some(r) if r.source == passive && r.io_error.is_none() && r.sql_error.is_none() => {}
+        Some(r) if r.source == passive => {
+            return Err(Some(format!(
+                "the active {active}'s replication from the passive stopped with an error: for an operator"
+            )))
+        }
+        Some(r) => {
+            return Err(Some(format!("the active {active} replicates from {} (configured by hand?)", r.source)));
+        }
     }
     if p.writable() {
         return Err(Some(format!("the passive {passive} is writable")));
@@ -109,7 +120,36 @@ mod tests {
                 &[],
                 Err(None),
             ),
-            ("the passive not rejoined yet", vec![up(A, 1, active()), up(B, 1, passive())], &[B], Err(Some("fence list"))),
+            (
+                "a ring whose return replication was stopped without an error: started again",
+                vec![
+                    up(A, 1, active().replica_of(B, "0-1-100").read_only(false).io(IoThread::Stopped).sql_stopped()),
+                    up(B, 1, passive()),
+                ],
+                &[],
+                want.clone(),
+            ),
+            (
+                "a ring whose return replication stopped on an error: left to an operator",
+                vec![
+                    up(A, 1, active().replica_of(B, "0-1-100").read_only(false).sql_error(1062, "Duplicate entry")),
+                    up(B, 1, passive()),
+                ],
+                &[],
+                Err(Some("stopped with an error")),
+            ),
+            (
+                "the active replicates from a stranger",
+                vec![up(A, 1, active().replica_of(C, "0-1-100").read_only(false)), up(B, 1, passive())],
+                &[],
+                Err(Some("")),
+            ),
+            (
+                "the passive not rejoined yet",
+                vec![up(A, 1, active()), up(B, 1, passive())],
+                &[B],
+                Err(Some("fence list")),
+            ),
             (
                 "the passive writable",
                 vec![up(A, 1, active()), up(B, 1, passive().read_only(false))],
@@ -142,11 +182,7 @@ mod tests {
             ),
             (
                 "three instances",
-                vec![
-                    up(A, 1, active()),
-                    up(B, 1, passive()),
-                    up(C, 1, state(3, "0-1-100").replica_of(A, "0-1-100")),
-                ],
+                vec![up(A, 1, active()), up(B, 1, passive()), up(C, 1, state(3, "0-1-100").replica_of(A, "0-1-100"))],
                 &[],
                 Err(Some("two instances")),
             ),

@@ -115,6 +115,16 @@ async fn attempt_once(
     let mut s = Session::connect(instance, &cfg.credentials, timeout)
         .await
         .map_err(|e| failed(e, format!("cannot connect to {instance}")))?;
+    // A former primary that restarted with replication configured (the old
+    // active of a dual-primary ring replicated from the passive) starts it
+    // by itself: stopped first, so that what is judged below is exactly
+    // where it resumes (else the position set would lag behind what it
+    // applied meanwhile, and replication stop on an out-of-order GTID).
+    let running = actions::replication_status(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;
+    if running.is_some_and(|r| r.io_thread != pivot_core::observation::IoThread::Stopped || r.sql_running) {
+        let sql = s.dialect.stop_replica();
+        s.exec(&sql).await.map_err(|e| failed(e, format!("stopping {instance}'s replication")))?;
+    }
     let (mine, writable) =
         actions::executed_and_writable(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;
     let current = actions::replication_status(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;

@@ -37,8 +37,14 @@ pub async fn restore(env: &RecoveryEnv, active: &InstanceKey, passive: &Instance
         .await
         .map_err(|e| format!("cannot connect to the passive {passive}: {e}"))?;
     let read = |what: &str, e: pivot_server::SessionError| format!("reading {what}: {e}");
-    if let Some(r) = actions::replication_status(&mut a).await.map_err(|e| read("the active", e))? {
-        return Err(format!("the active {active} already replicates from {}: left as it is", r.source));
+    match actions::replication_status(&mut a).await.map_err(|e| read("the active", e))? {
+        None => {}
+        Some(r) if &r.source == passive && r.replicating() => return Ok("already closed".to_string()),
+        // Pointed at the passive once, stopped without an error: started again below.
+        Some(r) if &r.source == passive && r.io_error.is_none() && r.sql_error.is_none() => {}
+        Some(r) => {
+            return Err(format!("the active {active} replicates from {} ({r:?}): left as it is", r.source));
+        }
     }
     let (executed, active_writable) =
         actions::executed_and_writable(&mut a).await.map_err(|e| read("the active", e))?;
@@ -64,13 +70,22 @@ pub async fn restore(env: &RecoveryEnv, active: &InstanceKey, passive: &Instance
         .map_err(|e| format!("the passive {passive} did not apply {executed}: {e}"))?;
     let (_, p_writable) = actions::executed_and_writable(&mut p).await.map_err(|e| read("the passive", e))?;
     passive_ok(p_writable, &r)?;
-    actions::rejoin_replica(&mut a, passive, &executed, Some(account))
+    // The active resumes after its own binary log, and the passive must
+    // hold that position before the active asks for it (else error 1236).
+    let position = actions::point_after_own_binlog(&mut a, passive, account)
         .await
-        .map_err(|e| format!("could not make {active} replicate from {passive}: {e}"))?;
+        .map_err(|e| format!("could not point {active} at {passive}: {e}"))?;
+    if let Some(position) = &position {
+        actions::wait_for_gtid(&mut p, position, timeout)
+            .await
+            .map_err(|e| format!("the passive {passive} did not apply {position}: {e}"))?;
+    }
+    actions::start_replica(&mut a).await.map_err(|e| format!("could not start {active}'s replication: {e}"))?;
     actions::confirm_replicating(&mut a, passive, super::CONFIRM_TIMEOUT)
         .await
         .map_err(|e| format!("{active} was pointed at {passive} but does not replicate: {e}"))?;
-    Ok(format!("from GTID position {executed}, IO and SQL threads running; {passive} read-only"))
+    let position = position.map_or_else(|| "GTID auto-positioning".to_string(), |p| format!("GTID position {p}"));
+    Ok(format!("from {position}, IO and SQL threads running; {passive} read-only"))
 }
 
 /// Run [`restore`] as a task; its end goes back to the monitor.

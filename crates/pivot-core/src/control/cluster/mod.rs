@@ -257,9 +257,7 @@ impl ClusterMachine {
             Event::SwitchoverRequested { request, to } => self.on_switchover_request(request, to, &mut out),
             Event::Rejoined { instance, result } => self.on_rejoined(instance, result, &mut out),
             Event::ExtraSaved { instance, result } => self.on_extra_saved(instance, result, &mut out),
-            Event::RingRestored { active, passive, result } => {
-                self.on_ring_restored(active, passive, result, &mut out)
-            }
+            Event::RingRestored { active, passive, result } => self.on_ring_restored(active, passive, result, &mut out),
         }
         self.route(&mut out);
         out

@@ -16,8 +16,8 @@ impl ClusterMachine {
         // Nothing changes the shape while a recovery runs anywhere, and the
         // readings and the fence list must be newer than the last one.
         let recovering = self.pending_resume.is_some() || self.store.running.is_some() || self.recovering_elsewhere();
-        let fresh = self.view.observed_since(self.recovered_at)
-            && self.store_read_at.is_some_and(|t| t >= self.recovered_at);
+        let fresh =
+            self.view.observed_since(self.recovered_at) && self.store_read_at.is_some_and(|t| t >= self.recovered_at);
         if recovering || !fresh || !self.rejoining.is_empty() {
             return;
         }

@@ -62,7 +62,9 @@ impl RecoveryMachine {
             None => return Err(format!("the primary {primary} does not answer: this is a failover, not a switchover")),
             Some(s) if !s.writable() => return Err(format!("{primary} is read-only: it is not the live primary")),
             Some(s)
-                if s.replication.as_ref().is_some_and(|r| r.io_thread != IoThread::Stopped && !ring_return(&r.source)) =>
+                if s.replication
+                    .as_ref()
+                    .is_some_and(|r| r.io_thread != IoThread::Stopped && !ring_return(&r.source)) =>
             {
                 let source = s.replication.as_ref().map(|r| r.source.to_string()).unwrap_or_default();
                 return Err(format!("{primary} replicates from {source}: it is not the top primary"));
