@@ -112,7 +112,8 @@ mod tests {
     #[test]
     fn the_ring_is_closed_only_behind_a_read_only_rejoined_replicating_passive() {
         let want = Ok(RingRestore { active: key(A), passive: key(B) });
-        let cases: Vec<(&str, Vec<Observation>, &[&str], Result<RingRestore, Option<&str>>)> = vec![
+        type Case<'a> = (&'a str, Vec<Observation>, &'a [&'a str], Result<RingRestore, Option<&'a str>>);
+        let cases: Vec<Case> = vec![
             ("after a failover and rejoin", vec![up(A, 1, active()), up(B, 1, passive())], &[], want.clone()),
             (
                 "already a ring",

@@ -6,13 +6,16 @@
 //! The cluster machine asks (`Command::RestoreRing`, decided by
 //! `pivot_core::control::ring::restore_due`); this re-checks on fresh
 //! readings: no recovery running, the passive read-only and replicating
-//! from the active, the active not replicating. Then it waits (bounded by
-//! the step timeout) until the passive applied everything the active had
-//! executed, and only then points the active at the passive from exactly
-//! that position: the passive holds nothing of its own (read-only), so the
-//! active receives only its own writes back, which it skips. Nothing here
-//! changes `read_only` on either side; the passive is checked read-only
-//! again before and after.
+//! from the active, the active replicating from nobody (or from the passive
+//! with both threads stopped without an error). It waits (bounded by the
+//! step timeout) until the passive applied everything the active had
+//! executed, checks the passive read-only again, points the active at the
+//! passive from the active's own binary log position (set by the server,
+//! `actions::point_after_own_binlog`), waits until the passive holds that
+//! position (a source asked for a GTID it lacks stops the IO thread with
+//! 1236), and only then starts and confirms replication. The passive holds
+//! nothing of its own (read-only), so the active receives only its own
+//! writes back, which it skips. Nothing here changes `read_only`.
 
 use crate::recovery::{blocking, RecoveryEnv};
 use pivot_core::InstanceKey;

@@ -338,7 +338,7 @@ async fn the_route_moves_back_and_forth_without_a_duplicate_key_stop() {
     // backlog on the passive, comes back and rejoins as the passive. The
     // second round does it the other way round.
     for round in 0..ROUNDS {
-        let (a, p) = if round % 2 == 0 { ("node1", "node2") } else { ("node2", "node1") };
+        let (a, p) = if round.is_multiple_of(2) { ("node1", "node2") } else { ("node2", "node1") };
         switchover(&rig, &rig.key(p));
         more_writes(&writers, 30).await;
         ring_whole(&rig, p, a).await;
@@ -358,7 +358,7 @@ async fn the_route_moves_back_and_forth_without_a_duplicate_key_stop() {
         ring_whole(&rig, p, a).await;
         more_writes(&writers, 30).await;
     }
-    let last = if ROUNDS % 2 == 0 { "node1" } else { "node2" };
+    let last = if ROUNDS.is_multiple_of(2) { "node1" } else { "node2" };
 
     let mut acks = Vec::new();
     for w in writers {
