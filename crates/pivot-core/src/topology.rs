@@ -23,8 +23,21 @@ pub struct Topology {
     pub detached: Vec<InstanceKey>,
     /// Members of replication cycles (dual primaries).
     pub cycle: Vec<InstanceKey>,
+    /// An active/passive dual-primary pair: exactly two instances, each
+    /// replicating from the other, the primary (writable) the active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<Ring>,
     /// Why `primary` is what it is, in words.
     pub reasoning: String,
+}
+
+/// The two members of an active/passive dual-primary pair (a two-node ring).
+/// The active is the primary; the passive is its replica, kept read-only;
+/// the active's replication from the passive is expected, not a problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ring {
+    pub active: InstanceKey,
+    pub passive: InstanceKey,
 }
 
 impl Topology {
@@ -126,7 +139,18 @@ impl Topology {
             .filter(|k| Some(**k) != primary.as_ref() && !replicas_of.contains_key(**k))
             .map(|k| (*k).clone())
             .collect();
-        Topology { primary, source_of, replicas_of, other_primaries, detached, cycle, reasoning }
+        let ring = ring_of(&all, &source_of, primary.as_ref());
+        let reasoning = match &ring {
+            Some(r) => format!("{reasoning} (active/passive dual primary: passive {})", r.passive),
+            None => reasoning,
+        };
+        Topology { primary, source_of, replicas_of, other_primaries, detached, cycle, ring, reasoning }
+    }
+
+    /// Whether `replica`'s replication from `source` is the active's
+    /// replication from the passive of a dual-primary pair.
+    pub fn is_ring_return(&self, replica: &InstanceKey, source: &InstanceKey) -> bool {
+        self.ring.as_ref().is_some_and(|r| &r.active == replica && &r.passive == source)
     }
 
     pub fn replicas(&self, source: &InstanceKey) -> &[InstanceKey] {
@@ -159,6 +183,22 @@ impl Topology {
             self.walk(r, depth + 1, out, seen);
         }
     }
+}
+
+/// Exactly two instances, each replicating from the other, with a primary:
+/// the primary is the active, the other the passive.
+fn ring_of(
+    all: &BTreeSet<InstanceKey>,
+    source_of: &BTreeMap<InstanceKey, InstanceKey>,
+    primary: Option<&InstanceKey>,
+) -> Option<Ring> {
+    let active = primary?;
+    if all.len() != 2 {
+        return None;
+    }
+    let passive = all.iter().find(|k| *k != active)?;
+    let closed = source_of.get(active) == Some(passive) && source_of.get(passive) == Some(active);
+    closed.then(|| Ring { active: active.clone(), passive: passive.clone() })
 }
 
 fn descendants(key: &InstanceKey, replicas_of: &BTreeMap<InstanceKey, Vec<InstanceKey>>) -> usize {
@@ -278,6 +318,16 @@ mod tests {
         };
         let t = Topology::derive(&cycle(true, false));
         assert_eq!((t.primary.clone(), t.cycle.clone()), (Some(key(A)), vec![key(A), key(B)]));
+        assert_eq!(t.ring, Some(Ring { active: key(A), passive: key(B) }), "a two-node ring is a dual-primary pair");
+        assert!(t.is_ring_return(&key(A), &key(B)) && !t.is_ring_return(&key(B), &key(A)));
+        let t = Topology::derive(&cycle(false, true));
+        assert_eq!(t.ring, Some(Ring { active: key(B), passive: key(A) }), "the writable member is the active");
+        assert_eq!(Topology::derive(&cycle(true, true)).ring, None, "no active: no pair");
+        assert_eq!(Topology::derive(&chain).ring, None, "a chain is no ring");
+        // A third instance: a cycle, but no active/passive pair.
+        let mut three = cycle(true, false);
+        three.apply(up(C, 1, state(3, "0-1-5").replica_of(A, "0-1-5")), 10);
+        assert_eq!(Topology::derive(&three).ring, None, "only two instances make a pair");
         assert_eq!(Topology::derive(&cycle(false, false)).primary, None, "no writable member");
         assert_eq!(Topology::derive(&cycle(true, true)).primary, None, "two writable members");
         // Nobody replicates: the only instance, or the only writable one.

@@ -57,6 +57,23 @@ pub async fn stop_io_thread(s: &mut Session) -> Result<(), SessionError> {
     s.exec(&d.stop_replica_io()).await
 }
 
+/// A failover's first step on each replica: as [`stop_io_thread`], but a
+/// SQL thread stopped without an error is started first, while the IO
+/// thread still runs. MariaDB in GTID mode discards the relay log when a
+/// replica whose threads are both stopped is started again (it refetches
+/// from `gtid_slave_pos`): a candidate left with a stopped SQL thread and a
+/// stopped IO thread would lose what it received from a dead primary (found
+/// by the dual-primary chaos test: a passive with a relay-log backlog).
+pub async fn stop_io_thread_keep_applying(s: &mut Session) -> Result<(), SessionError> {
+    if let Some(r) = replication_status(s).await? {
+        if !r.sql_running && r.sql_error.is_none() && r.io_thread != IoThread::Stopped {
+            let sql = s.dialect.start_replica_sql();
+            s.exec(&sql).await?;
+        }
+    }
+    stop_io_thread(s).await
+}
+
 /// Run `sql` on `s`; every 20 ms while it waits, end every other client
 /// session from a second connection (opened on first need). Bounded by `s`'s
 /// timeout. Returns how many sessions were ended.
@@ -124,6 +141,19 @@ pub async fn wait_relay_applied(s: &mut Session, timeout: Duration) -> Result<Gt
         )));
     }
     if !repl.sql_running {
+        if repl.io_thread == IoThread::Stopped && matches!(repl.received, GtidSet::MariaDb(_)) {
+            // Both threads stopped: MariaDB (GTID mode) would discard the
+            // relay log at the START. Nothing lost if it is all applied.
+            let (executed, _) = executed_and_writable(s).await?;
+            if executed.contains(&repl.received) {
+                return Ok(repl.received);
+            }
+            return Err(SessionError::Unexpected(format!(
+                "both replication threads of {} are stopped with events received and not applied ({} received, {} \
+                 executed): starting its SQL thread now would make MariaDB discard its relay log (GTID mode)",
+                s.key, repl.received, executed
+            )));
+        }
         let sql = s.dialect.start_replica_sql();
         s.exec(&sql).await?;
     }
@@ -251,6 +281,45 @@ pub async fn rejoin_replica(
         s.exec(&sql).await?;
     }
     repoint(s, to, account).await
+}
+
+/// Point a writable instance (the active of a dual-primary ring) at `to`
+/// without starting replication, resuming after exactly what its own binary
+/// log holds: `gtid_slave_pos` is set from `gtid_binlog_pos` by the server
+/// itself, so no write can fall between reading and setting it (one that
+/// commits during the statement makes it fail with 1947: tried again, at
+/// most 5 times). Returns the position set, for the caller to make sure `to`
+/// holds it before [`start_replica`] (a source asked for a GTID it does not
+/// have yet stops the IO thread with error 1236). `None` on MySQL, which
+/// positions by the GTID set itself.
+pub async fn point_after_own_binlog(
+    s: &mut Session,
+    to: &InstanceKey,
+    account: &Credentials,
+) -> Result<Option<GtidSet>, SessionError> {
+    let d = s.dialect.clone();
+    s.exec(&d.stop_replica()).await?;
+    let change = ChangeSource {
+        source: Some(to.clone()),
+        user: Some(account.user.clone()),
+        password: Some(account.password.expose().to_string()),
+        ..ChangeSource::default()
+    };
+    s.exec(&d.change_source(&change)).await?;
+    let Some(set) = d.position_from_own_binlog() else { return Ok(None) };
+    let mut tries = 0;
+    loop {
+        match s.exec(&set).await {
+            Ok(()) => break,
+            Err(e) if e.server_code() == Some(1947) && tries < 5 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let variables = s.rows(&d.variables_query()).await?.into_iter().next().unwrap_or_default();
+    let state = ProbeRows { variables, ..ProbeRows::default() }
+        .into_state()
+        .map_err(|e| SessionError::Unexpected(e.to_string()))?;
+    Ok(state.gtid.replica_pos)
 }
 
 /// The instance's binary log files, oldest first.

@@ -154,6 +154,12 @@ pub struct Config {
     /// Keep every trace line (for replay comparisons), not only the tail.
     pub full_trace: bool,
     pub trace_tail: usize,
+    /// Active/passive dual primaries: with two servers, the first primary
+    /// also replicates from the second (a two-node ring), both option files
+    /// say `read_only=ON`, and the invariant "no server is writable while it
+    /// holds received events from the other it has not applied" is checked
+    /// after every event.
+    pub dual_primary: bool,
 }
 
 impl Default for Config {
@@ -182,6 +188,7 @@ impl Default for Config {
             fence_bound_ms: 3_000,
             full_trace: false,
             trace_tail: 40,
+            dual_primary: false,
         }
     }
 }

@@ -375,6 +375,11 @@ pub fn tick(w: &mut World, pivot_running: bool) {
         w.book.answering[r] = if answers { w.book.answering[r].or(Some(now)) } else { None };
     }
 
+    // Before "one writer": the sharper name for a passive written too early.
+    if w.cfg.dual_primary {
+        applied_before_writable(w);
+    }
+
     // One writer. A former primary restarted writable (its configuration)
     // while no pivot runs cannot be fenced by anyone: not counted then. A
     // server whose configuration makes it writable (the first primary),
@@ -461,6 +466,25 @@ pub fn tick(w: &mut World, pivot_running: bool) {
                     w.cfg.recovery_bound_ms
                 ),
             );
+        }
+    }
+}
+
+/// Dual primaries: no server is writable while it holds events received
+/// from the other that it has not applied (the field report's duplicate-key
+/// stop: the passive written before it applied the active's last writes).
+/// The active's own writes coming back round the ring are applied already.
+fn applied_before_writable(w: &mut World) {
+    for (i, s) in w.servers.iter().enumerate() {
+        if !s.up() || !s.writable() {
+            continue;
+        }
+        let Some(c) = s.channel.as_ref() else { continue };
+        if let Some(e) = c.relay.iter().find(|e| !s.has(&e.gtid)) {
+            let detail =
+                format!("s{} is writable with {} received from s{} and not applied", i + 1, e.gtid, c.source + 1);
+            w.fail("dual primary: applied before writable", detail);
+            return;
         }
     }
 }

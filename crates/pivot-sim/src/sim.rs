@@ -63,6 +63,13 @@ impl Sim {
             s.semi.timeout_ms = cfg.semi_sync_timeout_ms;
             s.semi.wait_no_replica = cfg.wait_no_replica;
         }
+        if cfg.dual_primary && n == 2 {
+            // The ring: the active replicates from the passive; neither is
+            // writable by its option file (pivot makes the active writable).
+            servers[0].repoint(1, 0);
+            servers[0].semi_replica = cfg.semi_sync;
+            servers[0].config_read_only = true;
+        }
         let mut targets = Vec::new();
         if cfg.writer {
             targets.push(Target::FollowPrimary);

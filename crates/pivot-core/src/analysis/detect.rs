@@ -74,7 +74,16 @@ fn verdict(view: &ClusterView, settings: &DetectionSettings, out: &mut ClusterAn
                     format!("none of the {} replicas of {primary} replicates", replicas.len()),
                 );
             }
-            (Code::Healthy, format!("{primary} is writable and answers"))
+            match &out.topology.ring {
+                Some(ring) => (
+                    Code::Healthy,
+                    format!(
+                        "{primary} is writable and answers; active of a dual-primary pair, passive {} read-only",
+                        ring.passive
+                    ),
+                ),
+                None => (Code::Healthy, format!("{primary} is writable and answers")),
+            }
         }
         None => unreachable_primary(view, settings, &primary, rec, out),
     }

@@ -8,6 +8,8 @@
 mod detect;
 mod problems;
 #[cfg(test)]
+mod ring_tests;
+#[cfg(test)]
 mod tests;
 
 pub use detect::analyze;

@@ -20,6 +20,7 @@ pub(super) fn settings(automatic: bool) -> ClusterSettings {
         route_max_lag_s: 10,
         auto_rejoin: false,
         alert_interval_ms: 60_000,
+        dual_primary: false,
     }
 }
 

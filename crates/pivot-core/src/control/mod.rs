@@ -26,6 +26,7 @@ pub mod gate;
 pub mod health_alerts;
 pub mod recovery;
 pub mod rejoin;
+pub mod ring;
 pub mod split_brain;
 pub mod verdict;
 

@@ -337,3 +337,34 @@ fn a_forced_request_overrides_nothing() {
     let (_, cmd) = RecoveryMachine::switchover(key(P), errant, settings(), req);
     assert!(matches!(&cmd, Command::Finish(f) if f.summary.contains("errant")), "{cmd:?}");
 }
+
+/// Active/passive dual primaries: the active replicates back from the
+/// passive. That is expected, not "a primary that is a replica": the
+/// switchover runs, the passive applies everything of the active before it
+/// is promoted, and the old active is demoted to a replica of it. A primary
+/// replicating from anything else is still refused.
+#[test]
+fn a_switchover_runs_in_a_dual_primary_ring_and_the_old_active_follows() {
+    let ring = || {
+        let mut v = ClusterView::default();
+        v.apply(up(P, 1_000, state(1, "0-1-100").replica_of(C, "0-1-100").read_only(false)), 10);
+        v.apply(up(C, 1_000, replica(2, "0-1-100")), 10);
+        v
+    };
+    let (m, cmd) = RecoveryMachine::switchover(key(P), ring(), settings(), to(Some(C)));
+    let (m, run) = drive(m, cmd, &|_| false);
+    assert_eq!(run.finish.status, Status::Succeeded, "{}", run.finish.summary);
+    assert_eq!(run.finish.new_primary, Some(key(C)));
+    let names: Vec<String> = m.doc().steps.iter().map(|s| s.step.name()).collect();
+    let at = |n: &str| names.iter().position(|s| s == n).unwrap_or_else(|| panic!("no {n} in {names:?}"));
+    assert!(at("make_read_only") < at("wait_caught_up") && at("wait_caught_up") < at("promote"), "{names:?}");
+    let confirm = m.doc().steps.iter().find(|s| s.step.name() == "confirm_replicating").unwrap();
+    assert_eq!(confirm.step, Step::ConfirmReplicating { instances: vec![key(P)], source: key(C) });
+    // Three instances in a cycle are no active/passive pair: refused.
+    let mut three = ring();
+    three.apply(up(R, 1_000, replica(3, "0-1-100")), 10);
+    let (_, cmd) = RecoveryMachine::switchover(key(P), three, settings(), to(Some(C)));
+    let Command::Finish(f) = cmd else { panic!("not refused: {cmd:?}") };
+    assert_eq!(f.status, Status::Aborted);
+    assert!(f.summary.contains("it is not the top primary"), "{}", f.summary);
+}

@@ -335,3 +335,37 @@ fn a_required_route_that_fails_makes_the_failover_failed_an_optional_one_does_no
     let (_, run) = drive(m, cmd, &observe_dead, false);
     assert_eq!(run.finish.unwrap().status, Status::Succeeded);
 }
+
+/// Active/passive dual primaries, the active dead: the passive is the
+/// candidate. Its IO thread from the dead active stops first (no late event
+/// of the old active arrives after), everything it received is applied, the
+/// old active is registered fenced, and only then is it promoted (which
+/// removes its replication from the old active for good).
+#[test]
+fn a_dead_active_of_a_ring_is_failed_over_to_the_passive_after_it_applied_everything() {
+    let passive = || state(2, "0-1-100").replica_of(P, "0-1-100");
+    let mut v = ClusterView::default();
+    v.apply(up(P, 500, state(1, "0-1-100").replica_of(C, "0-1-100").read_only(false)), 10);
+    v.apply(up(C, 500, passive()), 10);
+    assert!(crate::topology::Topology::derive(&v).ring.is_some(), "a ring");
+    v.apply(down(P, 1_000, FailureKind::Refused), 10);
+    v.apply(up(C, 1_000, passive().io(IoThread::Connecting)), 10);
+    let observe = move |step: &Step| match step {
+        Step::Observe { .. } => StepEnd {
+            observations: vec![down(P, 2_000, FailureKind::Refused), up(C, 2_000, passive().io(IoThread::Stopped))],
+            ..StepEnd::new(Ended::Ok, "")
+        },
+        _ => ok(step),
+    };
+    let (m, cmd) = start(v, HookSet::default(), automatic());
+    let (m, run) = drive(m, cmd, &observe, false);
+    let f = run.finish.clone().expect("finished");
+    assert_eq!(f.status, Status::Succeeded, "{}", f.summary);
+    assert_eq!(f.new_primary, Some(key(C)));
+    let s = steps_of(&run);
+    let at = |n: &str| s.iter().position(|x| *x == n).unwrap_or_else(|| panic!("no {n} in {s:?}"));
+    assert!(at("stop_replica_io") < at("wait_relay_applied"), "{s:?}");
+    assert!(at("wait_relay_applied") < at("register_fence") && at("register_fence") < at("promote"), "{s:?}");
+    let waited = m.doc().steps.iter().find(|x| x.step.name() == "wait_relay_applied").unwrap();
+    assert_eq!(waited.step, Step::WaitRelayApplied { instance: key(C) }, "the passive applies its relay log");
+}

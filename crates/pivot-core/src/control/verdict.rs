@@ -50,10 +50,54 @@ pub fn judge(executed: &GtidSet, primary: Option<(&InstanceKey, &GtidSet)>) -> V
     }
 }
 
+/// As [`judge`], against the primary's reading `state`. A former primary
+/// that replicates from the primary (`follows_primary`: the old active of a
+/// dual-primary ring restarts replicating from the new active) can hold the
+/// primary's newest writes before pivot's last reading of the primary does:
+/// then the transactions that originate from the primary itself are not
+/// counted. What it wrote itself, or got from anyone else, still counts.
+pub fn judge_against(
+    executed: &GtidSet,
+    primary: Option<(&InstanceKey, &crate::observation::InstanceState)>,
+    follows_primary: bool,
+) -> Verdict {
+    let Some((p, state)) = primary else { return Verdict::Unknown };
+    let theirs = state.gtid.executed.clone();
+    match judge(executed, Some((p, &theirs))) {
+        Verdict::Quarantine { primary, diverged } if follows_primary => {
+            let diverged = diverged.without_origin(state.server_id, state.server_uuid.as_deref());
+            if diverged.is_empty() {
+                Verdict::CanRejoin { primary }
+            } else {
+                Verdict::Quarantine { primary, diverged }
+            }
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixture::{key, maria};
+
+    #[test]
+    fn the_primarys_own_newest_writes_are_no_divergence() {
+        use crate::fixture::state;
+        let p = key("10.0.0.2:3306");
+        // The primary is server 2; its reading says 0-2-100, the former
+        // primary (server 1) replicated on to 0-2-103 meanwhile.
+        let primary = state(2, "0-1-50,0-2-100").build();
+        let v = judge_against(&maria("0-1-50,0-2-103"), Some((&p, &primary)), true);
+        assert_eq!(v.status(), "read_only", "{v:?}");
+        let v = judge_against(&maria("0-1-50,0-2-103"), Some((&p, &primary)), false);
+        assert_eq!(v.status(), "quarantined", "only one that replicates from the primary: {v:?}");
+        // Its own extra transaction still counts.
+        let v = judge_against(&maria("0-1-51,0-2-103"), Some((&p, &primary)), true);
+        assert_eq!(v.status(), "quarantined", "{v:?}");
+        assert!(v.describe().contains("0-1-51") && !v.describe().contains("0-2-103"), "{}", v.describe());
+        assert_eq!(judge_against(&maria("0-1-50"), None, true).status(), "read_only");
+    }
 
     #[test]
     fn verdict_table() {

@@ -97,6 +97,8 @@ impl Pivot {
             // Rejoin is not modelled: former primaries stay fenced.
             auto_rejoin: false,
             alert_interval_ms: 60_000,
+            // Closing a dual-primary ring needs rejoin: not modelled.
+            dual_primary: false,
         };
         let (machine, first) = ClusterMachine::new(settings, Millis(w.now));
         let mut p = Pivot {
@@ -293,7 +295,11 @@ impl Pivot {
                 w.log(format!("pivot #{me}: {level}{text}"));
             }
             // Rejoin and the quarantine file are not modelled (auto_rejoin off).
-            Command::Rejoin { .. } | Command::SaveExtra { .. } | Command::ClearFence(_) | Command::Record { .. } => {}
+            Command::Rejoin { .. }
+            | Command::SaveExtra { .. }
+            | Command::ClearFence(_)
+            | Command::Record { .. }
+            | Command::RestoreRing { .. } => {}
         }
         None
     }

@@ -181,6 +181,29 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         lag_threshold_s: lag_threshold.as_secs(),
     };
     let read_max_lag = duration_in(src, &raw.read_max_lag, "read_max_lag", lag_threshold, secs(0), secs(86400 * 7))?;
+    let dual_primary = match &raw.dual_primary {
+        Some(v) if *v.get_ref() => {
+            if seeds.len() > 2 {
+                return Err(src.err(
+                    v,
+                    format!(
+                        "dual_primary = true: an active/passive pair has two instances, but `{name}` lists {} seeds; \
+                         list the two servers, or remove dual_primary",
+                        seeds.len()
+                    ),
+                ));
+            }
+            if replication.is_none() {
+                return Err(src.err(
+                    v,
+                    "dual_primary = true needs [cluster.replication]: the account the active replicates from the \
+                     passive with; add it, or remove dual_primary",
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
     Ok(ClusterConfig {
         failover: failover(src, &raw.failover)?,
         switchover: super::switchover::switchover(src, &raw.switchover)?,
@@ -194,6 +217,7 @@ fn cluster(src: &Source, raw: &RawCluster) -> Result<ClusterConfig, ConfigError>
         auto_rejoin: raw.auto_rejoin.unwrap_or(true),
         alert_interval: duration_in(src, &raw.alert_interval, "alert_interval", secs(60), secs(0), secs(86400))?,
         heartbeat: super::heartbeat::heartbeat(src, &raw.heartbeat, poll_interval, probe_timeout)?,
+        dual_primary,
         name,
         seeds,
         credentials,

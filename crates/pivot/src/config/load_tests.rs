@@ -231,6 +231,21 @@ fn auto_rejoin_is_on_unless_turned_off() {
 }
 
 #[test]
+fn dual_primary_is_off_unless_asked_and_needs_two_seeds_and_a_replication_account() {
+    assert!(!parse(GOOD).unwrap().clusters[0].dual_primary, "off by default");
+    let repl = "\n[cluster.replication]\nuser = \"repl\"\npassword = \"r\"\n";
+    let on = GOOD.replace("poll_interval = \"100ms\"\n", "poll_interval = \"100ms\"\ndual_primary = true\n");
+    assert!(parse(&format!("{on}{repl}")).unwrap().clusters[0].dual_primary);
+    let e = error(&on);
+    assert!(e.contains("pivot.toml:") && e.contains("needs [cluster.replication]"), "{e}");
+    let three = on.replace("\"db2:3307\"]", "\"db2:3307\", \"db3:3306\"]");
+    let e = error(&format!("{three}{repl}"));
+    assert!(e.contains("pivot.toml:") && e.contains("lists 3 seeds"), "{e}");
+    let bad = GOOD.replace("poll_interval = \"100ms\"\n", "poll_interval = \"100ms\"\ndual_primary = 1\n");
+    assert!(error(&bad).contains("expected a boolean"), "{}", error(&bad));
+}
+
+#[test]
 fn proxy_protocol_mode_and_its_errors() {
     let plain = parse(&format!("{GOOD}\n[cluster.proxy]\nwrite = \"127.0.0.1:6033\"\n")).unwrap();
     let p = plain.clusters[0].proxy.clone().unwrap();

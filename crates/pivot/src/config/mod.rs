@@ -95,6 +95,10 @@ pub struct ClusterConfig {
     pub alert_interval: Duration,
     /// `[cluster.heartbeat]` when enabled: heartbeat lag next to the server's.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// Active/passive dual primaries (`dual_primary`, default off): with two
+    /// instances, pivot closes the ring again after a failover or a
+    /// switchover (the active replicates from the read-only passive).
+    pub dual_primary: bool,
 }
 
 #[derive(Clone, Debug)]

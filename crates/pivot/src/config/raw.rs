@@ -61,6 +61,9 @@ pub struct RawCluster {
     pub alert_interval: Option<Spanned<Dur>>,
     /// `[cluster.heartbeat]`: heartbeat lag (absent or `enabled = false`: off).
     pub heartbeat: Option<Spanned<super::heartbeat::RawHeartbeat>>,
+    /// Active/passive dual primaries: close the ring again after a failover
+    /// or switchover (default false).
+    pub dual_primary: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

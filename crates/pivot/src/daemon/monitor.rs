@@ -105,6 +105,7 @@ impl Monitor {
             route_max_lag_s: cfg.read_max_lag.as_secs(),
             auto_rejoin: cfg.auto_rejoin,
             alert_interval_ms: cfg.alert_interval.as_millis() as u64,
+            dual_primary: cfg.dual_primary,
         };
         let (machine, first) = ClusterMachine::new(settings, clock::now());
         let snap = snapshot(&cfg.name, machine.view(), machine.analysis());
@@ -356,6 +357,9 @@ impl Monitor {
             }
             Command::SaveExtra { instance, extra, start } => {
                 crate::rejoin::spawn_save_extra(self.env.clone(), instance, extra, start, self.task_tx.clone())
+            }
+            Command::RestoreRing { active, passive } => {
+                crate::rejoin::ring::spawn_restore(self.env.clone(), active, passive, self.task_tx.clone())
             }
             Command::ClearFence(key) => {
                 if let Err(e) = self.store(|s| s.fence_remove(&cluster, &key.to_string())) {

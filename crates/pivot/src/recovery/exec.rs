@@ -71,7 +71,7 @@ impl Performer {
             Step::StopReplicaIo { instances } => {
                 let results = on_each(instances, &creds, timeout, |mut s| async move {
                     let t = std::time::Instant::now();
-                    actions::stop_io_thread(&mut s)
+                    actions::stop_io_thread_keep_applying(&mut s)
                         .await
                         .map(|_| format!("{} in {} ms", s.key, t.elapsed().as_millis()))
                 })

@@ -10,6 +10,7 @@
 //! checked again after replication is confirmed.
 
 pub mod extra_file;
+pub mod ring;
 
 use crate::config::ClusterConfig;
 use crate::recovery::{blocking, RecoveryEnv};
@@ -106,14 +107,26 @@ async fn attempt_once(
         .or_else(|| epoch_primary.clone())
         .ok_or("no epoch is recorded: pivot cannot tell which instance is the current primary")?;
     let timeout = cfg.failover.step_timeout;
+    let mut s = Session::connect(instance, &cfg.credentials, timeout)
+        .await
+        .map_err(|e| failed(e, format!("cannot connect to {instance}")))?;
+    // A former primary that restarted with replication configured (the old
+    // active of a dual-primary ring replicated from the passive) starts it
+    // by itself: stopped first, so that what is judged below is exactly
+    // where it resumes (else the position set would lag behind what it
+    // applied meanwhile, and replication stop on an out-of-order GTID), and
+    // the primary is read after that (else it holds the primary's newest
+    // writes the reading of the primary lacks: "not contained").
+    let running = actions::replication_status(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;
+    if running.is_some_and(|r| r.io_thread != pivot_core::observation::IoThread::Stopped || r.sql_running) {
+        let sql = s.dialect.stop_replica();
+        s.exec(&sql).await.map_err(|e| failed(e, format!("stopping {instance}'s replication")))?;
+    }
     let mut p = Session::connect(&primary, &cfg.credentials, timeout)
         .await
         .map_err(|e| failed(e, format!("cannot connect to the primary {primary}")))?;
     let (theirs, primary_writable) =
         actions::executed_and_writable(&mut p).await.map_err(|e| failed(e, format!("reading {primary}")))?;
-    let mut s = Session::connect(instance, &cfg.credentials, timeout)
-        .await
-        .map_err(|e| failed(e, format!("cannot connect to {instance}")))?;
     let (mine, writable) =
         actions::executed_and_writable(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;
     let current = actions::replication_status(&mut s).await.map_err(|e| failed(e, format!("reading {instance}")))?;

@@ -8,6 +8,7 @@ mod alerts;
 mod check;
 mod cli_errors;
 mod discovery;
+mod dual_primary;
 mod failover_crash;
 mod failover_network;
 mod failover_ops;

@@ -25,12 +25,9 @@ impl ClusterMachine {
             Ok(r) => r,
         };
         let primary = self.analysis.primary.clone().filter(|p| *p != f.instance);
-        let primary_exec = primary
-            .as_ref()
-            .and_then(|p| self.view.get(p))
-            .and_then(|r| r.last_state())
-            .map(|s| s.gtid.executed.clone());
-        let v = verdict::judge(&report.executed, primary.as_ref().zip(primary_exec.as_ref()));
+        let primary_state = primary.as_ref().and_then(|p| self.view.get(p)).and_then(|r| r.last_state()).cloned();
+        let follows = primary.as_ref().is_some_and(|p| self.follows(&f.instance, p));
+        let v = verdict::judge_against(&report.executed, primary.as_ref().zip(primary_state.as_ref()), follows);
         let mut detail = format!(
             "made read-only in {} ms, {} client session(s) ended; {}",
             report.took_ms,
@@ -69,8 +66,7 @@ impl ClusterMachine {
         // Judged on readings of both taken since the last recovery ended.
         let fresh = |k: &InstanceKey| self.view.get(k).is_some_and(|r| r.latest.at >= self.recovered_at);
         let Some(primary) = self.analysis.primary.clone().filter(|p| fresh(p)) else { return };
-        let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).map(|s| s.gtid.executed.clone())
-        else {
+        let Some(theirs) = self.view.get(&primary).and_then(|r| r.current_state()).cloned() else {
             return;
         };
         let unjudged: Vec<InstanceKey> = self
@@ -85,7 +81,8 @@ impl ClusterMachine {
             else {
                 continue;
             };
-            let v = verdict::judge(&mine, Some((&primary, &theirs)));
+            let follows = self.follows(&key, &primary);
+            let v = verdict::judge_against(&mine, Some((&primary, &theirs)), follows);
             let mut entry = FenceEntry {
                 instance: key.clone(),
                 status: v.status().into(),
@@ -216,6 +213,16 @@ impl ClusterMachine {
             self.alert_once(&format!("writable_replica:{key}"), text, None, out);
             out.push(Command::EnforceReadOnly(key));
         }
+    }
+
+    /// `key`'s last known state replicates from `primary` (a dual-primary
+    /// ring's old active, which restarts replicating from the new active).
+    fn follows(&self, key: &InstanceKey, primary: &InstanceKey) -> bool {
+        self.view
+            .get(key)
+            .and_then(|r| r.last_state())
+            .and_then(|s| s.replication.as_ref())
+            .is_some_and(|r| &r.source == primary)
     }
 
     /// Another process runs a recovery under a live lease. One whose owner

@@ -25,6 +25,10 @@ pub struct ClusterSettings {
     /// At most one replication-health alert per instance and kind this often
     /// (see `control::health_alerts`).
     pub alert_interval_ms: u64,
+    /// Active/passive dual primaries: with two instances, close the ring
+    /// again (the active replicates from the read-only passive) after a
+    /// failover or switchover (see `control::ring`).
+    pub dual_primary: bool,
 }
 
 /// A recovery the state store says is running.
@@ -133,6 +137,12 @@ pub enum Event {
     /// ([`Command::SaveExtra`]): the file, or why not.
     ExtraSaved {
         instance: InstanceKey,
+        result: Result<String, String>,
+    },
+    /// Closing a dual-primary ring ([`Command::RestoreRing`]) ended.
+    RingRestored {
+        active: InstanceKey,
+        passive: InstanceKey,
         result: Result<String, String>,
     },
 }
@@ -250,6 +260,14 @@ pub enum Command {
     /// Record a line in the cluster's history (no alert hook).
     Record {
         text: String,
+    },
+    /// Close a dual-primary ring: make `active` replicate from `passive`,
+    /// re-checked on fresh readings first (the passive read-only and
+    /// replicating from the active, caught up with it), nothing made
+    /// writable. Answered with [`Event::RingRestored`].
+    RestoreRing {
+        active: InstanceKey,
+        passive: InstanceKey,
     },
 }
 

@@ -19,6 +19,7 @@ mod alerts;
 mod fencing;
 mod io;
 mod rejoining;
+mod ring;
 mod routing;
 mod store_events;
 mod switchover;
@@ -124,6 +125,10 @@ pub struct ClusterMachine {
     saving: BTreeSet<InstanceKey>,
     /// Replication-health alerts per instance and kind (rate limits).
     health: super::health_alerts::HealthAlerts,
+    /// A dual-primary ring being closed (asked, not answered yet).
+    ring_restoring: Option<crate::control::ring::RingRestore>,
+    /// Failed attempts to close the ring in a row and when to try again.
+    ring_failures: Option<(u32, Millis)>,
 }
 
 impl ClusterMachine {
@@ -170,6 +175,8 @@ impl ClusterMachine {
             rejoin_failures: BTreeMap::new(),
             saving: BTreeSet::new(),
             health: super::health_alerts::HealthAlerts::new(settings_name, settings_interval, settings_lag),
+            ring_restoring: None,
+            ring_failures: None,
         };
         let mut out = vec![Command::ReadStore];
         for seed in m.settings.seeds.clone() {
@@ -256,6 +263,7 @@ impl ClusterMachine {
             Event::SwitchoverRequested { request, to } => self.on_switchover_request(request, to, &mut out),
             Event::Rejoined { instance, result } => self.on_rejoined(instance, result, &mut out),
             Event::ExtraSaved { instance, result } => self.on_extra_saved(instance, result, &mut out),
+            Event::RingRestored { active, passive, result } => self.on_ring_restored(active, passive, result, &mut out),
         }
         self.route(&mut out);
         self.health_tick(tick, &mut out);
@@ -321,6 +329,7 @@ impl ClusterMachine {
         if !recovering {
             self.judge_fenced(out);
             self.consider_rejoins(out);
+            self.consider_ring(out);
         }
         self.log_analysis(out);
         self.steer_probes(&observed, out);

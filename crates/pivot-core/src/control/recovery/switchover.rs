@@ -51,10 +51,21 @@ impl RecoveryMachine {
     fn plan_switchover(&self) -> Result<PlanDoc, String> {
         let primary = &self.doc.failed_primary;
         let state = self.view.get(primary).and_then(|r| r.current_state());
+        // The active of a dual-primary pair replicates back from its
+        // passive: expected. The switchover's demotion keeps it a replica
+        // of the passive (the new active), and the candidate applies
+        // everything of the old active before it is promoted.
+        let ring = crate::topology::Topology::derive(&self.view).ring;
+        let ring_return =
+            |source: &InstanceKey| ring.as_ref().is_some_and(|r| &r.active == primary && &r.passive == source);
         match state {
             None => return Err(format!("the primary {primary} does not answer: this is a failover, not a switchover")),
             Some(s) if !s.writable() => return Err(format!("{primary} is read-only: it is not the live primary")),
-            Some(s) if s.replication.as_ref().is_some_and(|r| r.io_thread != IoThread::Stopped) => {
+            Some(s)
+                if s.replication
+                    .as_ref()
+                    .is_some_and(|r| r.io_thread != IoThread::Stopped && !ring_return(&r.source)) =>
+            {
                 let source = s.replication.as_ref().map(|r| r.source.to_string()).unwrap_or_default();
                 return Err(format!("{primary} replicates from {source}: it is not the top primary"));
             }
