@@ -294,3 +294,92 @@ fn a_dead_primary_is_one_alert_not_one_per_replica_and_a_recovery_raises_none() 
     rig.advance(100);
     assert!(health(&rig.ev(Event::Observed(down(R2, rig.now, FailureKind::Refused)))).is_empty());
 }
+
+// ---- readings, timing and wording --------------------------------------------------
+
+/// What one reading of a replica says, per kind: (state, bad, error, lag).
+fn read(b: crate::fixture::StateBuilder, lag_s: Option<u64>) -> Vec<(String, bool, Option<u32>, Option<u64>)> {
+    readings(&up(R1, 1, b), lag_s, 10)
+        .into_iter()
+        .map(|(k, r)| (format!("{}={}", k.as_str(), r.state), r.bad, r.error.map(|e| e.number), r.lag_s))
+        .collect()
+}
+
+#[test]
+fn readings_of_a_replica_carry_the_thread_errors_and_judge_the_lag_given() {
+    let replica = || state(2, "0-1-10").replica_of(super::cluster_tests::P, "0-1-10");
+    let io = |b, lag| read(b, lag).into_iter().find(|r| r.0.starts_with("io=")).unwrap();
+    let lag = |l| read(replica(), l).into_iter().find(|r| r.0.starts_with("lag=")).unwrap();
+    assert_eq!(
+        io(replica().io(IoThread::Stopped).io_error(1236, "x"), None),
+        ("io=stopped".into(), true, Some(1236), None)
+    );
+    assert_eq!(
+        io(replica().io(IoThread::Connecting).io_error(2003, "x"), None),
+        ("io=connecting".into(), true, Some(2003), None)
+    );
+    assert_eq!(io(replica(), None), ("io=running".into(), false, None, None));
+    // The lag judged is the one given (the heartbeat's when measured), not
+    // the server's own figure; over means strictly over the threshold.
+    assert_eq!(lag(Some(10)), ("lag=ok".into(), false, None, Some(10)));
+    assert_eq!(lag(Some(11)), ("lag=over".into(), true, None, Some(11)));
+    assert_eq!(lag(None), ("lag=ok".into(), false, None, None));
+    let server_says_600 = read(replica().lag(600), Some(2)).into_iter().find(|r| r.0.starts_with("lag=")).unwrap();
+    assert_eq!(server_says_600, ("lag=ok".into(), false, None, Some(2)));
+    // Unreachable: reachability only, with the probe's message.
+    let r = readings(&down(R1, 1, FailureKind::Refused), None, 10);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].1.bad && r[0].1.message.is_some());
+}
+
+/// When the first alert goes out (ticks every 1 ms up to `until`) after a
+/// recovery that ends at `ended_at`, an SQL error having been seen during it.
+fn first_alert_after_recovery(ended_at: u64, until: u64) -> Option<u64> {
+    let mut h = HealthAlerts::new("main".into(), INTERVAL, 10);
+    h.observe(&key(), vec![(HealthKind::Sql, reading("running", false, None, None))], false, Millis(0));
+    h.set_recovering(true, Millis(100));
+    let broken = reading("error", true, Some(1062), None);
+    assert!(h.observe(&key(), vec![(HealthKind::Sql, broken)], false, Millis(200)).is_empty(), "held: recovering");
+    h.set_recovering(false, Millis(ended_at));
+    (ended_at..=until).find(|t| !h.tick(Millis(*t), |_| false).is_empty())
+}
+
+#[test]
+fn the_quiet_time_starts_when_the_recovery_ends_and_lasts_exactly_its_length() {
+    assert_eq!(
+        first_alert_after_recovery(5_000, 5_000 + 2 * QUIET_AFTER_RECOVERY_MS),
+        Some(5_000 + QUIET_AFTER_RECOVERY_MS)
+    );
+}
+
+#[test]
+fn only_the_io_thread_is_held_while_the_source_is_down() {
+    let mut h = HealthAlerts::new("main".into(), INTERVAL, 10);
+    let sent = |h: &mut HealthAlerts, kind, r: Reading, t| h.observe(&key(), vec![(kind, r)], true, Millis(t));
+    assert!(sent(&mut h, HealthKind::Io, reading("stopped", true, Some(2003), None), 0).is_empty());
+    let a = sent(&mut h, HealthKind::Sql, reading("error", true, Some(1062), None), 1);
+    assert_eq!(a.len(), 1, "an SQL error is the replica's own, source down or not");
+    assert_eq!(a[0].message, None, "only reachability alerts carry the probe's message");
+    let a = sent(&mut h, HealthKind::Reachability, reading("unreachable", true, None, None), 2);
+    assert_eq!(a[0].message.as_deref(), Some("connection refused"));
+    assert!(!h.is_empty());
+    h.retain(|_| false);
+    assert!(h.is_empty() && h.len() == 0);
+}
+
+#[test]
+fn the_log_line_names_the_error_the_lag_and_what_was_not_announced() {
+    let mut h = HealthAlerts::new("main".into(), INTERVAL, 10);
+    let obs = |h: &mut HealthAlerts, r, t| h.observe(&key(), vec![(HealthKind::Sql, r)], false, Millis(t));
+    obs(&mut h, reading("running", false, None, None), 0);
+    let first = obs(&mut h, reading("error", true, Some(1062), None), 1);
+    assert_eq!(first[0].line(), "PROBLEM 10.0.0.2:3306 sql: running -> error (error 1062: error text 1062)");
+    obs(&mut h, reading("running", false, None, None), 2); // resolve: sent
+    obs(&mut h, reading("error", true, Some(1032), None), 3); // held: rate limit
+    obs(&mut h, reading("running", false, None, None), 4);
+    let later = obs(&mut h, reading("error", true, Some(1146), None), INTERVAL + 10);
+    assert!(later[0].line().ends_with("[2 earlier transitions not announced]"), "{}", later[0].line());
+    let mut lag = HealthAlerts::new("main".into(), INTERVAL, 10);
+    let over = lag.observe(&key(), vec![(HealthKind::Lag, reading("over", true, None, Some(42)))], false, Millis(0));
+    assert!(over[0].line().ends_with("(lag 42s, threshold 10s)"), "{}", over[0].line());
+}
