@@ -292,3 +292,12 @@ fn f10_a_detached_replica_leaves_a_dead_primary_unconfirmed() {
 fn f11_an_unwritable_unregister_leaves_the_live_primary_fenced() {
     ok(run_seed(1773, &Config::default()));
 }
+
+/// F12: an adoption (the healthy primary is not the newest epoch's) stored
+/// its epoch while the process's route table still named the replaced
+/// epoch's primary; the table now holds writes from the moment the
+/// adoption is asked until its epoch is read back.
+#[test]
+fn f12_seed() {
+    ok(run_seed(214, &Config::default()));
+}

@@ -145,6 +145,35 @@ fn a_primary_promoted_outside_pivot_is_adopted_with_compare_and_set() {
 }
 
 #[test]
+fn an_adoption_holds_writes_from_before_its_epoch_is_stored_until_it_is_read_or_failed() {
+    let mut rig = Rig::new(true);
+    rig.store(StoreView { epoch: Some(epoch(4, P, None)), ..fresh_store() });
+    let old = StoreView { epoch: Some(epoch(4, R2, Some(9))), ..fresh_store() };
+    rig.advance(10);
+    // The epoch names R2, P is the healthy primary: the table that holds
+    // writes goes out before the shell stores epoch 5 (the simulator's seed
+    // 214 saw a table still naming epoch 4's primary once 5 was stored).
+    let cmds = rig.raw(Event::Store(old.clone()));
+    let adopt = cmds.iter().position(|c| matches!(c, Command::AdoptPrimary { .. })).expect("adopted");
+    let held = cmds.iter().position(|c| matches!(c, Command::PublishRoutes(t) if t.hold && t.write_target().is_none()));
+    assert!(held.is_some_and(|h| h < adopt), "held before the adoption: {cmds:?}");
+    // The write failed (the store still says epoch 4): no longer held,
+    // asked again only after a second.
+    let cmds = rig.raw(Event::Store(old.clone()));
+    assert!(adoptions(&cmds).is_empty() && !rig.m.route_table().hold, "{cmds:?}");
+    rig.advance(999);
+    assert!(adoptions(&rig.raw(Event::Store(old.clone()))).is_empty());
+    rig.advance(1);
+    let cmds = rig.raw(Event::Store(old));
+    assert_eq!(adoptions(&cmds), vec![(key(P), Some(4))]);
+    assert!(rig.m.route_table().hold);
+    // Stored and read: writes go to P under epoch 5.
+    rig.raw(Event::Store(StoreView { epoch: Some(epoch(5, P, None)), ..fresh_store() }));
+    let t = rig.m.route_table();
+    assert_eq!((t.hold, t.epoch, t.write_target()), (false, 5, Some(&key(P))));
+}
+
+#[test]
 fn a_failed_recovery_task_never_hands_writes_back_to_the_old_primary_before_the_store_is_read() {
     // The task panicked after the promotion and the fence registration,
     // before its epoch was stored: until the store is read again (and the

@@ -26,6 +26,11 @@ impl ClusterMachine {
         if self.awaiting_epoch.is_some() && !self.awaited_epoch_read() {
             return true;
         }
+        // An adoption asked for and not read back yet: the stored epoch is
+        // about to be replaced.
+        if self.adoption_pending() {
+            return true;
+        }
         let stored = self.store.running.as_ref().filter(|r| self.unrecorded != Some(r.id)).map(|r| r.id);
         let running = match self.task {
             // Its id comes with the next store read.
@@ -54,7 +59,12 @@ impl ClusterMachine {
         if self.awaited_epoch_read() {
             self.awaiting_epoch = None;
         }
-        self.adopt(out);
+        // An adoption asked for holds the routes (see `holding`): that
+        // table goes out before the shell stores the new epoch, so no table
+        // of this process names the replaced epoch's primary once it is not
+        // the newest.
+        let mut adoption = Vec::new();
+        self.adopt(&mut adoption);
         // The fence list as it is now (fenced a moment ago, or read from
         // the store), not as of the last observation.
         self.view.fenced = self.fenced.keys().cloned().collect();
@@ -63,6 +73,7 @@ impl ClusterMachine {
             self.routes = Some(table.clone());
             out.push(Command::PublishRoutes(Box::new(table)));
         }
+        out.extend(adoption);
     }
 
     fn adopt(&mut self, out: &mut Vec<Command>) {
@@ -91,7 +102,7 @@ impl ClusterMachine {
             return;
         }
         let ask = (primary.clone(), expected);
-        if self.adoption_asked.as_ref() == Some(&ask) {
+        if self.adoption_asked.as_ref() == Some(&ask) || self.adoption_retry_at.is_some_and(|t| self.now < t) {
             return;
         }
         // As before a recovery: another process (`pivot failover`) may have
@@ -115,4 +126,27 @@ impl ClusterMachine {
         out.push(Command::Log { level: if expected.is_none() { Level::Info } else { Level::Warn }, text });
         out.push(Command::AdoptPrimary { primary, expected });
     }
+
+    /// An adoption was asked for and the store, as last read, still holds
+    /// the epoch it replaces.
+    fn adoption_pending(&self) -> bool {
+        self.adoption_asked.as_ref().is_some_and(|(primary, expected)| {
+            self.store.epoch.as_ref().map(|e| e.number) == *expected
+                && self.store.epoch.as_ref().is_none_or(|e| e.primary != *primary)
+        })
+    }
+
+    /// A store read after an adoption was asked for: if the store still
+    /// holds the epoch it replaces, the write failed (the shell said why):
+    /// asked again after [`ADOPTION_RETRY_MS`], the routes no longer held
+    /// meanwhile.
+    pub(super) fn adoption_read_back(&mut self) {
+        if self.adoption_pending() {
+            self.adoption_asked = None;
+            self.adoption_retry_at = Some(Millis(self.now.0 + ADOPTION_RETRY_MS));
+        }
+    }
 }
+
+/// Wait before asking again for an adoption whose write failed.
+const ADOPTION_RETRY_MS: u64 = 1_000;
