@@ -9,6 +9,7 @@ mod simulate;
 mod stats;
 mod support;
 mod switchover;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -94,6 +95,13 @@ enum Bench {
         #[arg(long)]
         r#async: bool,
     },
+    /// Alert latency (a replica's 1062 to the webhook, and its fix), the
+    /// heartbeat lag against the time since an IO thread stopped, and the
+    /// wall time of `pivot check` and `pivot check --simulate dead`.
+    Watch {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+    },
     /// Random seeds through the deterministic simulator (no servers): seeds
     /// per second, faults injected, simulated recovery times; fails on a
     /// seed that breaks an invariant, printing it.
@@ -150,6 +158,7 @@ async fn bench(command: Bench) -> anyhow::Result<()> {
             routes::run(&routes, trials).await
         }
         Bench::Switchover { switchovers, r#async } => switchover::run(switchovers, !r#async).await,
+        Bench::Watch { trials } => watch::run(trials).await,
         Bench::Simulate { seeds, from, expose_known } => {
             tokio::task::spawn_blocking(move || simulate::run(seeds, from, expose_known)).await?
         }
