@@ -3,6 +3,7 @@
 //! nothing. The same [`RecoveryMachine`] the daemon drives is driven here
 //! with every step reported as ended well.
 
+use super::finding::Finding;
 use crate::candidate::Choice;
 use crate::control::{Command, Ended, FailoverRequest, FailoverSettings, RecoveryMachine, StepEnd};
 use crate::instance::InstanceKey;
@@ -75,6 +76,41 @@ pub struct Simulation {
     /// received: lost by the failover. Empty: none.
     pub data_loss: String,
     pub notes: Vec<String>,
+    /// Findings that would make the real failover fail where the dry run
+    /// reports every step as ended well (see [`Simulation::with_blockers`]).
+    /// Not empty: the failover would not promote anyone either.
+    #[serde(default)]
+    pub blockers: Vec<Finding>,
+}
+
+/// Hooks whose failure aborts a failover (the others are only reported).
+const VETO_HOOKS: [&str; 3] = ["pre_failover", "fence", "mha_master_ip_failover"];
+
+impl Simulation {
+    /// The dry run reports every step as ended well; the live findings say
+    /// whether a step would fail: pivot's account lacking a privilege on an
+    /// instance the plan acts on (`PVT-E013`: the candidate is promoted and
+    /// every replica is stopped and repointed), or a hook that aborts the
+    /// failover when it cannot run (`PVT-E014`).
+    pub fn with_blockers(mut self, findings: &[Finding]) -> Simulation {
+        let acted_on = |f: &Finding| {
+            f.instances.iter().any(|k| *k != self.failed_primary && self.replicas.iter().any(|r| r.instance == *k))
+        };
+        let vetoing = |f: &Finding| {
+            VETO_HOOKS.iter().any(|h| self.hooks.iter().any(|r| r == h) && f.text.starts_with(&format!("hook {h} (")))
+        };
+        self.blockers = findings
+            .iter()
+            .filter(|f| (f.code == "PVT-E013" && acted_on(f)) || (f.code == "PVT-E014" && vetoing(f)))
+            .cloned()
+            .collect();
+        self
+    }
+
+    /// Whether a replica would be promoted for real.
+    pub fn would_promote(&self) -> bool {
+        self.winner.is_some() && self.blockers.is_empty()
+    }
 }
 
 /// Dry-run a failover of `primary` failing as `mode` at `now`.
@@ -131,7 +167,18 @@ pub fn simulate(
     if primary_state.is_none() {
         notes.push(format!("pivot has no reading of {primary}: the data-loss bound is unknown"));
     }
-    Simulation { mode, failed_primary: primary.clone(), winner, summary, replicas, steps, hooks, data_loss, notes }
+    Simulation {
+        mode,
+        failed_primary: primary.clone(),
+        winner,
+        summary,
+        replicas,
+        steps,
+        hooks,
+        data_loss,
+        notes,
+        blockers: Vec::new(),
+    }
 }
 
 /// Why the winner wins and each other replica does not.

@@ -345,3 +345,47 @@ fn simulation_of_a_refused_failover_says_why_and_promotes_nobody() {
     assert!(ok.replicas.iter().any(|r| r.chosen && r.why.contains("received as much as c:1")), "{:?}", ok.replicas);
     assert_eq!(ok.data_loss, "");
 }
+
+/// Found by a hostile review: the dry run reported every step as ended well
+/// and exited 0 while pivot's account could not even stop a replica's IO
+/// thread; the real failover would fail at its first step.
+#[test]
+fn simulation_lists_the_findings_that_would_make_the_real_failover_fail() {
+    let mut case = clean();
+    let missing = PrivilegeFact::Missing { summary: "REPLICATION SLAVE ADMIN (STOP SLAVE)".into(), grant: None };
+    case.extra.get_mut(&key("c:1")).unwrap().privileges = missing.clone();
+    case.extra.get_mut(&key("a:1")).unwrap().privileges = missing;
+    case.settings.hooks.pre_failover = true;
+    case.hooks = vec![
+        HookFact { name: "pre_failover".into(), program: "/gone".into(), problem: Some("missing".into()) },
+        HookFact { name: "post_failover".into(), program: "/gone2".into(), problem: Some("missing".into()) },
+    ];
+    let found = run(&case);
+    let s = sim(&case, FailureMode::Dead).with_blockers(&found);
+    assert_eq!(s.winner, Some(key("b:1")), "{s:#?}");
+    let got: Vec<(&str, &[InstanceKey])> = s.blockers.iter().map(|f| (f.code.as_str(), &f.instances[..])).collect();
+    // Not the dead primary's missing privilege, not a post_failover hook
+    // (only reported): the candidate's replica c:1 and the vetoing hook.
+    assert_eq!(got, vec![("PVT-E013", &[key("c:1")][..]), ("PVT-E014", &[][..])], "{:#?}", s.blockers);
+    assert!(s.blockers[1].text.starts_with("hook pre_failover ("), "{:?}", s.blockers[1]);
+    assert!(!s.would_promote());
+    let clean_case = clean();
+    let ok = sim(&clean_case, FailureMode::Dead).with_blockers(&run(&clean_case));
+    assert!(ok.blockers.is_empty() && ok.would_promote(), "{ok:#?}");
+}
+
+/// Found by a hostile review: PVT-E009's MariaDB fix said to add the errant
+/// GTIDs to the primary as `BEGIN; COMMIT` under a set gtid_seq_no;
+/// MariaDB logs no empty transaction, so that changed nothing (checked on a
+/// real server, `hostile_issue9.rs`). The fix is done on the replica.
+#[test]
+fn errant_gtids_on_mariadb_are_fixed_on_the_replica_not_with_an_empty_transaction() {
+    let mut case = clean();
+    let s = case.st("c:1");
+    s.gtid.executed = maria("0-1-10,9-3-2");
+    s.gtid.applied = maria("0-1-10,9-3-2");
+    let found = run(&case);
+    let e009 = found.iter().find(|f| f.code == "PVT-E009").unwrap();
+    assert!(!e009.fix.contains("BEGIN; COMMIT"), "{}", e009.fix);
+    assert!(e009.fix.contains("on c:1, run STOP SLAVE; RESET MASTER; START SLAVE;"), "{}", e009.fix);
+}

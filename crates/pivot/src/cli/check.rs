@@ -3,8 +3,9 @@
 //! --simulate`: a dry run of the next failover. Reads only; changes nothing.
 //!
 //! Exit codes: 0 nothing found or warnings only (for `--simulate`: a
-//! replica would be promoted); 3 at least one error finding (the failover
-//! would be refused); 1 could not check (bad configuration, no instance
+//! replica would be promoted); 3 at least one error finding (for
+//! `--simulate`: no replica would be promoted, or a step or hook would fail
+//! for real: `blockers`); 1 could not check (bad configuration, no instance
 //! answers, wrong credentials everywhere).
 
 use super::check_gather::{gather, Gathered};
@@ -83,7 +84,11 @@ pub async fn run(
                     );
                 };
                 let now = crate::clock::now();
-                report.simulation = Some(check::simulate(&g.view, &primary, &failover, mode.into(), now));
+                // Every step is simulated as ended well: the findings say
+                // which would fail for real (a missing privilege, a hook).
+                let found = findings(&g, &failover, c.detection.confirm_window_ms);
+                let sim = check::simulate(&g.view, &primary, &failover, mode.into(), now).with_blockers(&found);
+                report.simulation = Some(sim);
             }
             None => report.findings = Some(findings(&g, &failover, c.detection.confirm_window_ms)),
         }
@@ -96,7 +101,7 @@ pub async fn run(
     }
     let attention = reports.iter().any(|r| {
         r.findings.as_ref().is_some_and(|f| f.iter().any(|f| f.severity == Severity::Error))
-            || r.simulation.as_ref().is_some_and(|s| s.winner.is_none())
+            || r.simulation.as_ref().is_some_and(|s| !s.would_promote())
     });
     Ok(ExitCode::from(if attention { EXIT_ATTENTION } else { EXIT_OK }))
 }
@@ -158,8 +163,16 @@ fn findings_text(out: &mut String, findings: &[Finding]) {
 fn simulation_text(out: &mut String, s: &Simulation) {
     let _ = writeln!(out, "  if {} were {} now (simulated, nothing changed):", s.failed_primary, s.mode.as_str());
     match &s.winner {
-        Some(w) => {
+        Some(w) if s.blockers.is_empty() => {
             let _ = writeln!(out, "    would promote {w}");
+        }
+        Some(w) => {
+            let _ = writeln!(out, "    would try to promote {w}, but the failover would fail:");
+            for f in &s.blockers {
+                let on = f.instances.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let on = if on.is_empty() { "configuration".to_string() } else { on };
+                let _ = writeln!(out, "      {} [{on}] {} -- fix: {}", f.code, f.text, f.fix);
+            }
         }
         None => {
             let _ = writeln!(out, "    would promote nobody");

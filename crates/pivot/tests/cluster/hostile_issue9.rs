@@ -1,0 +1,121 @@
+//! What a hostile review of `pivot check`, the alerts and the heartbeat
+//! found, each reproduced on real servers (the fixes' table tests are in
+//! `pivot-core`), and what it tried that held.
+
+use crate::support::*;
+use pivot_drill::{eventually, TestSandbox};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// `pivot check --json` with `extra` arguments: exit code, the cluster's report, stderr.
+fn check(config: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let mut args = vec!["check", "--json", "--config", config.to_str().unwrap()];
+    args.extend(extra);
+    let out = run_pivot(&args);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), v["clusters"][0].clone(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// A configuration for `user` whose password is in a 0600 file.
+fn config_for(sb: &TestSandbox, user: &str, password: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let pw = sb.dir.join(format!("{user}.password"));
+    std::fs::write(&pw, password).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let seeds = sb.nodes().iter().map(|n| format!("\"{}:{}\"", n.host, n.port)).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "[pivot]\nstate = \"{d}/{user}.db\"\nhttp = \"off\"\n\n[[cluster]]\nname = \"sandbox\"\nseeds = [{seeds}]\n\
+         probe_timeout = \"1s\"\n\n[cluster.credentials]\nuser = \"{user}\"\npassword_file = \"{pw}\"\n",
+        d = sb.dir.display(),
+        pw = pw.display()
+    );
+    let path = sb.dir.join(format!("hostile-{user}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn one_value(sb: &TestSandbox, node: &str, sql: &str) -> String {
+    let mut s = sb.admin(node).await.unwrap();
+    let rows = s.rows(&pivot_dialect::Sql::plain(sql)).await.unwrap();
+    rows[0].get("v").cloned().flatten().unwrap_or_default()
+}
+
+fn codes(report: &Value, field: &str) -> Vec<String> {
+    report[field]
+        .as_array()
+        .map(|a| a.iter().map(|f| f["code"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Hole: `pivot check --simulate` said "would promote" and exited 0 while
+/// pivot's account could not stop, promote or repoint anything (every step
+/// is simulated as ended well). Now the findings that would make a real step
+/// fail are its `blockers`, and it exits 3.
+///
+/// Hole: PVT-E009's MariaDB fix (`SET gtid_seq_no=N; BEGIN; COMMIT;` on the
+/// primary) does nothing on MariaDB, which logs no empty transaction: shown
+/// here, then the fix now given (on the replica) clears the finding.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_simulate_names_what_would_fail_and_errant_fix_works_on_mariadb() {
+    let sb = TestSandbox::up(3, false).await;
+    let pivot_pw = std::fs::read_to_string(sb.dir.join("secrets/pivot.password")).unwrap().trim().to_string();
+    exec(
+        &sb,
+        "node1",
+        &[
+            "CREATE USER weak@'%' IDENTIFIED BY 'weak-pw'",
+            "GRANT SLAVE MONITOR, REPLICATION MASTER ADMIN, PROCESS, BINLOG MONITOR ON *.* TO weak@'%'",
+        ],
+    )
+    .await;
+    let weak = config_for(&sb, "weak", "weak-pw");
+    let report = eventually(WAIT, "the weak account everywhere, a blocked simulation", || async {
+        let (code, report, err) = check(&weak, &["--simulate"]);
+        let blockers = codes(&report["simulation"], "blockers");
+        (code == Some(3) && blockers.iter().filter(|c| *c == "PVT-E013").count() == 2)
+            .then(|| report.clone())
+            .ok_or(format!("{code:?} {report:#} {err}"))
+    })
+    .await;
+    assert!(report["simulation"]["winner"].is_string(), "the choice is still shown: {report:#}");
+    let out = run_pivot(&["check", "--simulate", "--config", weak.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("but the failover would fail:") && text.contains("PVT-E013"), "{text}");
+    // The daemon's own account: nothing blocks.
+    let good = config_for(&sb, "pivot", &pivot_pw);
+    let (code, report, err) = check(&good, &["--simulate"]);
+    assert_eq!(code, Some(0), "{report:#} {err}");
+    assert_eq!(report["simulation"]["blockers"], serde_json::json!([]), "{report:#}");
+
+    // An errant transaction on node3.
+    exec(&sb, "node3", &["SET GLOBAL read_only = OFF", "CREATE DATABASE errant_db", "SET GLOBAL read_only = ON"]).await;
+    let errant = one_value(&sb, "node3", "SELECT @@gtid_binlog_pos AS v").await;
+    let (code, report, _) = check(&good, &[]);
+    assert_eq!(code, Some(3));
+    let e009 = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "PVT-E009").unwrap().clone();
+    // The old advice, followed on the primary: nothing is logged.
+    let (d, s, n) = {
+        let mut it = errant.split('-');
+        (it.next().unwrap().to_string(), it.next().unwrap().to_string(), it.next().unwrap().to_string())
+    };
+    let before = one_value(&sb, "node1", "SELECT @@gtid_binlog_pos AS v").await;
+    let inject = format!("SET gtid_domain_id={d}, server_id={s}, gtid_seq_no={n}");
+    exec(&sb, "node1", &[&inject, "BEGIN", "COMMIT"]).await;
+    let after = one_value(&sb, "node1", "SELECT @@gtid_binlog_pos AS v").await;
+    assert_eq!(before, after, "MariaDB logs no empty transaction");
+    // The advice now: on the replica.
+    let fix = e009["fix"].as_str().unwrap();
+    assert!(!fix.contains("BEGIN; COMMIT"), "{e009:#}");
+    assert!(
+        fix.contains(&format!("on {}, run STOP SLAVE; RESET MASTER; START SLAVE;", key_of(&sb, "node3"))),
+        "{e009:#}"
+    );
+    exec(&sb, "node3", &["STOP SLAVE", "RESET MASTER", "START SLAVE"]).await;
+    exec(&sb, "node1", &["CREATE TABLE test.after_fix (id INT PRIMARY KEY)"]).await;
+    eventually(WAIT, "no errant GTIDs, node3 replicating", || async {
+        let (_, report, err) = check(&good, &[]);
+        let c = codes(&report, "findings");
+        (!c.iter().any(|c| c == "PVT-E009" || c == "PVT-E003")).then_some(()).ok_or(format!("{c:?} {err}"))
+    })
+    .await;
+}
