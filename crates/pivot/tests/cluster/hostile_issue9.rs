@@ -119,3 +119,95 @@ async fn check_simulate_names_what_would_fail_and_errant_fix_works_on_mariadb() 
     })
     .await;
 }
+
+/// Every (domain, server_id) -> last seq_no of `@@gtid_binlog_state` of `node`.
+async fn binlog_state(sb: &TestSandbox, node: &str) -> Result<Vec<(u32, u32, u64)>, String> {
+    let mut s = sb.admin(node).await.map_err(|e| e.to_string())?;
+    let rows =
+        s.rows(&pivot_dialect::Sql::plain("SELECT @@gtid_binlog_state AS v")).await.map_err(|e| e.to_string())?;
+    let text = rows[0].get("v").cloned().flatten().unwrap_or_default();
+    Ok(text
+        .split(',')
+        .filter(|g| !g.trim().is_empty())
+        .map(|g| {
+            let p: Vec<&str> = g.trim().split('-').collect();
+            (p[0].parse().unwrap(), p[1].parse().unwrap(), p[2].parse().unwrap())
+        })
+        .collect())
+}
+
+/// GTIDs in any node's binary log that `primary`'s does not have (errant
+/// transactions), as `node: D-S-N` (empty: none).
+async fn errant_anywhere(sb: &TestSandbox, primary: &str) -> Result<Vec<String>, String> {
+    let p = binlog_state(sb, primary).await?;
+    let mut out = Vec::new();
+    for n in sb.nodes() {
+        for (d, s, seq) in binlog_state(sb, &n.name).await? {
+            if !p.iter().any(|(pd, ps, pseq)| (*pd, *ps) == (d, s) && *pseq >= seq) {
+                out.push(format!("{}: {d}-{s}-{seq}", n.name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Held: with the heartbeat written every 100 ms, a switchover run by the
+/// CLI (`--local`: the daemon's writer goes on until it reads the new epoch)
+/// and then a kill -9 failover leave no GTID on any replica or former
+/// primary that the primary lacks, and the killed former primary rejoins
+/// (`auto_rejoin`) rather than being quarantined for a heartbeat.
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_never_makes_an_errant_gtid_across_switchover_and_kill_9() {
+    let hb = "auto_rejoin = true\nlag_threshold = \"2s\"\n[cluster.heartbeat]\nenabled = true\ninterval = \"100ms\"\n";
+    let mut rig = Rig::start(3, false, |_| hb.to_string()).await;
+    let n2 = rig.key("node2");
+    eventually(WAIT, "heartbeat lag on node2", || async {
+        let c = api_cluster(rig.addr).await?;
+        let lag = instance(&c, &n2).ok_or("no node2")?["lag"].clone();
+        lag["heartbeat_lag"].as_f64().map(|_| ()).ok_or(format!("{lag}"))
+    })
+    .await;
+    let out = cli(&rig, &["switchover", "--cluster", "sandbox", "--to", &n2, "--local"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rig.wait_healthy_with_primary(&n2).await;
+    let id2 = rig.sb.nodes()[1].server_id.to_string();
+    eventually(WAIT, "node2's heartbeat on node1 (the old primary replicates it)", || async {
+        let mut s = rig.sb.admin("node1").await.map_err(|e| e.to_string())?;
+        let sql = pivot_dialect::Sql::plain("SELECT server_id AS v FROM pivot.heartbeat");
+        let rows = s.rows(&sql).await.map_err(|e| e.to_string())?;
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.get("v").cloned().flatten()).collect();
+        ids.contains(&id2).then_some(()).ok_or(format!("{ids:?}"))
+    })
+    .await;
+    let errant = errant_anywhere(&rig.sb, "node2").await.unwrap();
+    assert!(errant.is_empty(), "after the switchover: {errant:?}");
+    assert_eq!(read_only(&rig.sb, "node1").await, Some(true));
+
+    rig.sb.kill("node2").unwrap();
+    let new = rig.wait_new_primary(&n2).await;
+    let new_node = rig.sb.node_at(&new.parse().unwrap()).unwrap().name.clone();
+    rig.sb.start("node2").await.unwrap();
+    eventually(WAIT, "node2 rejoined: off the fence list, replicating from the new primary", || async {
+        let c = api_cluster(rig.addr).await?;
+        let fenced = c["recovery"]["fenced"].as_array().is_some_and(|f| f.iter().any(|e| e["instance"] == n2));
+        let i = instance(&c, &n2).ok_or("no node2")?;
+        let src = i["source"].as_str().unwrap_or_default().to_string();
+        (!fenced && c["code"] == "healthy" && src == new)
+            .then_some(())
+            .ok_or(format!("{fenced} {src} {}", c["recovery"]))
+    })
+    .await;
+    // A few more heartbeats everywhere, then compare.
+    eventually(WAIT, "no errant GTID anywhere", || async {
+        let e = errant_anywhere(&rig.sb, &new_node).await?;
+        e.is_empty().then_some(()).ok_or(format!("{e:?}"))
+    })
+    .await;
+    assert_eq!(rig.writable_nodes().await, vec![new.clone()]);
+}
