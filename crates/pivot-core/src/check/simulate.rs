@@ -73,8 +73,9 @@ pub struct Simulation {
     /// The hook points that would run, in order.
     pub hooks: Vec<String>,
     /// GTIDs the primary had (as last read) that no surviving replica
-    /// received: lost by the failover. Empty: none.
-    pub data_loss: String,
+    /// received: lost by the failover. Empty: none. `None`: unknown (pivot
+    /// has no reading of the primary, or no replica was chosen).
+    pub data_loss: Option<String>,
     pub notes: Vec<String>,
     /// Findings that would make the real failover fail where the dry run
     /// reports every step as ended well (see [`Simulation::with_blockers`]).
@@ -150,9 +151,10 @@ pub fn simulate(
     let choice = machine.doc().choice.clone();
     let winner = machine.promoted().then(|| machine.candidate().cloned()).flatten();
     let primary_state = view.get(primary).and_then(|r| r.last_state());
+    // Unknown without a reading of the primary: never "none".
     let data_loss = match (&choice, primary_state) {
-        (Some(c), Some(p)) => p.gtid.executed.subtract(&c.target).to_string(),
-        _ => String::new(),
+        (Some(c), Some(p)) => Some(p.gtid.executed.subtract(&c.target).to_string()),
+        _ => None,
     };
     let hooks = ran
         .iter()

@@ -328,8 +328,8 @@ fn simulation_names_the_winner_the_skipped_the_steps_and_the_loss() {
         ]
     );
     assert_eq!(s.hooks, ["pre_failover", "post_failover"]);
-    assert_eq!(s.data_loss, maria("0-1-12").subtract(&maria("0-1-11")).to_string());
-    assert!(!s.data_loss.is_empty());
+    assert_eq!(s.data_loss, Some(maria("0-1-12").subtract(&maria("0-1-11")).to_string()));
+    assert!(!s.data_loss.as_deref().unwrap().is_empty());
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn simulation_of_a_refused_failover_says_why_and_promotes_nobody() {
     let ok = sim(&clean(), FailureMode::Hung);
     assert_eq!(ok.winner, Some(key("b:1")), "same data: first by address");
     assert!(ok.replicas.iter().any(|r| r.chosen && r.why.contains("received as much as c:1")), "{:?}", ok.replicas);
-    assert_eq!(ok.data_loss, "");
+    assert_eq!(ok.data_loss.as_deref(), Some(""));
 }
 
 /// Found by a hostile review: the dry run reported every step as ended well
@@ -388,4 +388,18 @@ fn errant_gtids_on_mariadb_are_fixed_on_the_replica_not_with_an_empty_transactio
     let e009 = found.iter().find(|f| f.code == "PVT-E009").unwrap();
     assert!(!e009.fix.contains("BEGIN; COMMIT"), "{}", e009.fix);
     assert!(e009.fix.contains("on c:1, run STOP SLAVE; RESET MASTER; START SLAVE;"), "{}", e009.fix);
+}
+
+/// Found by a hostile review: with the primary already dead when `pivot
+/// check --simulate` ran (no reading of it), the data-loss bound printed
+/// "none: the most advanced replica received everything", next to a note
+/// saying it was unknown. Unknown is `None`, never "none".
+#[test]
+fn simulation_of_a_primary_never_read_has_an_unknown_data_loss_bound() {
+    let mut case = clean();
+    case.down = vec!["a:1"];
+    let s = sim(&case, FailureMode::Dead);
+    assert_eq!(s.winner, Some(key("b:1")), "{s:#?}");
+    assert_eq!(s.data_loss, None, "{s:#?}");
+    assert!(s.notes.iter().any(|n| n.contains("the data-loss bound is unknown")), "{:?}", s.notes);
 }

@@ -195,10 +195,10 @@ fn simulation_text(out: &mut String, s: &Simulation) {
     }
     let hooks = if s.hooks.is_empty() { "none configured".to_string() } else { s.hooks.join(", ") };
     let _ = writeln!(out, "    hooks that would run: {hooks}");
-    let loss = if s.data_loss.is_empty() {
-        "none: the most advanced replica received everything the primary had logged when read".to_string()
-    } else {
-        format!("the GTIDs {} that no replica received", s.data_loss)
+    let loss = match s.data_loss.as_deref() {
+        None => "unknown: pivot has no reading of the primary's binary log".to_string(),
+        Some("") => "none: the most advanced replica received everything the primary had logged when read".to_string(),
+        Some(gtids) => format!("the GTIDs {gtids} that no replica received"),
     };
     let _ = writeln!(out, "    data-loss bound: {loss}");
     for n in &s.notes {

@@ -118,6 +118,17 @@ async fn check_simulate_names_what_would_fail_and_errant_fix_works_on_mariadb() 
         (!c.iter().any(|c| c == "PVT-E009" || c == "PVT-E003")).then_some(()).ok_or(format!("{c:?} {err}"))
     })
     .await;
+
+    // Hole: the primary already dead when check runs (never read): the
+    // data-loss bound said "none" next to a note saying it was unknown.
+    let mut sb = sb;
+    sb.kill("node1").unwrap();
+    let (code, report, err) = check(&good, &["--simulate"]);
+    assert_eq!(code, Some(0), "a replica would be promoted: {report:#} {err}");
+    assert!(report["simulation"]["data_loss"].is_null(), "unknown, not none: {report:#}");
+    let out = run_pivot(&["check", "--simulate", "--config", good.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("data-loss bound: unknown") && !text.contains("data-loss bound: none"), "{text}");
 }
 
 /// Every (domain, server_id) -> last seq_no of `@@gtid_binlog_state` of `node`.
