@@ -82,6 +82,12 @@ pub struct Simulation {
     /// Not empty: the failover would not promote anyone either.
     #[serde(default)]
     pub blockers: Vec<Finding>,
+    /// Why the daemon would not start this failover by itself (automatic
+    /// recovery off, blocked after a recent recovery, a recovery running),
+    /// as the shell read them. Not empty: nobody would be promoted
+    /// unless an operator acts.
+    #[serde(default)]
+    pub not_automatic: Vec<String>,
 }
 
 /// Hooks whose failure aborts a failover (the others are only reported).
@@ -108,9 +114,15 @@ impl Simulation {
         self
     }
 
-    /// Whether a replica would be promoted for real.
+    /// Why the daemon would not start it by itself (see [`Simulation::not_automatic`]).
+    pub fn with_not_automatic(mut self, reasons: Vec<String>) -> Simulation {
+        self.not_automatic = reasons;
+        self
+    }
+
+    /// Whether a replica would be promoted for real, without an operator.
     pub fn would_promote(&self) -> bool {
-        self.winner.is_some() && self.blockers.is_empty()
+        self.winner.is_some() && self.blockers.is_empty() && self.not_automatic.is_empty()
     }
 }
 
@@ -180,6 +192,7 @@ pub fn simulate(
         data_loss,
         notes,
         blockers: Vec::new(),
+        not_automatic: Vec::new(),
     }
 }
 

@@ -372,6 +372,8 @@ fn simulation_lists_the_findings_that_would_make_the_real_failover_fail() {
     let clean_case = clean();
     let ok = sim(&clean_case, FailureMode::Dead).with_blockers(&run(&clean_case));
     assert!(ok.blockers.is_empty() && ok.would_promote(), "{ok:#?}");
+    let off = ok.with_not_automatic(vec!["automatic = false".into()]);
+    assert!(!off.would_promote(), "an operator must act: {off:#?}");
 }
 
 /// Found by a hostile review: PVT-E009's MariaDB fix said to add the errant

@@ -4,8 +4,9 @@
 //!
 //! Exit codes: 0 nothing found or warnings only (for `--simulate`: a
 //! replica would be promoted); 3 at least one error finding (for
-//! `--simulate`: no replica would be promoted, or a step or hook would fail
-//! for real: `blockers`); 1 could not check (bad configuration, no instance
+//! `--simulate`: no replica would be promoted, or not without an operator:
+//! a step or hook would fail for real (`blockers`), or automatic recovery is
+//! off, blocked or busy (`not_automatic`)); 1 could not check (bad configuration, no instance
 //! answers, wrong credentials everywhere).
 
 use super::check_gather::{gather, Gathered};
@@ -87,7 +88,9 @@ pub async fn run(
                 // Every step is simulated as ended well: the findings say
                 // which would fail for real (a missing privilege, a hook).
                 let found = findings(&g, &failover, c.detection.confirm_window_ms);
-                let sim = check::simulate(&g.view, &primary, &failover, mode.into(), now).with_blockers(&found);
+                let sim = check::simulate(&g.view, &primary, &failover, mode.into(), now)
+                    .with_blockers(&found)
+                    .with_not_automatic(g.not_automatic.clone());
                 report.simulation = Some(sim);
             }
             None => report.findings = Some(findings(&g, &failover, c.detection.confirm_window_ms)),
@@ -177,6 +180,9 @@ fn simulation_text(out: &mut String, s: &Simulation) {
         None => {
             let _ = writeln!(out, "    would promote nobody");
         }
+    }
+    for why in &s.not_automatic {
+        let _ = writeln!(out, "    but pivot would not start it by itself: {why}");
     }
     let _ = writeln!(out, "    outcome: {}", s.summary);
     if !s.replicas.is_empty() {

@@ -221,4 +221,17 @@ async fn heartbeat_never_makes_an_errant_gtid_across_switchover_and_kill_9() {
     })
     .await;
     assert_eq!(rig.writable_nodes().await, vec![new.clone()]);
+
+    // Hole: right after that failover the daemon is blocked (block_period)
+    // and would not fail over again by itself, yet `check --simulate` said
+    // "would promote" and exited 0. Now it says why not, and exits 3.
+    let (code, report, err) = check(&rig.config, &["--simulate"]);
+    let why = report["simulation"]["not_automatic"].to_string();
+    assert_eq!(code, Some(3), "{report:#} {err}");
+    assert!(why.contains("blocked until") && why.contains("pivot ack"), "{report:#}");
+    let out = cli(&rig, &["ack", "--cluster", "sandbox"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, report, err) = check(&rig.config, &["--simulate"]);
+    assert_eq!(code, Some(0), "acknowledged: {report:#} {err}");
+    assert_eq!(report["simulation"]["not_automatic"], serde_json::json!([]), "{report:#}");
 }
