@@ -235,3 +235,133 @@ async fn heartbeat_never_makes_an_errant_gtid_across_switchover_and_kill_9() {
     assert_eq!(code, Some(0), "acknowledged: {report:#} {err}");
     assert_eq!(report["simulation"]["not_automatic"], serde_json::json!([]), "{report:#}");
 }
+
+/// Stop then start node2's replication `cycles` times, each state seen by
+/// the daemon (its API) before the next.
+async fn flap(rig: &Rig, cycles: usize) {
+    let n2 = rig.key("node2");
+    for _ in 0..cycles {
+        for (sql, io) in [("STOP SLAVE", "stopped"), ("START SLAVE", "running")] {
+            exec(&rig.sb, "node2", &[sql]).await;
+            eventually(WAIT, &format!("node2's IO thread {io} in the API"), || async {
+                let c = api_cluster(rig.addr).await?;
+                let i = instance(&c, &n2).ok_or("no node2")?;
+                let got = i["state"]["replication"]["io_thread"].as_str().unwrap_or_default().to_string();
+                (got == io).then_some(()).ok_or(got)
+            })
+            .await;
+        }
+    }
+}
+
+/// Alert lines about `key` in the state file (`pivot history --json`).
+fn alert_events(rig: &Rig, key: &str) -> Vec<String> {
+    let out = cli(rig, &["history", "--json", "--limit", "1000"]);
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("alert") && e.to_string().contains(key))
+        .map(|e| e.to_string())
+        .collect()
+}
+
+const SECRET: &str = "hooks/T9/B9/s3cr3t-in-the-path?token=s3cr3t-in-the-query";
+
+/// Held: replication flapping (STOP/START SLAVE, 8 times, each state seen
+/// by pivot) within `alert_interval` raises the problem and its resolve
+/// per kind once: no storm, in the state file or at the alert hook. Then,
+/// with no rate limit (`alert_interval = "0s"`), a webhook that accepts and
+/// never answers, and a queue of 2: the burst is dropped oldest first and
+/// counted, pivot keeps answering, and the URL's secret path and query
+/// appear nowhere: log, `/metrics`, API, `pivot status`, `pivot history`.
+#[tokio::test(flavor = "multi_thread")]
+async fn flapping_replication_is_rate_limited_and_a_burst_to_a_hung_webhook_is_bounded() {
+    let mut rig = Rig::start(3, false, |sb| {
+        let calls = sb.dir.join("alert-calls.txt");
+        let hook = script(
+            sb,
+            "alert-count.sh",
+            &format!("echo \"$PIVOT_ALERT_INSTANCE $PIVOT_ALERT_KIND $PIVOT_ALERT_STATUS\" >> {}", calls.display()),
+        );
+        format!("alert_interval = \"30s\"\n[cluster.hooks]\nalert = [\"{}\"]\n", hook.display())
+    })
+    .await;
+    let n2 = rig.key("node2");
+    flap(&rig, 8).await;
+    let calls = rig.sb.dir.join("alert-calls.txt");
+    // The resolves of the first problems went out; wait for them, then count.
+    let hook_lines = eventually(WAIT, "the first problems and their resolves at the hook", || async {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        let mine: Vec<String> = text.lines().filter(|l| l.starts_with(n2.as_str())).map(String::from).collect();
+        (mine.iter().filter(|l| l.ends_with("resolved")).count() >= 2).then(|| mine.clone()).ok_or(format!("{mine:?}"))
+    })
+    .await;
+    assert!(hook_lines.len() <= 4, "an alert storm at the hook: {hook_lines:#?}");
+    let events = alert_events(&rig, &n2);
+    assert!(events.len() <= 4, "an alert storm in the state file: {events:#?}");
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+
+    // No rate limit, a hung webhook, a queue of 2.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn); // never answered
+        }
+    });
+    let url_file = rig.sb.dir.join("webhook.url");
+    std::fs::write(&url_file, format!("http://{hook_addr}/{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&url_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text =
+        std::fs::read_to_string(&rig.config).unwrap().replace("alert_interval = \"30s\"", "alert_interval = \"0s\"");
+    let (head, rest) = text.split_once("\n[[cluster]]").unwrap();
+    let text = format!(
+        "{head}\n[pivot.webhook]\nurl_file = \"{}\"\ntimeout = \"5s\"\nretries = 0\nqueue = 2\n\n[[cluster]]{rest}",
+        url_file.display()
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    rig.pivot.kill();
+    restart_daemon(&mut rig);
+    rig.wait_healthy_with_primary(&rig.key("node1")).await;
+    flap(&rig, 6).await;
+    let dropped = eventually(WAIT, "alerts dropped from the full queue, counted", || async {
+        let (_, m) = pivot_drill::http_get(rig.addr, "/metrics").await?;
+        let n: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("pivot_webhook_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no counter".to_string())?;
+        (n > 0).then_some(n).ok_or(format!("{n}"))
+    })
+    .await;
+    // One sender: one connection waits, the rest queue (2) or are dropped.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "dropped {dropped}");
+    let c = api_cluster(rig.addr).await.unwrap();
+    assert_eq!(c["primary"], rig.key("node1"), "pivot keeps working: {c}");
+    let (_, metrics) = pivot_drill::http_get(rig.addr, "/metrics").await.unwrap();
+    let status = cli(&rig, &["status", "--json"]);
+    let history = cli(&rig, &["history", "--json", "--limit", "1000"]);
+    let check = cli(&rig, &["check", "--json"]);
+    let surfaces = [
+        ("log", rig.pivot.log_text()),
+        ("metrics", metrics),
+        ("API", c.to_string()),
+        ("status", out_text(&status)),
+        ("history", out_text(&history)),
+        ("check", out_text(&check)),
+    ];
+    for (what, text) in surfaces {
+        assert!(!text.contains("s3cr3t"), "the webhook's secret in the {what}: {text}");
+    }
+    server.abort();
+}
+
+fn out_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
