@@ -365,3 +365,44 @@ async fn flapping_replication_is_rate_limited_and_a_burst_to_a_hung_webhook_is_b
 fn out_text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+/// Held: a lock held on the primary (`FLUSH TABLES WITH READ LOCK` for a
+/// backup) makes each heartbeat write wait; pivot abandons it after the
+/// probe timeout and closes its connection, and MariaDB ends a lock wait
+/// whose client left: no session piles up per attempt, probing goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_on_the_primary_does_not_pile_up_heartbeat_sessions() {
+    let hb = "[cluster.heartbeat]\nenabled = true\ninterval = \"100ms\"\n";
+    let rig = Rig::start(3, false, |_| hb.to_string()).await;
+    let (n1, n2) = (rig.key("node1"), rig.key("node2"));
+    eventually(WAIT, "heartbeat lag on node2", || async {
+        let c = api_cluster(rig.addr).await?;
+        let lag = instance(&c, &n2).ok_or("no node2")?["lag"].clone();
+        lag["heartbeat_lag"].as_f64().map(|_| ()).ok_or(format!("{lag}"))
+    })
+    .await;
+    let mut locker = rig.sb.admin("node1").await.unwrap();
+    locker.exec(&pivot_dialect::Sql::plain("FLUSH TABLES WITH READ LOCK")).await.unwrap();
+    let observed = |c: &Value| instance(c, &n1).and_then(|i| i["observed_at"].as_u64()).unwrap_or(0);
+    let since = observed(&api_cluster(rig.addr).await.unwrap());
+    let mut admin = rig.sb.admin("node1").await.unwrap();
+    let waiting = pivot_dialect::Sql::plain(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'pivot' AND INFO LIKE 'INSERT INTO `pivot`%'",
+    );
+    let mut most = 0u32;
+    // Eight seconds of the primary's readings under the lock: the writer
+    // tried about six times meanwhile (1 s timeout, doubling waits).
+    eventually(WAIT, "the primary probed for 8 s under the lock", || async {
+        let c = api_cluster(rig.addr).await?;
+        (observed(&c) >= since + 8_000).then_some(()).ok_or(format!("{}", observed(&c)))
+    })
+    .await;
+    for _ in 0..3 {
+        let rows = admin.rows(&waiting).await.unwrap();
+        most = most.max(rows[0]["n"].as_deref().unwrap().parse().unwrap());
+    }
+    locker.exec(&pivot_dialect::Sql::plain("UNLOCK TABLES")).await.unwrap();
+    assert!(most <= 1, "{most} heartbeat writes wait on the server under the lock");
+    let c = api_cluster(rig.addr).await.unwrap();
+    assert_eq!(c["primary"], n1.as_str(), "{c}");
+}
