@@ -54,6 +54,12 @@ impl HeartbeatTable {
     pub fn grant(&self, user: &str) -> String {
         format!("GRANT SELECT, INSERT, UPDATE, CREATE ON `{}`.* TO '{user}'@'%'", self.schema)
     }
+
+    /// Which privileges of [`HeartbeatTable::grant`] the account lacks, from
+    /// the rows of `SHOW GRANTS` ([`Dialect::grants_query`]).
+    pub fn missing_grants(&self, grants: &[TextRow]) -> Vec<&'static str> {
+        crate::privileges::schema_missing(grants, &self.schema, &["SELECT", "INSERT", "UPDATE", "CREATE"])
+    }
 }
 
 /// Microseconds since the epoch, UTC, computed by the server.

@@ -107,4 +107,9 @@ pub const CODES: &[CodeInfo] = &[
         "a replica lags more than failover.max_candidate_lag, or is delayed: it would not be promoted",
         "find why it lags (load, long transactions, single-threaded apply); list a delayed replica in failover.never_promote",
     ),
+    w(
+        "PVT-W012",
+        "[cluster.heartbeat] is on but pivot's account lacks the heartbeat grant: no heartbeat lag",
+        "GRANT SELECT, INSERT, UPDATE, CREATE ON the heartbeat schema (pivot.* by default) TO pivot's account",
+    ),
 ];

@@ -63,6 +63,7 @@ fn clean() -> Case {
                 variables: good.clone(),
                 privileges: PrivilegeFact::Complete,
                 clock: Some(ClockReading { offset_ms: 3, uncertainty_ms: 2 }),
+                heartbeat_grant: None,
             };
             (key(k), e)
         })
@@ -237,6 +238,15 @@ fn rows() -> Vec<(&'static str, Plant, Vec<&'static str>, Vec<&'static str>)> {
         ),
         ("a replica lagging", |c| c.repl("c:1").seconds_behind = Some(100), vec!["PVT-W011"], vec!["c:1"]),
         ("a delayed replica", |c| c.repl("c:1").sql_delay_s = 3600, vec!["PVT-W011"], vec!["c:1"]),
+        (
+            "heartbeat on without its grant",
+            |c| {
+                let grant = "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%'".to_string();
+                c.extra.get_mut(&key("a:1")).unwrap().heartbeat_grant = Some(("INSERT, CREATE".into(), grant));
+            },
+            vec!["PVT-W012"],
+            vec!["a:1"],
+        ),
         (
             "clock 5 s ahead",
             |c| {

@@ -52,8 +52,10 @@ pub async fn gather(config: &Config, c: &ClusterConfig) -> anyhow::Result<Gather
     let mut reads = tokio::task::JoinSet::new();
     for (key, _) in view.records.iter().filter(|(_, r)| r.reachable()) {
         let (key, creds, timeout) = (key.clone(), c.credentials.clone(), c.probe_timeout);
+        let heartbeat = c.heartbeat.as_ref().map(|h| h.table.clone());
         reads.spawn(async move {
-            let r = pivot_server::read_check_extra(&key, &creds, timeout, crate::clock::wall_ms).await;
+            let wall = crate::clock::wall_ms;
+            let r = pivot_server::read_check_extra(&key, &creds, timeout, wall, heartbeat.as_ref()).await;
             (key, r)
         });
     }

@@ -406,3 +406,27 @@ async fn a_lock_on_the_primary_does_not_pile_up_heartbeat_sessions() {
     let c = api_cluster(rig.addr).await.unwrap();
     assert_eq!(c["primary"], n1.as_str(), "{c}");
 }
+
+/// Hole: with `[cluster.heartbeat]` on and pivot's account lacking its
+/// grant, `pivot check` (which lists pivot's privileges) found nothing;
+/// only `pivot run` said it, in one alert, once running. Now PVT-W012.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_finds_a_missing_heartbeat_grant() {
+    let sb = TestSandbox::up(2, false).await;
+    let pivot_pw = std::fs::read_to_string(sb.dir.join("secrets/pivot.password")).unwrap().trim().to_string();
+    let config = config_for(&sb, "pivot", &pivot_pw);
+    let text = std::fs::read_to_string(&config).unwrap() + "\n[cluster.heartbeat]\nenabled = true\n";
+    std::fs::write(&config, text).unwrap();
+    let w012 = |report: &Value| codes(report, "findings").iter().filter(|c| *c == "PVT-W012").count();
+    let (_, report, err) = check(&config, &[]);
+    assert_eq!(w012(&report), 0, "the sandbox's account has the grant: {report:#} {err}");
+    exec(&sb, "node1", &["REVOKE INSERT, CREATE ON `pivot`.* FROM 'pivot'@'%'"]).await;
+    let report = eventually(WAIT, "PVT-W012 on both instances", || async {
+        let (_, report, err) = check(&config, &[]);
+        (w012(&report) == 2).then(|| report.clone()).ok_or(format!("{report:#} {err}"))
+    })
+    .await;
+    let f = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "PVT-W012").unwrap();
+    assert!(f["text"].as_str().unwrap().contains("lacks INSERT, CREATE"), "{f:#}");
+    assert_eq!(f["fix"], "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%'", "{f:#}");
+}
