@@ -430,3 +430,33 @@ async fn check_finds_a_missing_heartbeat_grant() {
     assert!(f["text"].as_str().unwrap().contains("lacks INSERT, CREATE"), "{f:#}");
     assert_eq!(f["fix"], "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%'", "{f:#}");
 }
+
+/// Held: a primary whose binary log format is STATEMENT (the heartbeat's
+/// no-op on a demoted primary would be logged, an errant GTID): pivot
+/// writes nothing there and says so in one alert; the primary's GTIDs do
+/// not move while the daemon runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_writes_nothing_on_a_statement_format_primary() {
+    let sb = TestSandbox::up(2, false).await;
+    exec(&sb, "node1", &["SET GLOBAL binlog_format = 'STATEMENT'"]).await;
+    let before = one_value(&sb, "node1", "SELECT @@gtid_binlog_pos AS v").await;
+    let hb = "[cluster.heartbeat]\nenabled = true\ninterval = \"100ms\"\n".to_string();
+    let (config, addr) = write_config(&sb, ConfigOptions { extra: hb, ..ConfigOptions::default() });
+    let pivot = start_daemon(&sb, &config);
+    eventually(WAIT, "the alert about the format", || async {
+        pivot.log_text().contains("binlog_format is STATEMENT").then_some(()).ok_or("not yet".to_string())
+    })
+    .await;
+    let n1 = key_of(&sb, "node1");
+    let observed = |c: &Value| instance(c, &n1).and_then(|i| i["observed_at"].as_u64()).unwrap_or(0);
+    let since = observed(&api_cluster(addr).await.unwrap());
+    eventually(WAIT, "three more seconds of readings", || async {
+        let c = api_cluster(addr).await?;
+        (observed(&c) >= since + 3_000).then_some(()).ok_or(format!("{}", observed(&c)))
+    })
+    .await;
+    let after = one_value(&sb, "node1", "SELECT @@gtid_binlog_pos AS v").await;
+    assert_eq!(before, after, "pivot wrote on a STATEMENT-format primary");
+    let log = pivot.log_text();
+    assert_eq!(log.matches("binlog_format is STATEMENT").count(), 1, "one alert: {log}");
+}
