@@ -110,6 +110,6 @@ pub const CODES: &[CodeInfo] = &[
     w(
         "PVT-W012",
         "[cluster.heartbeat] is on but pivot's account lacks the heartbeat grant: no heartbeat lag",
-        "GRANT SELECT, INSERT, UPDATE, CREATE ON the heartbeat schema (pivot.* by default) TO pivot's account",
+        "give pivot's account SELECT, INSERT, UPDATE and CREATE on the heartbeat schema (pivot by default; the finding shows the statement)",
     ),
 ];
