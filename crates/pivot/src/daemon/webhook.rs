@@ -120,7 +120,7 @@ pub fn control_body(format: WebhookFormat, c: &ControlAlert, wall_ms: i64) -> Va
     let time = rfc3339(wall_ms);
     match format {
         WebhookFormat::Slack => {
-            json!({ "text": format!(":rotating_light: pivot [{}] {} at {time}", c.cluster, c.text) })
+            json!({ "text": format!(":rotating_light: pivot [{}] {} at {time}", c.cluster, slack_escape(c.text)) })
         }
         WebhookFormat::Json => json!({
             "cluster": c.cluster,
@@ -143,13 +143,20 @@ pub fn control_body(format: WebhookFormat, c: &ControlAlert, wall_ms: i64) -> Va
     }
 }
 
+/// Slack reads `<...>` in a message's text as a link or a mention
+/// (`<!channel>`, `<@U123>`): an error text quoting a row's value must not
+/// ping anyone. Its three control characters are escaped as Slack asks.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// The POST body of `alert` in `format`.
 pub fn body(format: WebhookFormat, a: &HealthAlert, wall_ms: i64) -> Value {
     let time = rfc3339(wall_ms);
     match format {
         WebhookFormat::Slack => {
             let icon = if a.resolved { ":white_check_mark:" } else { ":rotating_light:" };
-            json!({ "text": format!("{icon} pivot [{}] {} at {time}", a.cluster, a.line()) })
+            json!({ "text": format!("{icon} pivot [{}] {} at {time}", a.cluster, slack_escape(&a.line())) })
         }
         WebhookFormat::Json => json!({
             "cluster": a.cluster,
@@ -282,6 +289,21 @@ mod tests {
         assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["text"], "Slack and Mattermost read `text`");
         let text = s["text"].as_str().unwrap();
         assert!(text.starts_with(":white_check_mark: pivot [main] RESOLVED 10.0.0.2:3306 sql"), "{text}");
+    }
+
+    /// Found by a hostile review: a duplicate-key error quoting a row's
+    /// value `<!channel>` pinged the whole Slack channel.
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        let mut a = alert(false);
+        a.error =
+            Some(ReplicationError { number: 1062, message: "Duplicate entry '<!channel>' for key 'PRIMARY'".into() });
+        let s = body(WebhookFormat::Slack, &a, 1_795_395_723_456);
+        let text = s["text"].as_str().unwrap();
+        assert!(text.contains("'&lt;!channel&gt;'") && !text.contains('<'), "{text}");
+        assert!(text.contains("running -&gt; error"), "{text}");
+        let j = body(WebhookFormat::Json, &a, 1_795_395_723_456);
+        assert!(j["error_text"].as_str().unwrap().contains("<!channel>"), "JSON carries the text as is");
     }
 
     #[test]
