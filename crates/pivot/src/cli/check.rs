@@ -6,8 +6,9 @@
 //! replica would be promoted); 3 at least one error finding (for
 //! `--simulate`: no replica would be promoted, or not without an operator:
 //! a step or hook would fail for real (`blockers`), or automatic recovery is
-//! off, blocked or busy (`not_automatic`)); 1 could not check (bad configuration, no instance
-//! answers, wrong credentials everywhere).
+//! off, blocked or busy (`not_automatic`)); 1 could not check (bad
+//! configuration, no instance answers, wrong credentials everywhere; the
+//! other clusters are still reported).
 
 use super::check_gather::{gather, Gathered};
 use super::out::emit;
@@ -50,6 +51,9 @@ struct ClusterReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     simulation: Option<Simulation>,
     notes: Vec<String>,
+    /// Why this cluster could not be checked (the others still are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub async fn run(
@@ -64,8 +68,24 @@ pub async fn run(
         None => config.clusters.iter().collect(),
     };
     let mut reports = Vec::new();
+    // One cluster that cannot be checked does not hide the others' reports.
+    let could_not = |name: &str, why: String| ClusterReport {
+        cluster: name.to_string(),
+        primary: None,
+        verdict: "could not check".to_string(),
+        findings: None,
+        simulation: None,
+        notes: Vec::new(),
+        error: Some(why),
+    };
     for c in clusters {
-        let g = gather(&config, c).await?;
+        let g = match gather(&config, c).await {
+            Ok(g) => g,
+            Err(e) => {
+                reports.push(could_not(&c.name, format!("{e:#}")));
+                continue;
+            }
+        };
         let failover = crate::recovery::settings(c);
         let mut report = ClusterReport {
             cluster: c.name.clone(),
@@ -74,15 +94,17 @@ pub async fn run(
             findings: None,
             simulation: None,
             notes: g.notes.clone(),
+            error: None,
         };
         match simulate {
             Some(mode) => {
                 let Some(primary) = g.analysis.primary.clone() else {
-                    anyhow::bail!(
+                    let why = format!(
                         "could not simulate a failover of cluster `{}`: no primary identified ({})",
-                        c.name,
-                        g.analysis.signal
+                        c.name, g.analysis.signal
                     );
+                    reports.push(could_not(&c.name, why));
+                    continue;
                 };
                 let now = crate::clock::now();
                 // Every step is simulated as ended well: the findings say
@@ -100,7 +122,14 @@ pub async fn run(
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({ "clusters": reports }))?))?;
     } else {
-        emit(&reports.iter().map(text).collect::<String>())?;
+        emit(&reports.iter().filter(|r| r.error.is_none()).map(text).collect::<String>())?;
+    }
+    let failed: Vec<&String> = reports.iter().filter_map(|r| r.error.as_ref()).collect();
+    if !failed.is_empty() {
+        for why in failed {
+            eprintln!("error: {why}");
+        }
+        return Ok(ExitCode::from(super::EXIT_FAILURE));
     }
     let attention = reports.iter().any(|r| {
         r.findings.as_ref().is_some_and(|f| f.iter().any(|f| f.severity == Severity::Error))

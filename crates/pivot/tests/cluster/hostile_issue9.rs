@@ -429,6 +429,25 @@ async fn check_finds_a_missing_heartbeat_grant() {
     let f = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "PVT-W012").unwrap();
     assert!(f["text"].as_str().unwrap().contains("lacks INSERT, CREATE"), "{f:#}");
     assert_eq!(f["fix"], "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO 'pivot'@'%'", "{f:#}");
+
+    // Hole: one cluster that could not be checked (every instance down)
+    // hid the report of every other cluster: nothing on stdout, exit 1.
+    let port = free_port();
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[cluster]]\nname = \"gone\"\nseeds = [\"127.0.0.1:{port}\"]\n[cluster.credentials]\nuser = \"pivot\"\npassword = \"x\"\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let out = run_pivot(&["check", "--json", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a report on stdout");
+    let sandbox = &v["clusters"][0];
+    assert_eq!(sandbox["cluster"], "sandbox", "{v:#}");
+    assert!(sandbox["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["code"] == "PVT-W012")), "{v:#}");
+    assert_eq!(v["clusters"][1]["cluster"], "gone", "{v:#}");
+    assert!(v["clusters"][1]["error"].as_str().unwrap().contains("no instance answers"), "{v:#}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not check cluster `gone`"), "{err}");
 }
 
 /// Held: a primary whose binary log format is STATEMENT (the heartbeat's
