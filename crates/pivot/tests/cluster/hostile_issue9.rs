@@ -548,3 +548,41 @@ async fn a_dead_primary_pivot_will_not_fail_over_reaches_the_webhook() {
     assert!(b.iter().any(|b| b["kind"] == "reachability" && b["instance"] == old.as_str()), "{b:#?}");
     server.abort();
 }
+
+/// Hole: the heartbeat read took the first 64 rows by server_id; rows of
+/// former primaries are never deleted, so once 64 of them had smaller
+/// server_ids than the current primary's (years of host replacements and
+/// failovers), its row was never read: heartbeat lag silently gone for
+/// good. Now the newest rows are read first.
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_lag_survives_many_former_primaries_rows() {
+    let sb = TestSandbox::up(2, false).await;
+    exec(&sb, "node1", &["SET GLOBAL server_id = 1000"]).await;
+    let hb = "[cluster.heartbeat]\nenabled = true\ninterval = \"200ms\"\n".to_string();
+    let (config, addr) = write_config(&sb, ConfigOptions { extra: hb, ..ConfigOptions::default() });
+    let _pivot = start_daemon(&sb, &config);
+    let n2 = key_of(&sb, "node2");
+    let measured = |c: &Value| -> Result<u64, String> {
+        let i = instance(c, &n2).ok_or("no node2")?;
+        i["lag"]["heartbeat_lag"].as_f64().ok_or(format!("{}", i["lag"]))?;
+        Ok(i["observed_at"].as_u64().unwrap_or(0))
+    };
+    eventually(WAIT, "heartbeat lag on node2", || async { measured(&api_cluster(addr).await?) }).await;
+    // 64 rows of former primaries (old timestamps), replicated.
+    let values: Vec<String> = (100..164).map(|id| format!("({id}, '2020-01-01 00:00:00')")).collect();
+    let insert = format!("INSERT INTO pivot.heartbeat (server_id, ts) VALUES {}", values.join(", "));
+    exec(&sb, "node1", &[&insert]).await;
+    eventually(WAIT, "the 65 rows on node2", || async {
+        let n = one_value(&sb, "node2", "SELECT COUNT(*) AS v FROM pivot.heartbeat").await;
+        (n == "65").then_some(()).ok_or(n)
+    })
+    .await;
+    let c = api_cluster(addr).await.unwrap();
+    let then = instance(&c, &n2).and_then(|i| i["observed_at"].as_u64()).unwrap_or(0);
+    eventually(WAIT, "heartbeat lag on node2 read with the 65 rows", || async {
+        let c = api_cluster(addr).await?;
+        let at = measured(&c)?;
+        (at > then + 500).then_some(()).ok_or(format!("observed at {at}"))
+    })
+    .await;
+}
