@@ -58,7 +58,8 @@ async fn webhook_server() -> anyhow::Result<(SocketAddr, Received, tokio::task::
 /// The first webhook body after `since` that contains every one of `parts`.
 async fn wait_for(got: &Received, since: Instant, parts: &[&str]) -> anyhow::Result<Instant> {
     for _ in 0..3000 {
-        let hit = got.lock().unwrap().iter().find(|(t, b)| *t >= since && parts.iter().all(|p| b.contains(p))).map(|x| x.0);
+        let hit =
+            got.lock().unwrap().iter().find(|(t, b)| *t >= since && parts.iter().all(|p| b.contains(p))).map(|x| x.0);
         if let Some(t) = hit {
             return Ok(t);
         }
@@ -111,7 +112,8 @@ pub async fn run(trials: usize) -> anyhow::Result<()> {
     for _ in 0..trials {
         for (args, into) in [(&["check"][..], &mut check), (&["check", "--simulate", "dead"][..], &mut simulate)] {
             let t = Instant::now();
-            let out = std::process::Command::new(&pivot_bin).args(args).arg("--config").arg(sb.config_path()).output()?;
+            let out =
+                std::process::Command::new(&pivot_bin).args(args).arg("--config").arg(sb.config_path()).output()?;
             into.push(t.elapsed());
             anyhow::ensure!(out.status.code() != Some(1), "pivot {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }

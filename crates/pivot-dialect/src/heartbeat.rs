@@ -15,7 +15,9 @@ use crate::sql::Sql;
 use pivot_core::observation::{HeartbeatReading, HeartbeatRow};
 use pivot_core::Millis;
 
-/// At most this many rows are read (one per primary that ever wrote).
+/// At most this many rows are read (one per primary that ever wrote), the
+/// newest first: rows of former primaries are never deleted, and the
+/// current primary's is the one written last.
 const MAX_ROWS: u32 = 64;
 
 /// Where the heartbeat lives: `schema`.`table`, both plain identifiers.
@@ -53,6 +55,12 @@ impl HeartbeatTable {
     /// The grant pivot's account needs, for messages and the README.
     pub fn grant(&self, user: &str) -> String {
         format!("GRANT SELECT, INSERT, UPDATE, CREATE ON `{}`.* TO '{user}'@'%'", self.schema)
+    }
+
+    /// Which privileges of [`HeartbeatTable::grant`] the account lacks, from
+    /// the rows of `SHOW GRANTS` ([`Dialect::grants_query`]).
+    pub fn missing_grants(&self, grants: &[TextRow]) -> Vec<&'static str> {
+        crate::privileges::schema_missing(grants, &self.schema, &["SELECT", "INSERT", "UPDATE", "CREATE"])
     }
 }
 
@@ -104,7 +112,7 @@ impl Dialect {
     /// The rows and the server's clock in one statement (one moment).
     pub fn heartbeat_read(&self, t: &HeartbeatTable) -> Sql {
         Sql::plain(format!(
-            "SELECT server_id, {} AS ts_us, {} AS server_now_us FROM {} ORDER BY server_id LIMIT {MAX_ROWS}",
+            "SELECT server_id, {} AS ts_us, {} AS server_now_us FROM {} ORDER BY ts DESC LIMIT {MAX_ROWS}",
             epoch_us("ts"),
             epoch_us("UTC_TIMESTAMP(6)"),
             t.full()

@@ -211,6 +211,27 @@ fn is_global(on: &str) -> bool {
     on.replace('`', "") == "*.*"
 }
 
+/// Which of `needed` the current account lacks on every table of `schema`,
+/// from the rows of `SHOW GRANTS`: held globally (`*.*`) or on `schema.*`
+/// (one line or several). Roles and wildcard schema names are not followed:
+/// held through them, a privilege is reported missing.
+pub(crate) fn schema_missing(rows: &[TextRow], schema: &str, needed: &[&'static str]) -> Vec<&'static str> {
+    let mut held = BTreeSet::new();
+    for row in rows {
+        let Some(line) = row.values().next().cloned().flatten() else { continue };
+        if let GrantLine::Privileges { privileges, on, .. } = parse_line(&line) {
+            let on = on.replace('`', "");
+            if is_global(&on) || on == format!("{schema}.*") {
+                held.extend(privileges.iter().map(|p| normalize(p)));
+            }
+        }
+    }
+    if held.contains("ALL PRIVILEGES") {
+        return Vec::new();
+    }
+    needed.iter().copied().filter(|n| !held.contains(&normalize(n))).collect()
+}
+
 /// Compare `needs` with the rows of `SHOW GRANTS` for the current account.
 /// `roles_expanded`: the server lists the privileges of active roles (MariaDB).
 pub(crate) fn check(needs: &[PrivilegeNeed], rows: &[TextRow], roles_expanded: bool) -> PrivilegeReport {
@@ -278,6 +299,36 @@ pub(crate) fn check(needs: &[PrivilegeNeed], rows: &[TextRow], roles_expanded: b
         (Vec::new(), granted_roles)
     };
     PrivilegeReport { account, missing, inactive_roles, unexpanded_roles }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    fn grants(lines: &[&str]) -> Vec<TextRow> {
+        lines.iter().map(|l| TextRow::from([("Grants for pivot@%".to_string(), Some(l.to_string()))])).collect()
+    }
+
+    #[test]
+    fn heartbeat_schema_grants() {
+        let need = ["SELECT", "INSERT", "UPDATE", "CREATE"];
+        let base = "GRANT RELOAD, PROCESS ON *.* TO `pivot`@`%`";
+        let rows = [
+            (vec![base, "GRANT SELECT, INSERT, UPDATE, CREATE ON `pivot`.* TO `pivot`@`%`"], vec![]),
+            (vec![base], need.to_vec()),
+            (vec![base, "GRANT SELECT ON `pivot`.* TO `pivot`@`%`"], vec!["INSERT", "UPDATE", "CREATE"]),
+            (vec![base, "GRANT SELECT, INSERT, UPDATE, CREATE ON `other`.* TO `pivot`@`%`"], need.to_vec()),
+            (vec!["GRANT ALL PRIVILEGES ON *.* TO `pivot`@`%`"], vec![]),
+            (vec![base, "GRANT ALL ON `pivot`.* TO `pivot`@`%`"], vec![]),
+            (
+                vec!["GRANT SELECT, INSERT ON *.* TO `pivot`@`%`", "GRANT UPDATE, CREATE ON pivot.* TO `pivot`@`%`"],
+                vec![],
+            ),
+        ];
+        for (lines, want) in rows {
+            assert_eq!(schema_missing(&grants(&lines), "pivot", &need), want, "{lines:?}");
+        }
+    }
 }
 
 #[cfg(test)]

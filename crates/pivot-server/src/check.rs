@@ -7,14 +7,17 @@ use crate::privileges::missing_privileges;
 use crate::session::Session;
 use pivot_core::check::{ClockReading, InstanceExtra, PrivilegeFact};
 use pivot_core::InstanceKey;
+use pivot_dialect::HeartbeatTable;
 use std::time::Duration;
 
-/// Read `key`'s extra facts; `wall_ms` is pivot's wall clock (unix ms).
+/// Read `key`'s extra facts; `wall_ms` is pivot's wall clock (unix ms);
+/// `heartbeat`: the table when `[cluster.heartbeat]` is on (its grant is checked).
 pub async fn read_check_extra(
     key: &InstanceKey,
     creds: &Credentials,
     timeout: Duration,
     wall_ms: fn() -> i64,
+    heartbeat: Option<&HeartbeatTable>,
 ) -> Result<InstanceExtra, SessionError> {
     let mut s = Session::connect(key, creds, timeout).await?;
     let d = s.dialect.clone();
@@ -25,9 +28,16 @@ pub async fn read_check_extra(
         // SHOW GRANTS for oneself needs no privilege; a failure says nothing.
         Err(_) => PrivilegeFact::Unknown,
     };
+    let heartbeat_grant = match heartbeat {
+        Some(t) => {
+            let missing = t.missing_grants(&s.rows(&d.grants_query()).await?);
+            (!missing.is_empty()).then(|| (missing.join(", "), t.grant(&creds.user)))
+        }
+        None => None,
+    };
     let sent = wall_ms();
     let rows = s.rows(&d.clock_query()).await?;
     let received = wall_ms();
     let clock = d.clock_ms(&rows).map(|server| ClockReading::from_exchange(sent, server, received));
-    Ok(InstanceExtra { variables, privileges, clock })
+    Ok(InstanceExtra { variables, privileges, clock, heartbeat_grant })
 }

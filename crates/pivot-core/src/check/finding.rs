@@ -78,7 +78,7 @@ pub const CODES: &[CodeInfo] = &[
     e("PVT-E006", "log_slave_updates off on a promotable replica", "set log_slave_updates = ON (log_replica_updates on MySQL) in its option file and restart it"),
     e("PVT-E007", "binlog_format is not ROW", "set binlog_format = ROW (SET GLOBAL, and in the option file)"),
     e("PVT-E008", "a replica is writable", "set read_only = ON on it (SET GLOBAL, and in its option file; super_read_only too on MySQL)"),
-    e("PVT-E009", "errant GTIDs: a replica has transactions the primary never had", "inspect them; if not needed, add them to the primary as empty transactions (gtid_slave_pos/gtid_next injection) or rebuild the replica"),
+    e("PVT-E009", "errant GTIDs: a replica has transactions the primary never had", "inspect them; if not needed: MySQL, add them to the primary as empty transactions (gtid_next injection); MariaDB (no empty transaction is logged), RESET MASTER on the replica; or rebuild the replica"),
     e("PVT-E010", "replication filters differ between replicas", "use the same replicate_* filters on every replica (or none)"),
     e("PVT-E011", "semi-sync primary side enabled on a replica", "set rpl_semi_sync_master_enabled (MySQL: rpl_semi_sync_source_enabled) = OFF on the replica; pivot enables it on a new primary"),
     e("PVT-E012", "a replica's slave_net_timeout is not above its heartbeat period: it reconnects while the primary is idle", "make MASTER_HEARTBEAT_PERIOD (CHANGE MASTER) well below slave_net_timeout, e.g. 0.5 s and 2 s or more"),
@@ -106,5 +106,10 @@ pub const CODES: &[CodeInfo] = &[
         "PVT-W011",
         "a replica lags more than failover.max_candidate_lag, or is delayed: it would not be promoted",
         "find why it lags (load, long transactions, single-threaded apply); list a delayed replica in failover.never_promote",
+    ),
+    w(
+        "PVT-W012",
+        "[cluster.heartbeat] is on but pivot's account lacks the heartbeat grant: no heartbeat lag",
+        "give pivot's account SELECT, INSERT, UPDATE and CREATE on the heartbeat schema (pivot by default; the finding shows the statement)",
     ),
 ];

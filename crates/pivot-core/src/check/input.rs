@@ -15,6 +15,9 @@ pub struct InstanceExtra {
     pub variables: BTreeMap<String, String>,
     pub privileges: PrivilegeFact,
     pub clock: Option<ClockReading>,
+    /// `[cluster.heartbeat]` on and the account lacks its grant: the missing
+    /// privileges and the `GRANT` to run.
+    pub heartbeat_grant: Option<(String, String)>,
 }
 
 /// What `SHOW GRANTS` said of pivot's account.

@@ -3,6 +3,7 @@
 //! nothing. The same [`RecoveryMachine`] the daemon drives is driven here
 //! with every step reported as ended well.
 
+use super::finding::Finding;
 use crate::candidate::Choice;
 use crate::control::{Command, Ended, FailoverRequest, FailoverSettings, RecoveryMachine, StepEnd};
 use crate::instance::InstanceKey;
@@ -72,9 +73,57 @@ pub struct Simulation {
     /// The hook points that would run, in order.
     pub hooks: Vec<String>,
     /// GTIDs the primary had (as last read) that no surviving replica
-    /// received: lost by the failover. Empty: none.
-    pub data_loss: String,
+    /// received: lost by the failover. Empty: none. `None`: unknown (pivot
+    /// has no reading of the primary, or no replica was chosen).
+    pub data_loss: Option<String>,
     pub notes: Vec<String>,
+    /// Findings that would make the real failover fail where the dry run
+    /// reports every step as ended well (see [`Simulation::with_blockers`]).
+    /// Not empty: the failover would not promote anyone either.
+    #[serde(default)]
+    pub blockers: Vec<Finding>,
+    /// Why the daemon would not start this failover by itself (automatic
+    /// recovery off, blocked after a recent recovery, a recovery running),
+    /// as the shell read them. Not empty: nobody would be promoted
+    /// unless an operator acts.
+    #[serde(default)]
+    pub not_automatic: Vec<String>,
+}
+
+/// Hooks whose failure aborts a failover (the others are only reported).
+const VETO_HOOKS: [&str; 3] = ["pre_failover", "fence", "mha_master_ip_failover"];
+
+impl Simulation {
+    /// The dry run reports every step as ended well; the live findings say
+    /// whether a step would fail: pivot's account lacking a privilege on an
+    /// instance the plan acts on (`PVT-E013`: the candidate is promoted and
+    /// every replica is stopped and repointed), or a hook that aborts the
+    /// failover when it cannot run (`PVT-E014`).
+    pub fn with_blockers(mut self, findings: &[Finding]) -> Simulation {
+        let acted_on = |f: &Finding| {
+            f.instances.iter().any(|k| *k != self.failed_primary && self.replicas.iter().any(|r| r.instance == *k))
+        };
+        let vetoing = |f: &Finding| {
+            VETO_HOOKS.iter().any(|h| self.hooks.iter().any(|r| r == h) && f.text.starts_with(&format!("hook {h} (")))
+        };
+        self.blockers = findings
+            .iter()
+            .filter(|f| (f.code == "PVT-E013" && acted_on(f)) || (f.code == "PVT-E014" && vetoing(f)))
+            .cloned()
+            .collect();
+        self
+    }
+
+    /// Why the daemon would not start it by itself (see [`Simulation::not_automatic`]).
+    pub fn with_not_automatic(mut self, reasons: Vec<String>) -> Simulation {
+        self.not_automatic = reasons;
+        self
+    }
+
+    /// Whether a replica would be promoted for real, without an operator.
+    pub fn would_promote(&self) -> bool {
+        self.winner.is_some() && self.blockers.is_empty() && self.not_automatic.is_empty()
+    }
 }
 
 /// Dry-run a failover of `primary` failing as `mode` at `now`.
@@ -114,9 +163,10 @@ pub fn simulate(
     let choice = machine.doc().choice.clone();
     let winner = machine.promoted().then(|| machine.candidate().cloned()).flatten();
     let primary_state = view.get(primary).and_then(|r| r.last_state());
+    // Unknown without a reading of the primary: never "none".
     let data_loss = match (&choice, primary_state) {
-        (Some(c), Some(p)) => p.gtid.executed.subtract(&c.target).to_string(),
-        _ => String::new(),
+        (Some(c), Some(p)) => Some(p.gtid.executed.subtract(&c.target).to_string()),
+        _ => None,
     };
     let hooks = ran
         .iter()
@@ -131,7 +181,19 @@ pub fn simulate(
     if primary_state.is_none() {
         notes.push(format!("pivot has no reading of {primary}: the data-loss bound is unknown"));
     }
-    Simulation { mode, failed_primary: primary.clone(), winner, summary, replicas, steps, hooks, data_loss, notes }
+    Simulation {
+        mode,
+        failed_primary: primary.clone(),
+        winner,
+        summary,
+        replicas,
+        steps,
+        hooks,
+        data_loss,
+        notes,
+        blockers: Vec::new(),
+        not_automatic: Vec::new(),
+    }
 }
 
 /// Why the winner wins and each other replica does not.

@@ -511,3 +511,28 @@ fn a_resume_that_cannot_take_the_recovery_over_is_not_retried_in_a_hot_loop() {
     rig.ev(Event::Tick);
     assert_eq!(resumes(&rig.store(view)), 1, "tried again after a pause");
 }
+
+/// Found by a hostile review: an alert whose reason does not depend on the
+/// gate (replicas that do not replicate, a read-only primary, ...) was
+/// raised again, word for word, each time the gate's state moved (a block
+/// set after a failover, then its recovery id): three identical alerts
+/// after a failover, in the log, the state file, the alert hook and the
+/// webhook.
+#[test]
+fn an_alert_that_does_not_depend_on_the_gate_is_not_raised_again_when_the_gate_moves() {
+    let mut rig = Rig::new(true);
+    rig.advance(100);
+    let r = |id| state(id, "0-1-10").replica_of(P, "0-1-10").sql_stopped();
+    let mut cmds = rig.ev(Event::Observed(up(R1, rig.now, r(2))));
+    cmds.extend(rig.ev(Event::Observed(up(R2, rig.now, r(3)))));
+    let first = alerts(&cmds);
+    assert_eq!(first.len(), 1, "{cmds:?}");
+    assert!(first[0].starts_with("all_replicas_not_replicating"), "{first:?}");
+    for (until, id) in [(100_000, None), (100_000, Some(3)), (200_000, Some(4))] {
+        let block = BlockInfo { until: Millis(until), until_wall: 0, recovery_id: id };
+        let mut cmds = rig.store(StoreView { block: Some(block), ..fresh_store() });
+        rig.advance(100);
+        cmds.extend(rig.ev(Event::Observed(up(R1, rig.now, r(2)))));
+        assert!(alerts(&cmds).is_empty(), "raised again as the block moved to {id:?}: {cmds:?}");
+    }
+}

@@ -3,9 +3,12 @@
 //! --simulate`: a dry run of the next failover. Reads only; changes nothing.
 //!
 //! Exit codes: 0 nothing found or warnings only (for `--simulate`: a
-//! replica would be promoted); 3 at least one error finding (the failover
-//! would be refused); 1 could not check (bad configuration, no instance
-//! answers, wrong credentials everywhere).
+//! replica would be promoted); 3 at least one error finding (for
+//! `--simulate`: no replica would be promoted, or not without an operator:
+//! a step or hook would fail for real (`blockers`), or automatic recovery is
+//! off, blocked or busy (`not_automatic`)); 1 could not check (bad
+//! configuration, no instance answers, wrong credentials everywhere; the
+//! other clusters are still reported).
 
 use super::check_gather::{gather, Gathered};
 use super::out::emit;
@@ -48,6 +51,9 @@ struct ClusterReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     simulation: Option<Simulation>,
     notes: Vec<String>,
+    /// Why this cluster could not be checked (the others still are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub async fn run(
@@ -62,8 +68,24 @@ pub async fn run(
         None => config.clusters.iter().collect(),
     };
     let mut reports = Vec::new();
+    // One cluster that cannot be checked does not hide the others' reports.
+    let could_not = |name: &str, why: String| ClusterReport {
+        cluster: name.to_string(),
+        primary: None,
+        verdict: "could not check".to_string(),
+        findings: None,
+        simulation: None,
+        notes: Vec::new(),
+        error: Some(why),
+    };
     for c in clusters {
-        let g = gather(&config, c).await?;
+        let g = match gather(&config, c).await {
+            Ok(g) => g,
+            Err(e) => {
+                reports.push(could_not(&c.name, format!("{e:#}")));
+                continue;
+            }
+        };
         let failover = crate::recovery::settings(c);
         let mut report = ClusterReport {
             cluster: c.name.clone(),
@@ -72,18 +94,26 @@ pub async fn run(
             findings: None,
             simulation: None,
             notes: g.notes.clone(),
+            error: None,
         };
         match simulate {
             Some(mode) => {
                 let Some(primary) = g.analysis.primary.clone() else {
-                    anyhow::bail!(
+                    let why = format!(
                         "could not simulate a failover of cluster `{}`: no primary identified ({})",
-                        c.name,
-                        g.analysis.signal
+                        c.name, g.analysis.signal
                     );
+                    reports.push(could_not(&c.name, why));
+                    continue;
                 };
                 let now = crate::clock::now();
-                report.simulation = Some(check::simulate(&g.view, &primary, &failover, mode.into(), now));
+                // Every step is simulated as ended well: the findings say
+                // which would fail for real (a missing privilege, a hook).
+                let found = findings(&g, &failover, c.detection.confirm_window_ms);
+                let sim = check::simulate(&g.view, &primary, &failover, mode.into(), now)
+                    .with_blockers(&found)
+                    .with_not_automatic(g.not_automatic.clone());
+                report.simulation = Some(sim);
             }
             None => report.findings = Some(findings(&g, &failover, c.detection.confirm_window_ms)),
         }
@@ -92,11 +122,18 @@ pub async fn run(
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({ "clusters": reports }))?))?;
     } else {
-        emit(&reports.iter().map(text).collect::<String>())?;
+        emit(&reports.iter().filter(|r| r.error.is_none()).map(text).collect::<String>())?;
+    }
+    let failed: Vec<&String> = reports.iter().filter_map(|r| r.error.as_ref()).collect();
+    if !failed.is_empty() {
+        for why in failed {
+            eprintln!("error: {why}");
+        }
+        return Ok(ExitCode::from(super::EXIT_FAILURE));
     }
     let attention = reports.iter().any(|r| {
         r.findings.as_ref().is_some_and(|f| f.iter().any(|f| f.severity == Severity::Error))
-            || r.simulation.as_ref().is_some_and(|s| s.winner.is_none())
+            || r.simulation.as_ref().is_some_and(|s| !s.would_promote())
     });
     Ok(ExitCode::from(if attention { EXIT_ATTENTION } else { EXIT_OK }))
 }
@@ -158,12 +195,23 @@ fn findings_text(out: &mut String, findings: &[Finding]) {
 fn simulation_text(out: &mut String, s: &Simulation) {
     let _ = writeln!(out, "  if {} were {} now (simulated, nothing changed):", s.failed_primary, s.mode.as_str());
     match &s.winner {
-        Some(w) => {
+        Some(w) if s.blockers.is_empty() => {
             let _ = writeln!(out, "    would promote {w}");
+        }
+        Some(w) => {
+            let _ = writeln!(out, "    would try to promote {w}, but the failover would fail:");
+            for f in &s.blockers {
+                let on = f.instances.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let on = if on.is_empty() { "configuration".to_string() } else { on };
+                let _ = writeln!(out, "      {} [{on}] {} -- fix: {}", f.code, f.text, f.fix);
+            }
         }
         None => {
             let _ = writeln!(out, "    would promote nobody");
         }
+    }
+    for why in &s.not_automatic {
+        let _ = writeln!(out, "    but pivot would not start it by itself: {why}");
     }
     let _ = writeln!(out, "    outcome: {}", s.summary);
     if !s.replicas.is_empty() {
@@ -182,10 +230,10 @@ fn simulation_text(out: &mut String, s: &Simulation) {
     }
     let hooks = if s.hooks.is_empty() { "none configured".to_string() } else { s.hooks.join(", ") };
     let _ = writeln!(out, "    hooks that would run: {hooks}");
-    let loss = if s.data_loss.is_empty() {
-        "none: the most advanced replica received everything the primary had logged when read".to_string()
-    } else {
-        format!("the GTIDs {} that no replica received", s.data_loss)
+    let loss = match s.data_loss.as_deref() {
+        None => "unknown: pivot has no reading of the primary's binary log".to_string(),
+        Some("") => "none: the most advanced replica received everything the primary had logged when read".to_string(),
+        Some(gtids) => format!("the GTIDs {gtids} that no replica received"),
     };
     let _ = writeln!(out, "    data-loss bound: {loss}");
     for n in &s.notes {

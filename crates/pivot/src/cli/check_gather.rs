@@ -21,6 +21,9 @@ pub struct Gathered {
     pub routes: Vec<RouteFact>,
     /// What could not be read (never a finding by itself).
     pub notes: Vec<String>,
+    /// Why the daemon would not start a failover by itself now: automatic
+    /// recovery off, a block after a recent recovery, a recovery running.
+    pub not_automatic: Vec<String>,
 }
 
 /// Read everything about cluster `c`. Fails ("could not check") when no
@@ -49,8 +52,10 @@ pub async fn gather(config: &Config, c: &ClusterConfig) -> anyhow::Result<Gather
     let mut reads = tokio::task::JoinSet::new();
     for (key, _) in view.records.iter().filter(|(_, r)| r.reachable()) {
         let (key, creds, timeout) = (key.clone(), c.credentials.clone(), c.probe_timeout);
+        let heartbeat = c.heartbeat.as_ref().map(|h| h.table.clone());
         reads.spawn(async move {
-            let r = pivot_server::read_check_extra(&key, &creds, timeout, crate::clock::wall_ms).await;
+            let wall = crate::clock::wall_ms;
+            let r = pivot_server::read_check_extra(&key, &creds, timeout, wall, heartbeat.as_ref()).await;
             (key, r)
         });
     }
@@ -65,7 +70,38 @@ pub async fn gather(config: &Config, c: &ClusterConfig) -> anyhow::Result<Gather
         }
     }
     let routes = routes(config, c, state.as_deref(), &mut notes).await;
-    Ok(Gathered { view, analysis, extra, hooks: hooks(c), routes, notes })
+    let not_automatic = not_automatic(c, state.as_deref(), &mut notes);
+    Ok(Gathered { view, analysis, extra, hooks: hooks(c), routes, notes, not_automatic })
+}
+
+/// What keeps the daemon from failing over by itself now (the gate's
+/// reasons that live in the configuration and the state file).
+fn not_automatic(
+    c: &ClusterConfig,
+    state: Option<&dyn pivot_state::StateStore>,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if !c.failover.automatic {
+        out.push("[cluster.failover] automatic = false: an operator must run `pivot failover`".to_string());
+    }
+    let Some(state) = state else { return out };
+    let now = crate::clock::wall_ms();
+    match state.block_of(&c.name) {
+        Ok(Some(b)) if b.active(now) => out.push(format!(
+            "automatic recovery is blocked until {} after recovery {} (block_period): `pivot ack` allows it again",
+            crate::render::time_text(b.blocked_until),
+            b.recovery_id.map_or("-".to_string(), |id| id.to_string())
+        )),
+        Ok(_) => {}
+        Err(e) => notes.push(format!("the recovery block was not read: {e}")),
+    }
+    match state.running_recovery(&c.name) {
+        Ok(Some(r)) => out.push(format!("recovery {} is running: no other starts until it ends", r.id)),
+        Ok(None) => {}
+        Err(e) => notes.push(format!("the running recovery was not read: {e}")),
+    }
+    out
 }
 
 /// Every configured hook, with why it would not run (if so).

@@ -196,6 +196,11 @@ pub fn parse_url(text: &str) -> Result<WebhookUrl, String> {
     if path.chars().any(|c| c.is_control() || c == ' ') {
         return Err("url has spaces or control characters in its path: percent-encode them".into());
     }
+    // What the sender's request builder would refuse at every alert (each
+    // then retried and given up): refused here, when the file is loaded.
+    if hyper::Uri::try_from(path.as_str()).is_err() {
+        return Err("url has characters HTTP does not allow in its path (like < > `): percent-encode them".into());
+    }
     Ok(WebhookUrl { tls, host, port, path: Secret::new(path) })
 }
 
@@ -206,7 +211,7 @@ mod tests {
     #[test]
     fn urls() {
         type Parsed<'a> = Result<(bool, &'a str, u16, &'a str), &'a str>;
-        let rows: [(&str, Parsed); 10] = [
+        let rows: [(&str, Parsed); 12] = [
             ("http://127.0.0.1:8080/hooks/T0/B1/secret", Ok((false, "127.0.0.1", 8080, "/hooks/T0/B1/secret"))),
             ("http://alerts.example", Ok((false, "alerts.example", 80, "/"))),
             ("http://alerts.example?key=s3cret", Ok((false, "alerts.example", 80, "/?key=s3cret"))),
@@ -217,6 +222,10 @@ mod tests {
             ("http://user:s3cret@host/x", Err("user or password")),
             ("https://user:s3cret@host/x", Err("user or password")),
             ("http://host:0/s3cret", Err("port")),
+            // Found by a hostile review: accepted, then every alert failed
+            // ("cannot build the request") after all its retries.
+            ("http://host/s3cret<x>", Err("characters HTTP does not allow")),
+            ("http://host/s3cret`x", Err("characters HTTP does not allow")),
         ];
         for (text, want) in rows {
             match (parse_url(text), want) {

@@ -1,6 +1,7 @@
 //! Alerts, as the cluster machine raises them (once each): logged loudly,
 //! recorded in the state file, and handed to the `alert` hook.
-//! Replication-health alerts ([`Alerts::health`]) also go to the webhook.
+//! Every alert also goes to the webhook: replication-health alerts
+//! ([`Alerts::health`]) and the control plane's ([`Alerts::send`]).
 
 use crate::clock;
 use crate::config::ClusterConfig;
@@ -16,7 +17,14 @@ pub struct Alerts {
     cfg: Arc<ClusterConfig>,
     state: Arc<dyn StateStore>,
     webhook: Option<super::webhook::Webhook>,
+    /// Control alerts POSTed lately (text, when): the same text is POSTed at
+    /// most once per `alert_interval` (the machine may raise one reason
+    /// again as its gate's state moves).
+    posted: Arc<std::sync::Mutex<std::collections::VecDeque<(String, std::time::Instant)>>>,
 }
+
+/// Control alert texts remembered for the webhook's rate limit.
+const POSTED_REMEMBERED: usize = 64;
 
 impl Alerts {
     pub fn new(
@@ -24,7 +32,7 @@ impl Alerts {
         state: Arc<dyn StateStore>,
         webhook: Option<super::webhook::Webhook>,
     ) -> Alerts {
-        Alerts { cfg, state, webhook }
+        Alerts { cfg, state, webhook, posted: Arc::default() }
     }
 
     /// A replication-health alert: one log line, an `alert` event in the
@@ -53,6 +61,21 @@ impl Alerts {
         self.run_hook(data);
     }
 
+    /// Whether `text` was not POSTed within `alert_interval` (noted as POSTed now).
+    fn first_post(&self, text: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut posted = self.posted.lock().unwrap_or_else(|e| e.into_inner());
+        posted.retain(|(_, at)| now.duration_since(*at) < self.cfg.alert_interval);
+        if posted.iter().any(|(t, _)| t == text) {
+            return false;
+        }
+        if posted.len() == POSTED_REMEMBERED {
+            posted.pop_front();
+        }
+        posted.push_back((text.to_string(), now));
+        true
+    }
+
     fn record(&self, text: String, wall: i64) {
         let (state, cluster) = (self.state.clone(), self.cfg.name.clone());
         tokio::task::spawn_blocking(move || {
@@ -75,11 +98,23 @@ impl Alerts {
         });
     }
 
-    /// Log, record and hand to the alert hook; nothing here blocks.
+    /// Log, record, hand to the alert hook and the webhook; nothing here blocks.
     pub fn send(&self, reason: &str, code: Option<Code>, primary: Option<InstanceKey>) {
         let analysis = code.map_or_else(|| "control".to_string(), |c| c.to_string());
         tracing::error!(cluster = %self.cfg.name, alert = %analysis, "ALERT: {reason}");
-        self.record(reason.to_string(), clock::wall_ms());
+        let wall = clock::wall_ms();
+        if let Some(w) = self.webhook.as_ref().filter(|_| self.first_post(reason)) {
+            // The page that matters most (a dead primary pivot will not fail
+            // over, pivot unable to act) goes where the others go.
+            let c = super::webhook::ControlAlert {
+                cluster: &self.cfg.name,
+                analysis: &analysis,
+                primary: primary.as_ref(),
+                text: reason,
+            };
+            w.push_control(&c, wall);
+        }
+        self.record(reason.to_string(), wall);
         let data = HookData {
             cluster: self.cfg.name.clone(),
             failed_primary: primary,

@@ -1,4 +1,5 @@
-//! The webhook (`[pivot.webhook]`): replication-health alerts POSTed as JSON
+//! The webhook (`[pivot.webhook]`): replication-health alerts and the
+//! control plane's alerts POSTed as JSON
 //! (pivot's own fields, or `{"text": ...}` for Slack and Mattermost).
 //!
 //! One sender task per process drains a bounded queue (full: the oldest
@@ -77,7 +78,16 @@ impl Webhook {
 
     /// Queue `alert` (which happened at wall time `wall_ms`).
     pub fn push(&self, alert: &HealthAlert, wall_ms: i64) {
-        let body = body(self.inner.cfg.format, alert, wall_ms);
+        self.push_body(body(self.inner.cfg.format, alert, wall_ms));
+    }
+
+    /// Queue a control-plane alert (a dead primary pivot will not fail over,
+    /// a failover that could not run, pivot unable to act safely, ...).
+    pub fn push_control(&self, c: &ControlAlert, wall_ms: i64) {
+        self.push_body(control_body(self.inner.cfg.format, c, wall_ms));
+    }
+
+    fn push_body(&self, body: Value) {
         let dropped = {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
             push_bounded(&mut q, self.inner.cfg.queue, body)
@@ -97,16 +107,65 @@ fn push_bounded<T>(q: &mut VecDeque<T>, cap: usize, item: T) -> bool {
     dropped
 }
 
+/// A control-plane alert, as the webhook carries it.
+pub struct ControlAlert<'a> {
+    pub cluster: &'a str,
+    /// The analysis code (`dead_primary`, ...) or `control`.
+    pub analysis: &'a str,
+    /// The primary concerned, if any.
+    pub primary: Option<&'a pivot_core::InstanceKey>,
+    pub text: &'a str,
+}
+
+fn rfc3339(wall_ms: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(wall_ms).unwrap_or(0)))
+        .to_string()
+}
+
+/// The POST body of a control-plane alert: the same fields as a
+/// replication-health alert (`kind` is `control`, `analysis` its code,
+/// `message` and `text` the alert in words).
+pub fn control_body(format: WebhookFormat, c: &ControlAlert, wall_ms: i64) -> Value {
+    let time = rfc3339(wall_ms);
+    match format {
+        WebhookFormat::Slack => {
+            json!({ "text": format!(":rotating_light: pivot [{}] {} at {time}", c.cluster, slack_escape(c.text)) })
+        }
+        WebhookFormat::Json => json!({
+            "cluster": c.cluster,
+            "instance": c.primary.map(ToString::to_string),
+            "kind": "control",
+            "analysis": c.analysis,
+            "status": "problem",
+            "from": null,
+            "to": null,
+            "error_number": null,
+            "error_text": null,
+            "lag_seconds": null,
+            "threshold_seconds": null,
+            "message": c.text,
+            "suppressed": 0,
+            "time": time,
+            "time_ms": wall_ms,
+            "text": c.text,
+        }),
+    }
+}
+
+/// Slack reads `<...>` in a message's text as a link or a mention
+/// (`<!channel>`, `<@U123>`): an error text quoting a row's value must not
+/// ping anyone. Its three control characters are escaped as Slack asks.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// The POST body of `alert` in `format`.
 pub fn body(format: WebhookFormat, a: &HealthAlert, wall_ms: i64) -> Value {
-    let time = humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(wall_ms).unwrap_or(0)),
-    )
-    .to_string();
+    let time = rfc3339(wall_ms);
     match format {
         WebhookFormat::Slack => {
             let icon = if a.resolved { ":white_check_mark:" } else { ":rotating_light:" };
-            json!({ "text": format!("{icon} pivot [{}] {} at {time}", a.cluster, a.line()) })
+            json!({ "text": format!("{icon} pivot [{}] {} at {time}", a.cluster, slack_escape(&a.line())) })
         }
         WebhookFormat::Json => json!({
             "cluster": a.cluster,
@@ -288,6 +347,32 @@ mod tests {
         assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["text"], "Slack and Mattermost read `text`");
         let text = s["text"].as_str().unwrap();
         assert!(text.starts_with(":white_check_mark: pivot [main] RESOLVED 10.0.0.2:3306 sql"), "{text}");
+    }
+
+    /// Found by a hostile review: a duplicate-key error quoting a row's
+    /// value `<!channel>` pinged the whole Slack channel.
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        let mut a = alert(false);
+        a.error =
+            Some(ReplicationError { number: 1062, message: "Duplicate entry '<!channel>' for key 'PRIMARY'".into() });
+        let s = body(WebhookFormat::Slack, &a, 1_795_395_723_456);
+        let text = s["text"].as_str().unwrap();
+        assert!(text.contains("'&lt;!channel&gt;'") && !text.contains('<'), "{text}");
+        assert!(text.contains("running -&gt; error"), "{text}");
+        let j = body(WebhookFormat::Json, &a, 1_795_395_723_456);
+        assert!(j["error_text"].as_str().unwrap().contains("<!channel>"), "JSON carries the text as is");
+    }
+
+    #[test]
+    fn control_bodies() {
+        let primary: pivot_core::InstanceKey = "10.0.0.1:3306".parse().unwrap();
+        let c = ControlAlert { cluster: "main", analysis: "dead_primary", primary: Some(&primary), text: "blocked" };
+        let j = control_body(WebhookFormat::Json, &c, 1_795_395_723_456);
+        assert_eq!((j["kind"].as_str(), j["analysis"].as_str()), (Some("control"), Some("dead_primary")));
+        assert_eq!((j["instance"].as_str(), j["text"].as_str()), (Some("10.0.0.1:3306"), Some("blocked")));
+        let s = control_body(WebhookFormat::Slack, &c, 1_795_395_723_456);
+        assert_eq!(s["text"], ":rotating_light: pivot [main] blocked at 2026-11-23T01:02:03.456Z");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod failover_restart;
 mod failover_rules;
 mod heartbeat;
 mod hostile;
+mod hostile_issue9;
 mod monitoring;
 mod proxy_migrate;
 mod proxy_switchover;

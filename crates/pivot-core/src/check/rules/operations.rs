@@ -9,6 +9,13 @@ pub(crate) fn collect(input: &CheckInput, out: &mut Vec<Finding>) {
         if let PrivilegeFact::Missing { summary, grant } = &extra.privileges {
             out.push(Finding::new("PVT-E013", vec![key.clone()], summary.clone(), grant.clone()));
         }
+        if let Some((missing, grant)) = &extra.heartbeat_grant {
+            let text = format!(
+                "[cluster.heartbeat] is on but pivot's account lacks {missing} on the heartbeat schema: no \
+                 heartbeat is written here as primary (no heartbeat lag; one alert from pivot run)"
+            );
+            out.push(Finding::new("PVT-W012", vec![key.clone()], text, Some(grant.clone())));
+        }
         if let Some(c) = extra.clock.filter(|c| c.certain_skew_ms() > input.max_skew_ms) {
             out.push(Finding::new(
                 "PVT-W010",

@@ -152,9 +152,14 @@ fn errant(key: &InstanceKey, st: &InstanceState, primary: &InstanceState, out: &
         return;
     }
     let fix = match st.version.flavor {
+        // MariaDB logs no empty transaction (`BEGIN; COMMIT` under a set
+        // gtid_seq_no leaves the binary log as it was), and a logged one
+        // would stop this replica in gtid_strict_mode (the GTID is in its
+        // binary log already): the replica forgets them instead.
         Flavor::MariaDb => format!(
-            "if they are not wanted: on the primary, for each GTID D-S-N of {gtids}, run \
-             SET gtid_domain_id=D, server_id=S, gtid_seq_no=N; BEGIN; COMMIT; (or rebuild {key}: pivot rebuild)"
+            "if they are not wanted: on {key}, run STOP SLAVE; RESET MASTER; START SLAVE; (its binary log \
+             forgets them, gtid_slave_pos stays; the rows they changed stay: check them; first let any replica \
+             of {key} catch up) or rebuild {key}: pivot rebuild"
         ),
         Flavor::MySql => format!(
             "if they are not wanted: on the primary, for each GTID of {gtids}, run \

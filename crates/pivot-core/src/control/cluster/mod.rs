@@ -488,7 +488,14 @@ impl ClusterMachine {
                 });
             }
             Decision::Alert { reason } => {
-                let key = format!("{}|{:?}|{}|{:?}", a.code, gate.blocked_by, gate.automatic, gate.retry_at.is_some());
+                // The gate's state only matters to a dead primary's alert
+                // (blocked, automatic off, backing off); any other reason is
+                // the same alert whatever the gate says.
+                let key = if a.code.failover_worthy() {
+                    format!("{}|{:?}|{}|{:?}", a.code, gate.blocked_by, gate.automatic, gate.retry_at.is_some())
+                } else {
+                    a.code.to_string()
+                };
                 if self.last_alert.as_deref() != Some(key.as_str()) {
                     self.last_alert = Some(key);
                     out.push(Command::Alert { text: reason, code: Some(a.code), primary: a.primary.clone() });
