@@ -383,3 +383,23 @@ fn the_log_line_names_the_error_the_lag_and_what_was_not_announced() {
     let over = lag.observe(&key(), vec![(HealthKind::Lag, reading("over", true, None, Some(42)))], false, Millis(0));
     assert!(over[0].line().ends_with("(lag 42s, threshold 10s)"), "{}", over[0].line());
 }
+
+#[test]
+fn an_instance_that_never_answered_is_no_alert_one_that_answered_and_stopped_is() {
+    const X: &str = "10.0.0.9:3306";
+    let mut rig = Rig::new(false);
+    let mut obs = up(super::cluster_tests::P, rig.now, state(1, "0-1-10"));
+    super::cluster_tests::obs_state_mut(&mut obs).unwrap().registered_replicas =
+        vec![R1.parse().unwrap(), R2.parse().unwrap(), X.parse().unwrap()];
+    rig.ev(Event::Observed(obs));
+    for _ in 0..5 {
+        rig.advance(100);
+        let cmds = rig.ev(Event::Observed(down(X, rig.now, FailureKind::Refused)));
+        assert!(health(&cmds).is_empty(), "a seed that never answered: {:?}", health(&cmds));
+    }
+    rig.advance(100);
+    rig.ev(Event::Observed(up(X, rig.now, state(9, "0-1-10").replica_of(super::cluster_tests::P, "0-1-10"))));
+    rig.advance(100);
+    let cmds = rig.ev(Event::Observed(down(X, rig.now, FailureKind::Refused)));
+    assert_eq!(health(&cmds), vec![format!("{X} reachability problem")]);
+}

@@ -65,8 +65,15 @@ impl ClusterMachine {
         // when measured, else the server's own figure.
         let lag = crate::heartbeat::lag_of(&self.view, self.analysis.primary.as_ref(), instance);
         let lag_s = lag.and_then(|l| l.seconds());
-        let readings =
+        let mut readings =
             super::super::health_alerts::readings(&rec.latest, lag_s, self.settings.detection.lag_threshold_s);
+        // An instance that never answered since pivot watches it (a wrong or
+        // decommissioned seed, hundreds of them maybe) is no alert each: it
+        // shows in status and in `pivot check` (PVT-E001). Only one that
+        // answered and stopped is.
+        if rec.last_reachable.is_none() {
+            readings.retain(|(kind, _)| *kind != super::super::health_alerts::HealthKind::Reachability);
+        }
         let source_down = self.source_down(instance);
         let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
         self.health.set_recovering(recovering, self.now);
