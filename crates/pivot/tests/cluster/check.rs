@@ -42,7 +42,7 @@ fn found(report: &Value) -> Vec<(String, Vec<String>)> {
 }
 
 /// A configuration for `user` with `password` (in a 0600 file) and extra TOML.
-fn config_for(sb: &TestSandbox, user: &str, password: &str, extra: &str) -> PathBuf {
+pub(crate) fn config_for(sb: &TestSandbox, user: &str, password: &str, extra: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let pw = sb.dir.join(format!("{user}.password"));
     std::fs::write(&pw, password).unwrap();

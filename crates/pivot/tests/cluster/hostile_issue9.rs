@@ -16,22 +16,10 @@ fn check(config: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
     (out.status.code(), v["clusters"][0].clone(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-/// A configuration for `user` whose password is in a 0600 file.
+/// A configuration for `user` whose password is in a 0600 file (`check.rs`'s,
+/// with nothing extra).
 fn config_for(sb: &TestSandbox, user: &str, password: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let pw = sb.dir.join(format!("{user}.password"));
-    std::fs::write(&pw, password).unwrap();
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let seeds = sb.nodes().iter().map(|n| format!("\"{}:{}\"", n.host, n.port)).collect::<Vec<_>>().join(", ");
-    let text = format!(
-        "[pivot]\nstate = \"{d}/{user}.db\"\nhttp = \"off\"\n\n[[cluster]]\nname = \"sandbox\"\nseeds = [{seeds}]\n\
-         probe_timeout = \"1s\"\n\n[cluster.credentials]\nuser = \"{user}\"\npassword_file = \"{pw}\"\n",
-        d = sb.dir.display(),
-        pw = pw.display()
-    );
-    let path = sb.dir.join(format!("hostile-{user}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    super::check::config_for(sb, user, password, "")
 }
 
 async fn one_value(sb: &TestSandbox, node: &str, sql: &str) -> String {
