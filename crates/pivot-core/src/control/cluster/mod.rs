@@ -363,6 +363,7 @@ impl ClusterMachine {
                     text: format!("no longer watching {key}: it never answered and max_instances is reached"),
                 });
                 self.view.forget(&key);
+                self.pace.slow.remove(&key); // its prober goes: no command needed
                 out.push(Command::Unwatch(key));
             }
             discovery::Step::LimitReached(text) => out.push(Command::Log { level: Level::Warn, text }),
@@ -376,23 +377,44 @@ impl ClusterMachine {
     fn steer_probes(&mut self, observed: &InstanceKey, out: &mut Vec<Command>) {
         let primary = self.analysis.primary.clone();
         let down = primary.as_ref().is_some_and(|p| self.view.get(p).is_some_and(|r| !r.reachable()));
-        let fast: BTreeSet<InstanceKey> = match &primary {
+        let mut changed = false;
+        match &primary {
             Some(p) if down => {
-                std::iter::once(p.clone()).chain(self.analysis.topology.replicas(p).iter().cloned()).collect()
+                let fast: BTreeSet<InstanceKey> =
+                    std::iter::once(p.clone()).chain(self.analysis.topology.replicas(p).iter().cloned()).collect();
+                for k in &fast {
+                    changed |= self.pace.slow.remove(k);
+                }
+                if fast != self.pace.fast {
+                    self.pace.fast = fast;
+                    changed = true;
+                }
             }
-            Some(_) => BTreeSet::new(),
-            None => self.pace.fast.clone(), // no verdict yet: as it was
-        };
-        // Given up on the way discovery does (so waiting seeds still take
-        // their places at the normal pace).
-        let given_up = |r: &crate::view::InstanceRecord| {
-            r.last_reachable.is_none() && r.consecutive_failures >= discovery::GIVE_UP_AFTER
-        };
-        let slow = self.view.records.iter().filter(|(_, r)| given_up(r)).map(|(k, _)| k.clone());
-        let pace = Pace { slow: slow.filter(|k| !fast.contains(k)).collect(), fast };
-        if pace != self.pace {
-            self.pace = pace.clone();
-            out.push(Command::SetPace(pace));
+            Some(_) if !self.pace.fast.is_empty() => {
+                self.pace.fast.clear();
+                changed = true;
+            }
+            _ => {} // no verdict yet (or nothing fast): as it was
+        }
+        // Only the instance just observed can change its slowness (per
+        // observation, no walk over hundreds of instances): given up on the
+        // way discovery does, so waiting seeds still take its place at the
+        // normal pace.
+        let given_up = self
+            .view
+            .get(observed)
+            .is_some_and(|r| r.last_reachable.is_none() && r.consecutive_failures >= discovery::GIVE_UP_AFTER)
+            && !self.pace.fast.contains(observed);
+        if given_up != self.pace.slow.contains(observed) {
+            if given_up {
+                self.pace.slow.insert(observed.clone());
+            } else {
+                self.pace.slow.remove(observed);
+            }
+            changed = true;
+        }
+        if changed {
+            out.push(Command::SetPace(self.pace.clone()));
         }
         if let Some(primary) = primary.filter(|p| down && observed == p) {
             for replica in self.analysis.topology.replicas(&primary) {
