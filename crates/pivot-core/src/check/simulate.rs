@@ -238,7 +238,7 @@ fn explain(c: &Choice) -> Vec<SimulatedReplica> {
         .collect()
 }
 
-fn notes(
+pub(super) fn notes(
     mode: FailureMode,
     settings: &FailoverSettings,
     semi_sync: Option<&crate::observation::SemiSyncState>,

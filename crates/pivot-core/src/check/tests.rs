@@ -370,7 +370,9 @@ fn simulation_lists_the_findings_that_would_make_the_real_failover_fail() {
         HookFact { name: "pre_failover".into(), program: "/gone".into(), problem: Some("missing".into()) },
         HookFact { name: "post_failover".into(), program: "/gone2".into(), problem: Some("missing".into()) },
     ];
-    let found = run(&case);
+    let mut found = run(&case);
+    // An instance the plan does not act on (not a replica of the primary).
+    found.push(Finding::new("PVT-E013", vec![key("x:9")], "pivot's account on x:9 lacks SUPER".into(), None));
     let s = sim(&case, FailureMode::Dead).with_blockers(&found);
     assert_eq!(s.winner, Some(key("b:1")), "{s:#?}");
     let got: Vec<(&str, &[InstanceKey])> = s.blockers.iter().map(|f| (f.code.as_str(), &f.instances[..])).collect();
@@ -414,4 +416,46 @@ fn simulation_of_a_primary_never_read_has_an_unknown_data_loss_bound() {
     assert_eq!(s.winner, Some(key("b:1")), "{s:#?}");
     assert_eq!(s.data_loss, None, "{s:#?}");
     assert!(s.notes.iter().any(|n| n.contains("the data-loss bound is unknown")), "{:?}", s.notes);
+}
+
+#[test]
+fn the_dry_run_says_lost_writes_were_unacknowledged_only_under_lossless_semi_sync() {
+    use crate::observation::SemiSyncState;
+    let lossless = SemiSyncState {
+        available: true,
+        primary_enabled: true,
+        primary_active: true,
+        primary_timeout_ms: Some(24 * 3600 * 1000),
+        primary_wait_point: Some("AFTER_SYNC".into()),
+        primary_wait_no_replica: Some(true),
+        ..SemiSyncState::default()
+    };
+    let rows: Vec<(&str, SemiSyncState, bool)> = vec![
+        ("AFTER_SYNC, a day's timeout, waits with no replica", lossless.clone(), true),
+        (
+            "the wait point unknown to pivot counts as not AFTER_SYNC",
+            SemiSyncState { primary_wait_point: None, ..lossless.clone() },
+            false,
+        ),
+        ("AFTER_COMMIT", SemiSyncState { primary_wait_point: Some("AFTER_COMMIT".into()), ..lossless.clone() }, false),
+        (
+            "a timeout under a day",
+            SemiSyncState { primary_timeout_ms: Some(24 * 3600 * 1000 - 1), ..lossless.clone() },
+            false,
+        ),
+        ("no timeout read", SemiSyncState { primary_timeout_ms: None, ..lossless.clone() }, false),
+        (
+            "falls back with no replica",
+            SemiSyncState { primary_wait_no_replica: Some(false), ..lossless.clone() },
+            false,
+        ),
+        ("the primary side off", SemiSyncState { primary_enabled: false, ..lossless.clone() }, false),
+    ];
+    let settings = FailoverSettings::default();
+    for (name, s, never_acked) in rows {
+        let n = super::simulate::notes(FailureMode::Dead, &settings, Some(&s));
+        assert_eq!(n[0].contains("none of it was acknowledged to a client"), never_acked, "{name}: {n:?}");
+        assert_eq!(n[0].contains("some of it may have been acknowledged"), !never_acked, "{name}: {n:?}");
+    }
+    assert!(super::simulate::notes(FailureMode::Dead, &settings, None)[0].contains("may have been acknowledged"));
 }
