@@ -138,12 +138,19 @@ async fn binlog_state(sb: &TestSandbox, node: &str) -> Result<Vec<(u32, u32, u64
 /// GTIDs in any node's binary log that `primary`'s does not have (errant
 /// transactions), as `node: D-S-N` (empty: none).
 async fn errant_anywhere(sb: &TestSandbox, primary: &str) -> Result<Vec<String>, String> {
+    let mut states = Vec::new();
+    for n in sb.nodes() {
+        states.push((n.name.clone(), binlog_state(sb, &n.name).await?));
+    }
+    // The primary read last: it keeps writing (the heartbeat), and what the
+    // others hold it held before (a full run read it first and saw its own
+    // next heartbeat, and the replica's copy, as "errant").
     let p = binlog_state(sb, primary).await?;
     let mut out = Vec::new();
-    for n in sb.nodes() {
-        for (d, s, seq) in binlog_state(sb, &n.name).await? {
+    for (name, state) in states {
+        for (d, s, seq) in state {
             if !p.iter().any(|(pd, ps, pseq)| (*pd, *ps) == (d, s) && *pseq >= seq) {
-                out.push(format!("{}: {d}-{s}-{seq}", n.name));
+                out.push(format!("{name}: {d}-{s}-{seq}"));
             }
         }
     }
