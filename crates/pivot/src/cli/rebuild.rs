@@ -269,30 +269,24 @@ async fn follow(agent: &AgentClient, bound: Duration) -> Result<Job, String> {
 /// Make the rebuilt server read-only, point it at the primary from the
 /// backup's GTID position, and wait until it replicates. Returns the
 /// position and the primary.
-async fn replicate(
+/// Read-only, replication reset to the backup's position, pointed at the
+/// primary and started, on `s`. Errors say whether the connection was lost
+/// (`true`: worth a new session) and what failed.
+async fn point_at_primary(
+    s: &mut Session,
     c: &ClusterConfig,
     state: &dyn pivot_state::StateStore,
     choice: &RebuildChoice,
-    job: &Job,
+    pos: &pivot_core::GtidSet,
     repl: &Credentials,
-) -> Result<(String, InstanceKey), String> {
-    let (pos, _) = backup_info::resume_position(job.slave_info.as_deref(), job.binlog_info.as_deref())?;
-    let bound = c.rebuild.replicate_timeout;
-    let began = Instant::now();
-    let mut s = loop {
-        match Session::connect(&choice.target, &c.credentials, c.probe_timeout.max(Duration::from_secs(2))).await {
-            Ok(s) => break s,
-            Err(e) if began.elapsed() > bound => return Err(format!("it does not accept pivot's login: {e}")),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
-    fn err(what: &'static str) -> impl Fn(pivot_server::SessionError) -> String {
-        move |e| format!("{what}: {e}")
+) -> Result<InstanceKey, (bool, String)> {
+    fn err(what: &'static str) -> impl Fn(pivot_server::SessionError) -> (bool, String) {
+        move |e| (!e.is_server_error(), format!("{what}: {e}"))
     }
-    actions::make_read_only(&mut s).await.map_err(err("making it read-only"))?;
-    let primary = primary_now(c, state, choice).await?;
+    actions::make_read_only(s).await.map_err(err("making it read-only"))?;
+    let primary = primary_now(c, state, choice).await.map_err(|e| (false, e))?;
     let d = s.dialect.clone();
-    let set_pos = d.set_replica_position(&pos).ok_or("only MariaDB replicas can be rebuilt")?;
+    let set_pos = d.set_replica_position(pos).ok_or((false, "only MariaDB replicas can be rebuilt".to_string()))?;
     s.exec(&d.stop_replica()).await.map_err(err("stopping replication"))?;
     s.exec(&d.reset_replica_all()).await.map_err(err("resetting replication"))?;
     s.exec(&set_pos).await.map_err(err("setting the GTID position"))?;
@@ -304,7 +298,41 @@ async fn replicate(
         connect_retry_s: Some(1),
     };
     s.exec(&d.change_source(&change)).await.map_err(err("pointing it at the primary"))?;
-    actions::start_replica(&mut s).await.map_err(err("starting replication"))?;
+    actions::start_replica(s).await.map_err(err("starting replication"))?;
+    Ok(primary)
+}
+
+async fn replicate(
+    c: &ClusterConfig,
+    state: &dyn pivot_state::StateStore,
+    choice: &RebuildChoice,
+    job: &Job,
+    repl: &Credentials,
+) -> Result<(String, InstanceKey), String> {
+    let (pos, _) = backup_info::resume_position(job.slave_info.as_deref(), job.binlog_info.as_deref())?;
+    let bound = c.rebuild.replicate_timeout;
+    let began = Instant::now();
+    // The daemon may fence the rebuilt server the moment it answers (it
+    // starts writable if its option file says so), ending every client
+    // session, this one included: on a lost connection the (idempotent)
+    // statements are run again on a new one, within the same bound.
+    let (mut s, primary) = loop {
+        let mut s = loop {
+            match Session::connect(&choice.target, &c.credentials, c.probe_timeout.max(Duration::from_secs(2))).await {
+                Ok(s) => break s,
+                Err(e) if began.elapsed() > bound => return Err(format!("it does not accept pivot's login: {e}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        match point_at_primary(&mut s, c, state, choice, &pos, repl).await {
+            Ok(primary) => break (s, primary),
+            Err((lost, e)) if lost && began.elapsed() < bound => {
+                tracing::info!("rebuild: {e}; connecting again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err((_, e)) => return Err(e),
+        }
+    };
     let left = bound.saturating_sub(began.elapsed()).max(Duration::from_secs(5));
     actions::confirm_replicating(&mut s, &primary, left).await.map_err(|e| e.to_string())?;
     let shown = if pos.is_empty() { "none (the donor had applied nothing yet)".to_string() } else { pos.to_string() };
