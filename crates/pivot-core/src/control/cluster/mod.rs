@@ -114,8 +114,8 @@ pub struct ClusterMachine {
     epoch_seen: u64,
     /// The adoption last asked for (primary, expected epoch), asked once.
     adoption_asked: Option<(InstanceKey, Option<u64>)>,
-    /// Not before then: the last adoption's write failed.
-    adoption_retry_at: Option<Millis>,
+    /// When `adoption_asked` was last asked.
+    adoption_asked_at: Millis,
     /// What each primary's semi-sync looked like (for the verdict on a
     /// diverged former primary's extra transactions).
     semi_seen: BTreeMap<InstanceKey, super::acknowledged::SemiSyncSeen>,
@@ -172,7 +172,7 @@ impl ClusterMachine {
             awaiting_epoch: None,
             epoch_seen: 0,
             adoption_asked: None,
-            adoption_retry_at: None,
+            adoption_asked_at: Millis(0),
             semi_seen: BTreeMap::new(),
             rejoining: BTreeSet::new(),
             rejoin_failures: BTreeMap::new(),

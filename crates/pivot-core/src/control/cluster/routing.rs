@@ -102,7 +102,8 @@ impl ClusterMachine {
             return;
         }
         let ask = (primary.clone(), expected);
-        if self.adoption_asked.as_ref() == Some(&ask) || self.adoption_retry_at.is_some_and(|t| self.now < t) {
+        let again = self.adoption_asked.as_ref() == Some(&ask);
+        if again && self.adoption_pending() {
             return;
         }
         // As before a recovery: another process (`pivot failover`) may have
@@ -115,38 +116,36 @@ impl ClusterMachine {
             return;
         }
         self.adoption_asked = Some(ask);
-        let text = match &self.store.epoch {
-            None => format!("epoch 1: {primary} is the primary (the first pivot sees)"),
-            Some(e) => format!(
-                "{primary} is the healthy primary but epoch {} names {}: storing a new epoch for it (promoted \
-                 outside pivot?)",
-                e.number, e.primary
-            ),
-        };
-        out.push(Command::Log { level: if expected.is_none() { Level::Info } else { Level::Warn }, text });
+        self.adoption_asked_at = self.now;
+        // Said when first asked, not at each retry of a write that failed.
+        if !again {
+            let text = match &self.store.epoch {
+                None => format!("epoch 1: {primary} is the primary (the first pivot sees)"),
+                Some(e) => format!(
+                    "{primary} is the healthy primary but epoch {} names {}: storing a new epoch for it \
+                     (promoted outside pivot?)",
+                    e.number, e.primary
+                ),
+            };
+            out.push(Command::Log { level: if expected.is_none() { Level::Info } else { Level::Warn }, text });
+        }
         out.push(Command::AdoptPrimary { primary, expected });
     }
 
-    /// An adoption was asked for and the store, as last read, still holds
-    /// the epoch it replaces.
+    /// An adoption was asked for less than [`ADOPTION_RETRY_MS`] ago and
+    /// the store, as last read, still holds the epoch it replaces. Past
+    /// that, its write failed (the shell said why): no longer held, and
+    /// asked again. Time, not a store read, ends the wait: a read answered
+    /// before the write was performed says nothing about it.
     fn adoption_pending(&self) -> bool {
-        self.adoption_asked.as_ref().is_some_and(|(primary, expected)| {
-            self.store.epoch.as_ref().map(|e| e.number) == *expected
-                && self.store.epoch.as_ref().is_none_or(|e| e.primary != *primary)
-        })
-    }
-
-    /// A store read after an adoption was asked for: if the store still
-    /// holds the epoch it replaces, the write failed (the shell said why):
-    /// asked again after [`ADOPTION_RETRY_MS`], the routes no longer held
-    /// meanwhile.
-    pub(super) fn adoption_read_back(&mut self) {
-        if self.adoption_pending() {
-            self.adoption_asked = None;
-            self.adoption_retry_at = Some(Millis(self.now.0 + ADOPTION_RETRY_MS));
-        }
+        self.now.since(self.adoption_asked_at) < ADOPTION_RETRY_MS
+            && self.adoption_asked.as_ref().is_some_and(|(primary, expected)| {
+                self.store.epoch.as_ref().map(|e| e.number) == *expected
+                    && self.store.epoch.as_ref().is_none_or(|e| e.primary != *primary)
+            })
     }
 }
 
-/// Wait before asking again for an adoption whose write failed.
+/// How long an adoption holds writes waiting for its epoch to be read
+/// back; then it is asked again.
 const ADOPTION_RETRY_MS: u64 = 1_000;

@@ -72,7 +72,6 @@ impl ClusterMachine {
             }
         }
         self.store = store;
-        self.adoption_read_back();
         self.wants_fresh_store = false;
         // A repair that waited for this read (see `repair`).
         self.repair(out);
