@@ -86,6 +86,17 @@ async fn api_lag(api: SocketAddr, key: &str) -> Option<(Option<f64>, Option<u64>
     Some((lag["heartbeat_lag"].as_f64(), lag["seconds_behind_master"].as_u64()))
 }
 
+/// Until pivot reports `key`'s heartbeat lag under half a second (bounded).
+async fn caught_up(api: SocketAddr, key: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if matches!(api_lag(api, key).await, Some((Some(hb), _)) if hb < 0.5) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{key}'s heartbeat lag not back under 0.5 s within 15 s")
+}
+
 pub async fn run(trials: usize) -> anyhow::Result<()> {
     let pivot_bin = crate::pivot_binary()?;
     println!(
@@ -147,6 +158,7 @@ pub async fn run(trials: usize) -> anyhow::Result<()> {
         exec(&sb, "node3", &["STOP SLAVE IO_THREAD"]).await?;
         let stopped = Instant::now();
         while stopped.elapsed() < Duration::from_secs(5) {
+            // The sampling period (the heartbeat's interval), not a wait.
             tokio::time::sleep(Duration::from_millis(250)).await;
             if let Some((Some(hb), sbm)) = api_lag(api, &node3).await {
                 let truth = stopped.elapsed().as_secs_f64();
@@ -157,7 +169,8 @@ pub async fn run(trials: usize) -> anyhow::Result<()> {
             }
         }
         exec(&sb, "node3", &["START SLAVE IO_THREAD"]).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The next trial starts from a caught-up replica.
+        caught_up(api, &node3).await?;
     }
 
     let show = |name: &str, s: &[Duration]| {

@@ -108,12 +108,19 @@ async fn the_field_reports_failure_without_pivot() {
     .await;
 }
 
+/// What an [`AutoWriter`] is asked to do.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    Write,
+    Pause,
+    Stop,
+}
+
 /// Inserts auto-increment rows through `via` and records each acknowledged
 /// (writer, seq); reconnects after an error.
 struct AutoWriter {
-    stop: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
-    /// Set while no statement is in flight and `paused` is set.
+    run: tokio::sync::watch::Sender<Run>,
+    /// Set while no statement is in flight and the writer is paused.
     idle: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<u64>>>,
     task: tokio::task::JoinHandle<()>,
@@ -121,25 +128,32 @@ struct AutoWriter {
 
 impl AutoWriter {
     fn start(writer: u32, via: pivot_core::InstanceKey, creds: Credentials) -> AutoWriter {
-        let (stop, paused, idle) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (run, mut asked) = tokio::sync::watch::channel(Run::Write);
+        let idle = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
-        let (st, pa, id, ac) = (stop.clone(), paused.clone(), Arc::clone(&idle), acks.clone());
+        let (id, ac) = (Arc::clone(&idle), acks.clone());
         let task = tokio::spawn(async move {
             let mut seq = 0u64;
             let mut session: Option<Session> = None;
-            while !st.load(Ordering::Relaxed) {
-                if pa.load(Ordering::SeqCst) {
-                    id.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+            loop {
+                match *asked.borrow_and_update() {
+                    Run::Stop => break,
+                    Run::Pause => id.store(true, Ordering::SeqCst),
+                    Run::Write => id.store(false, Ordering::SeqCst),
+                }
+                if id.load(Ordering::SeqCst) {
+                    // Until resumed or stopped (or the sender is gone).
+                    if asked.changed().await.is_err() {
+                        break;
+                    }
                     continue;
                 }
-                id.store(false, Ordering::SeqCst);
                 let s = match session.as_mut() {
                     Some(s) => s,
                     None => match Session::connect(&via, &creds, Duration::from_secs(2)).await {
                         Ok(s) => session.insert(s),
                         Err(_) => {
+                            // Reconnect pace, not a wait for anything.
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             continue;
                         }
@@ -151,15 +165,16 @@ impl AutoWriter {
                     Ok(Ok(())) => ac.lock().unwrap().push(seq),
                     _ => session = None,
                 }
+                // The write rate (about 500 a second at most), not a wait.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         });
-        AutoWriter { stop, paused, idle, acks, task }
+        AutoWriter { run, idle, acks, task }
     }
 
     async fn pause(&self) {
         self.idle.store(false, Ordering::SeqCst);
-        self.paused.store(true, Ordering::SeqCst);
+        self.run.send_replace(Run::Pause);
         eventually(WAIT, "the writer idle", || async {
             self.idle.load(Ordering::SeqCst).then_some(()).ok_or("in flight".to_string())
         })
@@ -167,7 +182,7 @@ impl AutoWriter {
     }
 
     fn resume(&self) {
-        self.paused.store(false, Ordering::SeqCst);
+        self.run.send_replace(Run::Write);
     }
 
     fn count(&self) -> usize {
@@ -175,7 +190,7 @@ impl AutoWriter {
     }
 
     async fn stop(self) -> Vec<u64> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.run.send_replace(Run::Stop);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         let acks = self.acks.lock().unwrap().clone();
         acks

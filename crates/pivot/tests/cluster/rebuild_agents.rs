@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const TOKEN: &str = "rebuild-test-token-0123456789abcdef";
 
@@ -111,25 +111,15 @@ impl TestAgents {
             agents.addrs.push((spec.name.to_string(), addr));
         }
         for (name, addr) in agents.addrs.clone() {
-            let began = Instant::now();
-            while pivot_drill::http_request(
-                addr,
-                "GET",
-                "/v1/rebuild/status",
-                &[("Authorization", &format!("Bearer {TOKEN}"))],
-                "",
-            )
-            .await
-            .map(|(s, _)| s != 200)
-            .unwrap_or(true)
-            {
-                assert!(
-                    began.elapsed() < Duration::from_secs(20),
-                    "agent {name} does not answer: {}",
-                    agents.log_of(&name)
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let auth = format!("Bearer {TOKEN}");
+            pivot_drill::eventually(Duration::from_secs(20), &format!("agent {name} answering"), || async {
+                let status =
+                    pivot_drill::http_request(addr, "GET", "/v1/rebuild/status", &[("Authorization", &auth)], "").await;
+                matches!(status, Ok((200, _)))
+                    .then_some(())
+                    .ok_or_else(|| format!("{status:?}; its log: {}", agents.log_of(&name)))
+            })
+            .await;
         }
         agents
     }
