@@ -22,7 +22,7 @@ const SECRET_PATH: &str = "/hooks/T0001/B0001/s3cr3t-webhook-path";
 
 /// How the test's webhook server answers.
 #[derive(Clone, Copy, PartialEq)]
-enum Answer {
+pub(crate) enum Answer {
     Ok,
     /// The first request gets no answer at all (the connection stays open),
     /// every later one HTTP 500.
@@ -31,14 +31,14 @@ enum Answer {
 
 /// A small HTTP/1.1 server recording each request's path and body; stopped
 /// when dropped (its task is aborted).
-struct WebhookServer {
-    addr: SocketAddr,
+pub(crate) struct WebhookServer {
+    pub(crate) addr: SocketAddr,
     requests: Arc<Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl WebhookServer {
-    async fn start(answer: Answer) -> WebhookServer {
+    pub(crate) async fn start(answer: Answer) -> WebhookServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -65,7 +65,7 @@ impl WebhookServer {
         WebhookServer { addr, requests, task }
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.requests.lock().unwrap().iter().filter_map(|(_, b)| serde_json::from_str(b).ok()).collect()
     }
 

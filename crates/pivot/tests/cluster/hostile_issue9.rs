@@ -475,54 +475,14 @@ async fn heartbeat_writes_nothing_on_a_statement_format_primary() {
     assert_eq!(log.matches("binlog_format is STATEMENT").count(), 1, "one alert: {log}");
 }
 
-/// A webhook answering 200 to every POST, recording the bodies.
-async fn recording_webhook(
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = conn.read(&mut chunk).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        if let Ok(v) = serde_json::from_slice(&buf[end + 4..end + 4 + len]) {
-                            seen.lock().unwrap().push(v);
-                        }
-                        let _ =
-                            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, bodies, task)
-}
-
 /// Hole: the control plane's alerts (here: the primary is dead and pivot
 /// will not fail over, `automatic = false`) went to the log, the state file
 /// and the alert hook but never to the webhook, which only heard
 /// "reachability: unreachable". Now they are POSTed too (`kind: control`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_primary_pivot_will_not_fail_over_reaches_the_webhook() {
-    let (hook_addr, bodies, server) = recording_webhook().await;
+    let hook = super::alerts::WebhookServer::start(super::alerts::Answer::Ok).await;
+    let hook_addr = hook.addr;
     let mut rig = Rig::start(3, false, |sb| {
         let url = sb.dir.join("webhook.url");
         std::fs::write(&url, format!("http://{hook_addr}/{SECRET}\n")).unwrap();
@@ -533,15 +493,14 @@ async fn a_dead_primary_pivot_will_not_fail_over_reaches_the_webhook() {
     let old = rig.key("node1");
     rig.sb.kill("node1").unwrap();
     let control = eventually(WAIT, "a control alert about the dead primary at the webhook", || async {
-        let b = bodies.lock().unwrap().clone();
+        let b = hook.bodies();
         b.iter().find(|b| b["kind"] == "control" && b["analysis"] == "dead_primary").cloned().ok_or(format!("{b:#?}"))
     })
     .await;
     assert_eq!(control["instance"], old.as_str(), "{control:#}");
     assert!(control["text"].as_str().unwrap().contains("automatic"), "says why nothing happens: {control:#}");
-    let b = bodies.lock().unwrap().clone();
+    let b = hook.bodies();
     assert!(b.iter().any(|b| b["kind"] == "reachability" && b["instance"] == old.as_str()), "{b:#?}");
-    server.abort();
 }
 
 /// Hole: the heartbeat read took the first 64 rows by server_id; rows of
