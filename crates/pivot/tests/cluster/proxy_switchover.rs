@@ -14,7 +14,6 @@ use pivot_core::{ClusterView, InstanceKey};
 use pivot_dialect::{ChangeSource, Sql};
 use pivot_drill::{eventually, TestSandbox};
 use pivot_server::Session;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SWITCHOVERS: u64 = 20;
@@ -125,20 +124,7 @@ async fn sysbench_sees_no_error_across_twenty_switchovers_through_the_protocol_m
     assert!(hub.offer(table(1, &nodes[0].1, false)));
     let proxy = pivot::proxy::start("sandbox", sb.credentials("pivot").unwrap(), cfg, hub.clone()).unwrap();
     let app = sb.credentials("app").unwrap();
-    let sysbench = |port: u16, args: &[&str]| {
-        let mut c = Command::new("sysbench");
-        c.arg("oltp_read_write")
-            .arg("--mysql-host=127.0.0.1")
-            .arg(format!("--mysql-port={port}"))
-            .arg(format!("--mysql-user={}", app.user))
-            .env("MYSQL_PWD", app.password.expose())
-            .args(["--mysql-db=test", "--tables=4", "--table-size=2000", "--db-ps-mode=disable"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    };
+    let sysbench = |port: u16, args: &[&str]| Sysbench::oltp_read_write(&app, port, args);
     let prepare = sysbench(nodes[0].1.port, &["prepare"]).output().unwrap();
     assert!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
     let run = sysbench(write.port(), &[&format!("--threads={THREADS}"), "--time=600", "--report-interval=0", "run"])

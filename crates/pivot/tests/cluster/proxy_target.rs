@@ -6,7 +6,6 @@
 
 use crate::support::*;
 use pivot_drill::http_get;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SWITCHOVERS: usize = 20;
@@ -38,20 +37,7 @@ async fn sysbench_sees_no_error_across_twenty_switchovers_by_pivot_through_the_p
         }
     }
     let app = rig.sb.credentials("app").unwrap();
-    let sysbench = |port: u16, args: &[&str]| {
-        let mut c = Command::new("sysbench");
-        c.arg("oltp_read_write")
-            .arg("--mysql-host=127.0.0.1")
-            .arg(format!("--mysql-port={port}"))
-            .arg(format!("--mysql-user={}", app.user))
-            .env("MYSQL_PWD", app.password.expose())
-            .args(["--mysql-db=test", "--tables=4", "--table-size=2000", "--db-ps-mode=disable"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    };
+    let sysbench = |port: u16, args: &[&str]| Sysbench::oltp_read_write(&app, port, args);
     let node1 = rig.sb.key("node1").unwrap();
     let prepare = sysbench(node1.port, &["prepare"]).output().unwrap();
     assert!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));

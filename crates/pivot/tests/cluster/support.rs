@@ -382,6 +382,25 @@ pub fn with_api_token(rig: &Rig) -> PathBuf {
 pub struct Sysbench(pub Option<std::process::Child>);
 
 impl Sysbench {
+    /// `sysbench oltp_read_write` as `app` on 127.0.0.1:`port` (4 tables of
+    /// 2000 rows in `test`, no prepared statements: the proxy's protocol
+    /// mode does not move them), with `args` (`prepare`, or `run` and its
+    /// options); output captured.
+    pub fn oltp_read_write(app: &pivot_server::Credentials, port: u16, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("sysbench");
+        c.arg("oltp_read_write")
+            .arg("--mysql-host=127.0.0.1")
+            .arg(format!("--mysql-port={port}"))
+            .arg(format!("--mysql-user={}", app.user))
+            .env("MYSQL_PWD", app.password.expose())
+            .args(["--mysql-db=test", "--tables=4", "--table-size=2000", "--db-ps-mode=disable"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+
     pub fn running(&mut self) -> bool {
         self.0.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
