@@ -74,9 +74,9 @@ impl ClusterMachine {
         if rec.last_reachable.is_none() {
             readings.retain(|(kind, _)| *kind != super::super::health_alerts::HealthKind::Reachability);
         }
+        // Whether a recovery runs was told after the last event (`health_tick`);
+        // nothing before this point of an observation changes it.
         let source_down = self.source_down(instance);
-        let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
-        self.health.set_recovering(recovering, self.now);
         for a in self.health.observe(instance, readings, source_down, self.now) {
             out.push(Command::HealthAlert(Box::new(a)));
         }
@@ -85,8 +85,7 @@ impl ClusterMachine {
     /// After every event: the recovery state (its end starts the quiet
     /// time); on the timer, problems held back that are due now.
     pub(super) fn health_tick(&mut self, tick: bool, out: &mut Vec<Command>) {
-        let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
-        self.health.set_recovering(recovering, self.now);
+        self.health.set_recovering(self.recovering_anywhere(), self.now);
         if !tick {
             return;
         }

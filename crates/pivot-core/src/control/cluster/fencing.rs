@@ -116,7 +116,7 @@ impl ClusterMachine {
     /// passes through shapes that look like a split brain. Without such a
     /// read, one is asked for; this runs again when it comes.
     pub(super) fn repair(&mut self, out: &mut Vec<Command>) {
-        if self.task != RecoveryTask::Idle || self.recovering_elsewhere() {
+        if self.recovering_anywhere() {
             return;
         }
         // Readings from before the last recovery ended show its start's
@@ -230,6 +230,11 @@ impl ClusterMachine {
     /// written) does not hold back keeping former primaries read-only.
     pub(super) fn recovering_elsewhere(&self) -> bool {
         self.store.running.as_ref().is_some_and(|r| !r.owner_gone && !r.ours)
+    }
+
+    /// A recovery runs in this process or, under a live lease, in another.
+    pub(super) fn recovering_anywhere(&self) -> bool {
+        self.task != RecoveryTask::Idle || self.recovering_elsewhere()
     }
 
     /// The store was read after the last recovery ended (its fence list

@@ -316,7 +316,7 @@ impl ClusterMachine {
         // `pivot switchover --local`), the recovery does the fencing: the
         // cluster is between two shapes (a candidate writable, replicas not
         // yet repointed) and must not be "repaired" meanwhile.
-        let recovering = self.task != RecoveryTask::Idle || self.recovering_elsewhere();
+        let recovering = self.recovering_anywhere();
         // A former primary that stops answering is watched by connection
         // attempts again, so that when it comes back (restarted writable by
         // its configuration, say) it is fenced within milliseconds, not at
